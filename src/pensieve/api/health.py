@@ -1,0 +1,32 @@
+"""Liveness and readiness probes: GET /health (the process answers) and GET /ready (a model can serve)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from pensieve import __version__
+from pensieve.api.deps import PoolDep, SettingsDep
+
+router = APIRouter(tags=["Health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, Any]:
+    """Always 200 while the server process is up."""
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/ready")
+async def ready(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
+    """200 when a loaded model can serve requests, else 503 with the reason."""
+    loaded = [engine.model_id for engine in pool.loaded()]
+    body: dict[str, Any] = {"default_model": settings.default_model, "loaded_models": loaded}
+    if loaded:
+        return JSONResponse({"status": "ready", **body})
+    failure = pool.failure(settings.default_model)
+    reason = failure or "No model is loaded yet (the default model loads at start-up or on first request)."
+    body["error"] = {"message": reason, "type": "server_error", "param": None, "code": "model_not_ready"}
+    return JSONResponse({"status": "not_ready", **body}, status_code=503)

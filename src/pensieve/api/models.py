@@ -1,0 +1,65 @@
+"""Model listing routes: OpenAI's GET /v1/models[/{id}] and Pensieve's detailed GET /api/models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from pensieve.api.deps import PoolDep, require_api_key
+from pensieve.engine.pool import ModelPool, normalise_model_id
+from pensieve.engine.registry import ModelInfo
+from pensieve.errors import ModelNotFoundError
+from pensieve.schemas.responses import ModelCard, ModelList
+
+router = APIRouter(tags=["Models"], dependencies=[Depends(require_api_key)])
+
+
+def describe_model(info: ModelInfo, pool: ModelPool) -> dict[str, Any]:
+    """Everything a client may want to know about an installed model file."""
+    loaded = {engine.model_id: engine for engine in pool.loaded()}
+    engine = loaded.get(info.id)
+    return {
+        "id": info.id,
+        "file": info.path.name,
+        "size_bytes": info.size_bytes,
+        "architecture": info.architecture,
+        "name": info.name,
+        "quantization": info.quantization,
+        "parameters": info.parameter_count,
+        "context_length": info.context_length,
+        "chat_template": info.has_chat_template,
+        "chat_format": engine.chat_format if engine else None,
+        "loaded": engine is not None,
+        "loaded_context_length": engine.context_length if engine else None,
+        "usable": info.usable and pool.failure(info.id) is None,
+        "error": info.error or pool.failure(info.id),
+    }
+
+
+def _card(info: ModelInfo, pool: ModelPool) -> ModelCard:
+    return ModelCard(id=info.id, created=info.modified_ns // 1_000_000_000, details=describe_model(info, pool))
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(pool: PoolDep) -> ModelList:
+    """Installed models that can serve (unreadable files are listed by GET /api/models)."""
+    models = await pool.available_models()
+    return ModelList(data=[_card(info, pool) for info in models if info.usable])
+
+
+@router.get("/v1/models/{model_id}", response_model=ModelCard)
+async def retrieve_model(model_id: str, pool: PoolDep) -> ModelCard:
+    """One installed model."""
+    wanted = normalise_model_id(model_id)
+    for info in await pool.available_models():
+        if info.id == wanted and info.usable:
+            return _card(info, pool)
+    raise ModelNotFoundError(f"The model '{model_id}' does not exist.", param="model")
+
+
+@router.get("/api/models")
+async def list_model_files(pool: PoolDep) -> dict[str, Any]:
+    """Every model file in the models folder, with its metadata, load state and any error."""
+    models = await pool.available_models()
+    return {"models_dir": str(pool.registry.models_dir), "data": [describe_model(info, pool) for info in models]}

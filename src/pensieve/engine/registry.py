@@ -1,0 +1,107 @@
+"""The model registry: which GGUF files are installed, and what their headers say.
+
+Model ids are file stems (`models/gemma-3-270m-q4_k_m.gguf` -> `gemma-3-270m-q4_k_m`). Headers are
+re-read only when a file's size or modification time changes, so rescanning on every listing is cheap
+and a file dropped into the folder is served without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pensieve.engine.gguf_metadata import GGUFFormatError, GGUFMetadata, read_gguf_metadata
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One installed model file; `error` says why it cannot be used, if it cannot."""
+
+    id: str
+    path: Path
+    size_bytes: int
+    modified_ns: int
+    architecture: str | None = None
+    name: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    parameter_count: int | None = None
+    chat_template: str | None = None
+    error: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """True when the header parsed and the file looks complete."""
+        return self.error is None
+
+    @property
+    def has_chat_template(self) -> bool:
+        """True when the file carries its own chat template."""
+        return self.chat_template is not None
+
+
+def _describe(path: Path, stat_size: int, stat_mtime: int, metadata: GGUFMetadata) -> ModelInfo:
+    name = metadata.values.get("general.name")
+    return ModelInfo(
+        id=path.stem,
+        path=path,
+        size_bytes=stat_size,
+        modified_ns=stat_mtime,
+        architecture=metadata.architecture,
+        name=name if isinstance(name, str) else None,
+        quantization=metadata.quantization,
+        context_length=metadata.context_length,
+        parameter_count=metadata.parameter_count,
+        chat_template=metadata.chat_template,
+    )
+
+
+def inspect_model_file(path: Path) -> ModelInfo:
+    """Read one file's header into a ModelInfo; a bad file yields an entry with `error` set."""
+    stat = path.stat()
+    try:
+        return _describe(path, stat.st_size, stat.st_mtime_ns, read_gguf_metadata(path))
+    except (GGUFFormatError, OSError, ValueError) as exc:
+        logger.warning("model file %s is unusable: %s", path, exc)
+        return ModelInfo(id=path.stem, path=path, size_bytes=stat.st_size, modified_ns=stat.st_mtime_ns, error=str(exc))
+
+
+class ModelRegistry:
+    """Scans a folder for `*.gguf` files and caches their parsed headers by (size, mtime)."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        self._cache: dict[Path, ModelInfo] = {}
+        self._lock = threading.Lock()
+
+    def scan(self) -> list[ModelInfo]:
+        """Every model file in the folder, sorted by id; unreadable files are included with `error`."""
+        if not self.models_dir.is_dir():
+            return []
+        found: dict[Path, ModelInfo] = {}
+        for path in sorted(self.models_dir.glob("*.gguf")):
+            if not path.is_file():
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # removed while scanning
+            cached = self._cache.get(path)
+            if cached and cached.size_bytes == stat.st_size and cached.modified_ns == stat.st_mtime_ns:
+                found[path] = cached
+            else:
+                found[path] = inspect_model_file(path)
+        with self._lock:
+            self._cache = found
+        return sorted(found.values(), key=lambda info: info.id)
+
+    def get(self, model_id: str) -> ModelInfo | None:
+        """The model with this id after a fresh scan, or None when no such file exists."""
+        for info in self.scan():
+            if info.id == model_id:
+                return info
+        return None

