@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -32,6 +33,7 @@ def describe_model(info: ModelInfo, pool: ModelPool) -> dict[str, Any]:
         "chat_format": engine.chat_format if engine else None,
         "loaded": engine is not None,
         "loaded_context_length": engine.context_length if engine else None,
+        "stats": asdict(engine.stats()) if engine else None,
         "usable": info.usable and pool.failure(info.id) is None,
         "error": info.error or pool.failure(info.id),
     }
