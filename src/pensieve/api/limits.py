@@ -44,7 +44,10 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
     def _message(self) -> str:
-        return f"The request body is larger than the server's limit of {self.max_bytes} bytes (PENSIEVE_MAX_REQUEST_BYTES)."
+        return (
+            f"The request body is larger than the server's limit of {self.max_bytes} bytes "
+            "(PENSIEVE_MAX_REQUEST_BYTES)."
+        )
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(PayloadTooLargeError(self._message()).to_body()).encode()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
 from sse_starlette import EventSourceResponse
@@ -25,7 +25,7 @@ PING_SECONDS = 15
 
 
 def event_stream_response(
-    first: str, rest: AsyncIterator[str], headers: dict[str, str] | None = None
+    first: str, rest: AsyncGenerator[str, None], headers: dict[str, str] | None = None
 ) -> EventSourceResponse:
     """An SSE response sending `first`, then every payload of `rest`, then [DONE]."""
 

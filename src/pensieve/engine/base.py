@@ -8,7 +8,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol, runtime_checkable
 
 from pensieve.engine.types import EngineStats, GenerationChunk, GenerationRequest
@@ -32,7 +32,7 @@ class Engine(Protocol):
         """Tokens the request's prompt takes once formatted, without generating anything."""
         ...
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         """Stream the completion of `request`."""
         ...
 

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from pensieve.engine.types import ChatMessage
+from pensieve.engine.types import ChatMessage, Role
 from pensieve.errors import InvalidRequestError
 
 Formatter = Callable[[Sequence[ChatMessage], str], str]
@@ -83,7 +83,7 @@ def _system_text(messages: Sequence[ChatMessage]) -> tuple[str, list[ChatMessage
     for message in messages:
         if message.role in ("system", "developer"):
             continue
-        role = "assistant" if message.role == "assistant" else "user"
+        role: Role = "assistant" if message.role == "assistant" else "user"
         if turns and turns[-1].role == role:
             turns[-1] = ChatMessage(role=role, content=f"{turns[-1].content}\n\n{message.content}")
         else:

@@ -167,6 +167,10 @@ def _tensor_bytes(shape: list[int], type_id: int) -> int:
 def read_gguf_metadata(path: Path) -> GGUFMetadata:
     """Parse `path`'s header and tensor table; raise GGUFFormatError if it is not a sound GGUF file."""
     size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head != struct.pack("<I", GGUF_MAGIC):
+        raise GGUFFormatError(f"not a GGUF file (it starts with {head!r})" if head else "not a GGUF file (it is empty)")
     if size < 24:
         raise GGUFFormatError(f"file is {size} bytes, too small to be GGUF")
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:

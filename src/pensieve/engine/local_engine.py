@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -137,7 +137,7 @@ class LocalEngine:
         default = self._default_max_tokens
         return max(1, min(default, room) if default > 0 else room)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         """Stream the completion; errors the client caused are raised before the first chunk."""
         if self._closed:
             raise EngineError(f"Model '{self.model_id}' is unloading.")

@@ -1,0 +1,102 @@
+"""Request schemas: strict types, defaults from settings, refusal of unsupported features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from pensieve.api.errors import describe_validation
+from pensieve.config import Settings, load_settings
+from pensieve.errors import UnsupportedParameterError
+from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.chdir(tmp_path)
+    return load_settings(default_temperature=0.3, default_top_k=7)
+
+
+def chat(**fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": "hi"}], **fields})
+
+
+def test_unset_sampling_values_come_from_settings(settings: Settings) -> None:
+    request = chat(top_p=0.5, max_completion_tokens=12).to_request(settings)
+    assert request.model == settings.default_model
+    assert request.params.temperature == 0.3
+    assert request.params.top_k == 7
+    assert request.params.top_p == 0.5
+    assert request.params.max_tokens == 12
+
+
+def test_text_parts_are_joined(settings: Settings) -> None:
+    body = ChatCompletionRequest.model_validate(
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}
+    )
+    messages = body.to_request(settings).messages
+    assert messages is not None and messages[0].content == "a\nb"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"response_format": {"type": "json_object"}}, "response_format.type"),
+        ({"logprobs": True}, "logprobs"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ],
+)
+def test_unsupported_features_are_refused_clearly(settings: Settings, fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedParameterError) as caught:
+        chat(**fields).to_request(settings)
+    assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"temperature": "0.5"}, "temperature"),
+        ({"temperature": 3}, "temperature"),
+        ({"stream": "yes"}, "stream"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"stop": ["x"] * 17}, "stop"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias"),
+        ({"n": 0}, "n"),
+    ],
+)
+def test_wrong_types_and_ranges_name_the_parameter(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        chat(**fields)
+    error = RequestValidationError(
+        [{**item, "loc": ("body", *item["loc"])} for item in caught.value.errors(include_url=False)]
+    )
+    _, reported, _ = describe_validation(error)
+    assert reported == param
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert chat(some_vendor_extra=1).n == 1
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("once", ["once"]),
+        (["a", "b"], ["a", "b"]),
+        ([1, 2, 3], [(1, 2, 3)]),
+        ([[1, 2], [3]], [(1, 2), (3,)]),
+    ],
+)
+def test_completion_prompt_shapes(settings: Settings, prompt: Any, expected: list[Any]) -> None:
+    requests = CompletionRequest.model_validate({"prompt": prompt}).to_requests(settings)
+    assert [r.prompt for r in requests] == expected
+    assert all(r.params.max_tokens == 16 for r in requests)  # OpenAI's default for this endpoint
+
+
+def test_completion_refuses_suffix(settings: Settings) -> None:
+    with pytest.raises(UnsupportedParameterError):
+        CompletionRequest.model_validate({"prompt": "x", "suffix": "y"}).to_requests(settings)

@@ -1,0 +1,76 @@
+"""Stop sequences, UTF-8 reassembly and whitespace trimming of streamed text."""
+
+from __future__ import annotations
+
+from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler
+
+
+def feed(stops: list[str], pieces: list[str]) -> tuple[list[str], bool]:
+    stopper = StopSequenceFilter(stops)
+    emitted = []
+    for piece in pieces:
+        text, hit = stopper.push(piece)
+        emitted.append(text)
+        if hit:
+            return emitted, True
+    emitted.append(stopper.flush())
+    return emitted, False
+
+
+def test_stop_sequence_split_across_pieces_is_never_emitted() -> None:
+    emitted, hit = feed(["END"], ["hello E", "N", "D world"])
+    assert hit
+    assert "".join(emitted) == "hello "
+    assert emitted[0] == "hello "  # the partial "E" was held back, not sent and retracted
+
+
+def test_false_partial_match_is_released() -> None:
+    emitted, hit = feed(["END"], ["an E", "xample"])
+    assert not hit
+    assert emitted == ["an ", "Example", ""]
+
+
+def test_earliest_of_several_stops_wins() -> None:
+    emitted, hit = feed(["world", "lo"], ["hello world"])
+    assert hit
+    assert "".join(emitted) == "hel"
+
+
+def test_without_stops_text_passes_through() -> None:
+    emitted, hit = feed([], ["a", "b"])
+    assert emitted == ["a", "b", ""]
+    assert not hit
+
+
+def test_held_text_is_flushed_at_the_end() -> None:
+    emitted, hit = feed(["\nUser:"], ["Paris.", "\n", "Us"])
+    assert not hit
+    assert "".join(emitted) == "Paris.\nUs"
+
+
+def test_utf8_character_split_across_tokens() -> None:
+    assembler = Utf8Assembler()
+    data = "é😀".encode()
+    out = [assembler.push(data[i : i + 1]) for i in range(len(data))]
+    assert "".join(out) + assembler.flush() == "é😀"
+    assert out[0] == ""  # nothing emitted until the character is complete
+
+
+def test_incomplete_utf8_at_end_becomes_replacement_character() -> None:
+    assembler = Utf8Assembler()
+    assert assembler.push("😀".encode()[:2]) == ""
+    assert assembler.flush() == "\ufffd"
+
+
+def test_edge_whitespace_is_trimmed_without_touching_inner_spaces() -> None:
+    trimmer = EdgeWhitespaceTrimmer()
+    pieces = [" ", " The", " capital", " is", " Paris.", "\n", "\n"]
+    emitted = [trimmer.push(piece) for piece in pieces]
+    assert "".join(emitted) == "The capital is Paris."
+    assert emitted[1] == "The"
+
+
+def test_inner_newlines_survive_trimming() -> None:
+    trimmer = EdgeWhitespaceTrimmer()
+    emitted = [trimmer.push(piece) for piece in ["Line one.", "\n\n", "Line two.", "\n"]]
+    assert "".join(emitted) == "Line one.\n\nLine two."
