@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from pensieve import __version__
 from pensieve.api import health, models, openai_v1
@@ -57,7 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await pool.close()
 
-    app = FastAPI(title="Pensieve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # The docs pages are served from the package, not a CDN: they must work offline.
+    app = FastAPIOffline(title="Pensieve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(openai_v1.router)
     app.include_router(models.router)

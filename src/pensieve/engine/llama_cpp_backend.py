@@ -264,8 +264,14 @@ class LlamaCppModel:
         if self._closed:
             raise LlamaDecodeError("model is closed")
         reused = self._reuse_prefix(prompt)
-        if not self._decode(prompt[reused:], reused, want_logits=True, cancelled=cancelled):
+        # The last prompt token is always evaluated on its own. Logits depend (in low bits, and
+        # through greedy ties beyond) on how tokens were batched; decoding it alone makes a repeated
+        # request, which reuses every other token from the cache, reproduce the first run exactly.
+        if not self._decode(prompt[reused:-1], reused, want_logits=False, cancelled=cancelled):
             return
+        if cancelled():
+            return
+        self._decode(prompt[-1:], len(prompt) - 1, want_logits=True)
         biases = [*params.logit_bias, *((token, _NEG_INF) for token in self.banned_tokens)]
         first_biases = [*biases, *((token, _NEG_INF) for token in self.eog_tokens)] if forbid_eog_first else biases
         sampler = self._build_sampler(params, first_biases)

@@ -1,0 +1,331 @@
+"""Set up Pensieve in this checkout, fast and idempotently; the run_*.sh / run_*.bat scripts call it.
+
+Steps: create `.venv` (upgrading its pip once), install the pinned dependencies with `pip install -e .`
+(skipped when a stamp in `.venv` shows that pyproject.toml and the extras are unchanged), copy
+`.env.example` to `.env` when missing, create the runtime folders and install the default model.
+With `--test` it then runs ruff, ruff format, mypy and pytest (arguments after `--` go to pytest).
+
+Standard library only, and it must keep running on Python 3.10: it runs before any dependency exists.
+
+    python scripts/bootstrap.py [--extras dev] [--no-model] [--no-install] [--test] [-- PYTEST_ARGS...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+MIN_PYTHON = (3, 10)
+# Newest Python whose wheels every pinned dependency publishes; newer ones make pip compile (e.g. numpy).
+NEWEST_TESTED_PYTHON = (3, 13)
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+STAMP = VENV / "pensieve-setup.json"
+STAMP_FORMAT = 1
+RUNTIME_DIRS = ("models", "data/uploads", "logs")
+WINDOWS = os.name == "nt"
+RUN_APP = "run_app.bat" if WINDOWS else "./run_app.sh"
+
+PIP_HINTS = {
+    "Linux": "Linux: install a C/C++ compiler and CMake, e.g. `sudo apt-get install build-essential cmake` "
+    "(Fedora: `sudo dnf install gcc-c++ cmake`).",
+    "Darwin": "macOS: install Apple's command line tools with `xcode-select --install`.",
+    "Windows": 'Windows: install "Visual Studio Build Tools" with the "Desktop development with C++" workload '
+    "(https://visualstudio.microsoft.com/visual-cpp-build-tools/), then open a new terminal.",
+}
+
+
+class SetupError(Exception):
+    """Set-up cannot go on; the message tells the user what to do."""
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def venv_bin(name: str) -> Path:
+    """An executable inside `.venv` (`Scripts\\name.exe` on Windows, `bin/name` elsewhere)."""
+    return VENV / "Scripts" / f"{name}.exe" if WINDOWS else VENV / "bin" / name
+
+
+def run(command: Sequence[str | Path], *, quiet: bool = False) -> int:
+    """Run a command in the repository root and return its exit status."""
+    output = subprocess.DEVNULL if quiet else None
+    return subprocess.run([str(part) for part in command], cwd=ROOT, stdout=output, stderr=output).returncode
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- Virtual environment ------------------------------------------------------------------------
+
+
+def ensure_venv() -> None:
+    """Create `.venv` with this interpreter, replacing one whose Python no longer exists."""
+    python = venv_bin("python")
+    if python.exists():
+        return
+    if VENV.exists():
+        # Typically the interpreter it was made from has been upgraded or removed.
+        warn(f"{VENV} exists but has no working Python; recreating it.")
+        shutil.rmtree(VENV)
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    say(f"Creating the virtual environment .venv with Python {version} ({sys.executable})")
+    if sys.version_info[:2] > NEWEST_TESTED_PYTHON:
+        warn(
+            f"Python {version} is newer than the versions Pensieve is tested on (3.10 to 3.13); some pinned "
+            "packages (numpy) have no wheel for it and must be compiled. If installing fails, install Python "
+            "3.12, delete .venv and run this again."
+        )
+    if run([sys.executable, "-m", "venv", VENV]) != 0 or not python.exists():
+        shutil.rmtree(VENV, ignore_errors=True)
+        raise SetupError(
+            "could not create the virtual environment .venv. On Debian/Ubuntu install the venv module: "
+            f"`sudo apt-get install python3-venv` (or python{sys.version_info[0]}.{sys.version_info[1]}-venv)."
+        )
+    say("Upgrading pip inside .venv")
+    if run([python, "-m", "pip", "install", "--upgrade", "pip"]) != 0:
+        warn("could not upgrade pip; going on with the version that came with Python.")
+
+
+# --- Dependencies ---------------------------------------------------------------------------------
+
+
+def read_stamp() -> dict[str, object]:
+    try:
+        stamp = json.loads(STAMP.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def stamp_extras(stamp: dict[str, object]) -> set[str]:
+    extras = stamp.get("extras")
+    return {str(item) for item in extras} if isinstance(extras, list) else set()
+
+
+def stamp_is_current(stamp: dict[str, object], pyproject_hash: str) -> bool:
+    """Whether the last successful install was of this pyproject.toml, in this folder."""
+    expected = {"format": STAMP_FORMAT, "pyproject": pyproject_hash, "root": str(ROOT)}
+    return all(stamp.get(key) == value for key, value in expected.items())
+
+
+def pinned_version(distribution: str) -> str | None:
+    """The version pinned in pyproject.toml (`name==version`), read without tomllib (absent on 3.10)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    match = re.search(rf"[\"']{re.escape(distribution)}==([^\"';\s]+)", text)
+    return match.group(1) if match else None
+
+
+def installed_version(distribution: str) -> str | None:
+    """The version of a distribution installed in `.venv`, or None."""
+    probe = (
+        "import importlib.metadata as m, sys\n"
+        "try:\n"
+        f"    print(m.version({distribution!r}))\n"
+        "except m.PackageNotFoundError:\n"
+        "    sys.exit(1)\n"
+    )
+    result = subprocess.run(
+        [str(venv_bin("python")), "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def print_pip_hints() -> None:
+    system = platform.system()
+    print("\nInstalling the dependencies failed. The first error in pip's output above says why.", file=sys.stderr)
+    print(
+        "Most often it is llama-cpp-python, which pip compiles from source and so needs a build toolchain:",
+        file=sys.stderr,
+    )
+    ordered = [PIP_HINTS[system]] if system in PIP_HINTS else []
+    ordered += [hint for key, hint in PIP_HINTS.items() if key != system]
+    for hint in ordered:
+        print(f"  - {hint}", file=sys.stderr)
+    print(
+        "  - Other causes: no network access to PyPI (check proxy settings), or a broken .venv "
+        f"(delete the .venv folder and run {RUN_APP} again).",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def ensure_dependencies(requested: set[str]) -> None:
+    """`pip install -e .[extras]` unless the stamp shows the same pyproject.toml and at least these extras."""
+    pyproject_hash = sha256_file(ROOT / "pyproject.toml")
+    stamp = read_stamp()
+    current = stamp_is_current(stamp, pyproject_hash)
+    installed_extras = stamp_extras(stamp) if current else set()
+    if current and requested <= installed_extras:
+        say("Dependencies are up to date (pyproject.toml unchanged); skipping pip")
+        return
+    # Keep extras installed earlier (e.g. dev) in step with the pins too.
+    extras = requested | stamp_extras(stamp)
+    target = f".[{','.join(sorted(extras))}]" if extras else "."
+    python = venv_bin("python")
+    if run([python, "-m", "pip", "--version"], quiet=True) != 0:
+        say("pip is missing from .venv; installing it")
+        run([python, "-m", "ensurepip", "--upgrade"])
+    llama_pin = pinned_version("llama-cpp-python")
+    if llama_pin is None or installed_version("llama-cpp-python") != llama_pin:
+        say(
+            "Note: llama-cpp-python has no prebuilt wheel on PyPI, so pip compiles it from source. The first "
+            "time on this machine that takes about 5 minutes on 2 CPU cores (longer on slower machines) and "
+            "shows little progress; please wait. pip caches the built wheel, so later installs take seconds."
+        )
+    STAMP.unlink(missing_ok=True)  # an interrupted install must not look finished
+    say(f"Installing Pensieve and its pinned dependencies: pip install -e {target}")
+    if run([python, "-m", "pip", "install", "-e", target]) != 0:
+        print_pip_hints()
+        raise SetupError("pip install failed (see above).")
+    stamp = {
+        "format": STAMP_FORMAT,
+        "pyproject": pyproject_hash,
+        "extras": sorted(extras),
+        "root": str(ROOT),
+        "python": platform.python_version(),
+    }
+    STAMP.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+
+
+def check_installed() -> None:
+    """For quick start: the set-up must have finished once; warn when pyproject.toml changed since."""
+    if not venv_bin("python").exists():
+        raise SetupError(f"Pensieve is not set up yet: run {RUN_APP} first (it creates .venv and installs it).")
+    stamp = read_stamp()
+    if not stamp:
+        raise SetupError(f"the last set-up did not finish: run {RUN_APP} to complete it.")
+    if not stamp_is_current(stamp, sha256_file(ROOT / "pyproject.toml")):
+        warn(f"pyproject.toml changed since the last set-up; run {RUN_APP} to update the dependencies.")
+
+
+# --- Files, folders and the model ------------------------------------------------------------------
+
+
+def ensure_env_file() -> None:
+    env, example = ROOT / ".env", ROOT / ".env.example"
+    if env.exists():
+        return
+    if not example.exists():
+        warn(".env.example is missing; not creating .env (the built-in defaults apply).")
+        return
+    shutil.copyfile(example, env)
+    say("Created .env from .env.example; edit it to change the settings")
+
+
+def ensure_runtime_dirs() -> None:
+    for name in RUNTIME_DIRS:
+        (ROOT / name).mkdir(parents=True, exist_ok=True)
+
+
+def ensure_model() -> None:
+    say("Checking the default model (assembled and verified on the first run)")
+    command: list[str | Path] = [venv_bin("python"), "-m", "pensieve", "models", "install-default"]
+    if not sys.stderr.isatty():
+        command.append("--quiet")  # no progress bar in CI logs
+    if run(command) != 0:
+        raise SetupError(
+            f"installing the default model failed (see above). Try: {RUN_APP} again, or "
+            "`python -m pensieve models install-default --force` inside .venv."
+        )
+
+
+# --- Checks (run_tests) ---------------------------------------------------------------------------
+
+
+def run_checks(pytest_args: Sequence[str]) -> int:
+    """ruff check, ruff format --check, mypy, pytest: all of them run; non-zero if any failed."""
+    steps: list[tuple[str, list[str | Path]]] = [
+        ("ruff check .", [venv_bin("ruff"), "check", "."]),
+        ("ruff format --check .", [venv_bin("ruff"), "format", "--check", "."]),
+        ("mypy", [venv_bin("mypy")]),
+        (" ".join(["pytest", *pytest_args]), [venv_bin("pytest"), *pytest_args]),
+    ]
+    results: list[tuple[str, int]] = []
+    for number, (title, command) in enumerate(steps, start=1):
+        print(flush=True)
+        say(f"[{number}/{len(steps)}] {title}")
+        status = run(command)
+        if status == 5 and title.startswith("pytest"):
+            warn("pytest collected no tests (exit status 5).")
+        results.append((title, status))
+    print(flush=True)
+    say("Summary")
+    for title, status in results:
+        print(f"    {'ok' if status == 0 else f'FAILED (exit {status})':<16} {title}", flush=True)
+    failed = [title for title, status in results if status != 0]
+    if failed:
+        print(f"\n{len(failed)} of {len(results)} checks failed.", file=sys.stderr, flush=True)
+        return 1
+    print("\nAll checks passed.", flush=True)
+    return 0
+
+
+# --- Entry point ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Options before `--` are ours; everything after it goes to pytest."""
+    argv = list(argv)
+    rest: list[str] = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, rest = argv[:split], argv[split + 1 :]
+    parser = argparse.ArgumentParser(description="Set up Pensieve in this checkout (used by the run_* scripts).")
+    parser.add_argument("--extras", default="", help="comma-separated extras to install too, e.g. dev")
+    parser.add_argument("--no-model", action="store_true", help="do not install the default model")
+    parser.add_argument(
+        "--no-install", action="store_true", help="never create .venv or run pip; fail if set-up never ran"
+    )
+    parser.add_argument("--test", action="store_true", help="then run ruff, mypy and pytest (args after --)")
+    return parser.parse_args(argv), rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, pytest_args = parse_args(sys.argv[1:] if argv is None else argv)
+    if sys.version_info < MIN_PYTHON:
+        print(f"error: Pensieve needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer.", file=sys.stderr)
+        return 1
+    extras = {item.strip() for item in args.extras.split(",") if item.strip()}
+    try:
+        if args.no_install:
+            check_installed()
+        else:
+            ensure_venv()
+            ensure_dependencies(extras)
+        ensure_env_file()
+        ensure_runtime_dirs()
+        if not args.no_model:
+            ensure_model()
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if args.test:
+        try:
+            return run_checks(pytest_args)
+        except KeyboardInterrupt:
+            return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
