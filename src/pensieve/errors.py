@@ -119,3 +119,60 @@ class EngineError(PensieveError):
     status_code = 500
     error_type = "server_error"
     default_code = "engine_error"
+
+
+class RateLimitedError(PensieveError):
+    """Too many requests queued for a model (HTTP 429); `Retry-After` says when to try again."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_seconds: float, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"retry-after": str(max(1, round(retry_after_seconds)))})
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PrivateDataBlockedError(PensieveError):
+    """The request holds data marked private and may not leave the machine, but only the cloud could serve it."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "private_data_blocked"
+
+
+class CloudError(PensieveError):
+    """A cloud provider failed; `retryable` says whether another route (local) may be tried instead.
+
+    `retry_after_seconds` carries the provider's Retry-After, which the circuit breaker honours.
+    """
+
+    status_code = 502
+    error_type = "server_error"
+    default_code = "cloud_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        retryable: bool = True,
+        retry_after_seconds: float | None = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        headers = {"retry-after": str(max(1, round(retry_after_seconds)))} if retry_after_seconds else None
+        super().__init__(message, code=code, param=param, headers=headers)
+        self.provider = provider
+        self.retryable = retryable
+        self.retry_after_seconds = retry_after_seconds
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class CloudUnavailableError(CloudError):
+    """The provider cannot be reached, timed out, is rate limiting us or its circuit breaker is open (503)."""
+
+    status_code = 503
+    default_code = "cloud_unavailable"

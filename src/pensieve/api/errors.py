@@ -23,16 +23,23 @@ def error_response(
     return JSONResponse(body, status_code=status)
 
 
+# Labels pydantic puts in an error's location for the branch of a union it tried ('stop.str', 'content.list[...]').
+_UNION_BRANCH_LABELS = frozenset({"str", "int", "float", "bool", "bytes", "list", "dict", "none", "null"})
+
+
+def _is_union_branch_label(part: str) -> bool:
+    # OpenAI's parameter names are lower snake_case, so brackets, dashes, parentheses or a capital
+    # (a model class name such as 'TextContentPart') mark pydantic's label, never a field.
+    return part in _UNION_BRANCH_LABELS or any(c in part for c in "[-(") or part[:1].isupper()
+
+
 def _param_path(location: tuple[Any, ...]) -> str | None:
-    """('body', 'messages', 0, 'content') -> 'messages[0].content'."""
-    parts = [part for part in location if part != "body"]
+    """('body', 'messages', 0, 'content', 'str') -> 'messages[0].content'."""
     path = ""
-    for part in parts:
+    for part in location[1:] if location[:1] == ("body",) else location:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif "[" in str(part) or "-" in str(part) or "(" in str(part):
-            continue  # pydantic's union-branch labels such as 'list[str]' or 'function-after[...]'
-        else:
+        elif not _is_union_branch_label(str(part)):
             path += f".{part}" if path else str(part)
     return path or None
 

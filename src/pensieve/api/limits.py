@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -31,17 +32,32 @@ class BodySizeLimitMiddleware:
             await self._refuse(send)
             return
         received = 0
+        too_large = False
+        response_started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise PayloadTooLargeError(self._message())
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
+            # Once the body overflowed, whatever the app makes of the exception (FastAPI reports a body it
+            # could not read as a 400) is dropped: the client gets the 413 below.
+            if too_large:
+                return
+            response_started = True
+            await send(message)
+
+        with contextlib.suppress(PayloadTooLargeError):
+            await self.app(scope, counting_receive, guarded_send)
+        if too_large and not response_started:
+            await self._refuse(send)
 
     def _message(self) -> str:
         return (

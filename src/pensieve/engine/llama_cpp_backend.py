@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as llama
+import numpy as np
 
 from pensieve.engine.types import SamplingParams
 
@@ -117,6 +118,22 @@ class LlamaCppModel:
         self._cached_tokens: list[int] = []  # tokens whose KV entries are in the context, in order
         self.eog_tokens, self.banned_tokens = self._classify_special_tokens()
         self._closed = False
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run one small prompt batch and one single-token step, then forget them.
+
+        The first decodes after a load pay for page faults on the mmapped weights and for allocating
+        compute buffers (~0.3 s here); paying it at load keeps it out of the first request's latency.
+        """
+        try:
+            warm = self.tokenize("Hello, world. This warms the model up.", add_special=True, parse_special=False)
+            self._decode(warm[:-1], 0, want_logits=False)
+            self._decode(warm[-1:], len(warm) - 1, want_logits=True)
+        except LlamaDecodeError:
+            logger.warning("warm-up decode failed; the first request will be slower", exc_info=True)
+        finally:
+            self._reset_cache()
 
     # --- vocabulary -------------------------------------------------------------------------------
 
@@ -292,6 +309,18 @@ class LlamaCppModel:
                 self._decode([token], len(self._cached_tokens), want_logits=True)
         finally:
             llama.llama_sampler_free(sampler)
+
+    def token_logprob(self, token: int) -> float:
+        """Log-probability the model gave `token` at the step that sampled it (call before the next decode).
+
+        Raw model probabilities (before temperature and truncation) are what measures the model's own
+        confidence, which the burst controller's cascade compares with a threshold.
+        """
+        pointer = llama.llama_get_logits_ith(self._ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        peak = float(logits.max())
+        log_total = peak + float(np.log(np.exp(logits - peak).sum()))
+        return float(logits[token]) - log_total
 
     def close(self) -> None:
         """Free the context and the model (idempotent)."""

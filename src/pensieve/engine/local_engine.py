@@ -182,8 +182,10 @@ class LocalEngine:
         started = time.perf_counter()
         produced = 0
         try:
-            produced, finish = self._decode_loop(prepared, request, emit, cancelled)
-            emit(GenerationChunk("", finish_reason=finish, usage=Usage(len(prepared.tokens), produced)))
+            produced, finish, logprob_sum = self._decode_loop(prepared, request, emit, cancelled)
+            mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
+            usage = Usage(len(prepared.tokens), produced)
+            emit(GenerationChunk("", finish_reason=finish, usage=usage, mean_logprob=mean_logprob))
         except LlamaDecodeError as exc:
             emit(EngineError(f"The local engine failed while generating: {exc}"))
         except Exception as exc:  # the worker must always answer, or the request would hang
@@ -199,7 +201,8 @@ class LocalEngine:
         request: GenerationRequest,
         emit: Callable[[GenerationChunk | BaseException], None],
         cancelled: Callable[[], bool],
-    ) -> tuple[int, FinishReason]:
+    ) -> tuple[int, FinishReason, float]:
+        """Run the token loop; returns (tokens produced, finish reason, sum of token log-probabilities)."""
         model = self._model
         assembler = Utf8Assembler()
         stopper = StopSequenceFilter(prepared.stop)
@@ -211,6 +214,7 @@ class LocalEngine:
                 emit(GenerationChunk(text))
 
         produced = 0
+        logprob_sum = 0.0
         finish: FinishReason = "length"
         for token in model.generate(
             prepared.tokens,
@@ -223,15 +227,17 @@ class LocalEngine:
                 finish = "stop"
                 break
             produced += 1
+            if request.params.logprobs:
+                logprob_sum += model.token_logprob(token)
             text, hit_stop = stopper.push(assembler.push(model.token_bytes(token)))
             send(text)
             if hit_stop:
-                return produced, "stop"
+                return produced, "stop", logprob_sum
         tail, hit_stop = stopper.push(assembler.flush())
         if not hit_stop:
             tail += stopper.flush()
         send(tail)
-        return produced, "stop" if hit_stop else finish
+        return produced, "stop" if hit_stop else finish, logprob_sum
 
     def _record(self, produced: int, seconds: float) -> None:
         stats = self._stats

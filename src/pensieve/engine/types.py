@@ -24,6 +24,7 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: bool = False  # measure each sampled token's log-probability (costs ~1 ms per token)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class GenerationChunk:
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    mean_logprob: float | None = None  # on the last chunk, when SamplingParams.logprobs asked for it
 
 
 @dataclass

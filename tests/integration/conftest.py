@@ -1,0 +1,117 @@
+"""Fixtures of the integration suite: a real `pensieve serve` process with the real default model.
+
+The models folder is temporary: the real model (a symlink, or a copy) plus three hostile files,
+`not-gguf.gguf` (random bytes), `truncated.gguf` (the first 2 MB of the model) and `empty.gguf`.
+The launcher itself lives in `integration_support.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from integration_support import (
+    DEFAULT_MODEL_FILE,
+    LIVE_SERVERS,
+    REPO_ROOT,
+    ModelsFolder,
+    ServerFactory,
+    ServerHandle,
+    make_client,
+    running_server,
+)
+
+
+def _find_real_model(models_dir: Path) -> Path:
+    """PENSIEVE_TEST_MODEL, else the repository's models folder, else install the default model."""
+    from_env = os.environ.get("PENSIEVE_TEST_MODEL", "").strip()
+    if from_env:
+        path = Path(from_env).expanduser().resolve()
+        if not path.is_file():
+            pytest.fail(f"PENSIEVE_TEST_MODEL={from_env} is not a file")
+        return path
+    in_repo = REPO_ROOT / "models" / DEFAULT_MODEL_FILE
+    if in_repo.is_file():
+        return in_repo.resolve()
+    from pensieve.model_install import install_default_model
+
+    return Path(install_default_model(models_dir, show_progress=False))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        target.symlink_to(source)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+@pytest.fixture(scope="session")
+def models_folder(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
+    """A models folder with the real model and the `not-gguf`, `truncated` and `empty` model files."""
+    models_dir = tmp_path_factory.mktemp("models")
+    real = _find_real_model(models_dir)
+    model_file = models_dir / real.name
+    if not model_file.exists():
+        _link_or_copy(real, model_file)
+    (models_dir / "not-gguf.gguf").write_bytes(b"NOPE" + random.Random(1234).randbytes(256 * 1024))
+    with real.open("rb") as handle:
+        (models_dir / "truncated.gguf").write_bytes(handle.read(2 * 1024 * 1024))
+    (models_dir / "empty.gguf").write_bytes(b"")
+    return ModelsFolder(path=models_dir, model_id=model_file.stem, model_file=model_file)
+
+
+@pytest.fixture(scope="session")
+def server(models_folder: ModelsFolder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """The suite's main server (PENSIEVE_N_CTX=2048, no API key, default body limit)."""
+    with running_server("main", models_folder, tmp_path_factory.mktemp("server-main")) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def server_factory(models_folder: ModelsFolder, tmp_path_factory: pytest.TempPathFactory) -> ServerFactory:
+    """Start extra short-lived servers: `with server_factory("name", {"PENSIEVE_X": "1"}) as srv: ...`."""
+
+    def factory(name: str, extra_env: Mapping[str, str]) -> AbstractContextManager[ServerHandle]:
+        return running_server(name, models_folder, tmp_path_factory.mktemp(f"server-{name}"), extra_env)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def client(server: ServerHandle) -> Iterator[openai.OpenAI]:
+    """`openai.OpenAI` on the main server (no retries, 60 s timeout)."""
+    sdk = make_client(server.base_url)
+    yield sdk
+    sdk.close()
+
+
+@pytest.fixture(scope="session")
+def http(server: ServerHandle) -> Iterator[httpx.Client]:
+    """A raw httpx client on the main server, for requests the SDK would not send."""
+    with httpx.Client(base_url=server.base_url, timeout=60.0) as raw:
+        yield raw
+
+
+@pytest.fixture(scope="session")
+def model_id(server: ServerHandle) -> str:
+    """The id of the real model the main server serves."""
+    return server.model_id
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the tail of every live server's log to a failing test's report."""
+    report = yield
+    if report.failed:
+        for handle in list(LIVE_SERVERS):
+            report.sections.append((f"server '{handle.name}' log (tail)", handle.log_tail()))
+    return report
