@@ -1,4 +1,4 @@
-"""Command-line interface: `pensieve serve | models list | models install-default | version`.
+"""Command-line interface: `pensieve serve | models list | models install-default | route explain | version`.
 
 Flags override `PENSIEVE_*` variables, which override `.env`. Invalid settings end the command with
 one line naming the key and the problem (exit status 2).
@@ -52,12 +52,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     print(f"Pensieve {__version__} on http://{settings.host}:{settings.port}  (API docs: /docs)", flush=True)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, env_file=args.env_file or Path(".env")),
         host=settings.host,
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=5,
     )
+    return 0
+
+
+def cmd_route_explain(args: argparse.Namespace) -> int:
+    """Ask the running server where a prompt would run, and why, without running it."""
+    import httpx
+
+    settings = _settings(args)
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    headers = {"x-pensieve-route": args.route} if args.route else {}
+    if settings.api_key is not None:
+        headers["authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    payload: dict[str, Any] = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
+    if args.max_tokens is not None:
+        payload["max_tokens"] = args.max_tokens
+    try:
+        response = httpx.post(f"{url}/api/route/explain", json=payload, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        print(f"pensieve: cannot reach the server at {url} ({exc}); start it with `pensieve serve`.", file=sys.stderr)
+        return 1
+    data = response.json()
+    if response.status_code != 200:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        print(f"pensieve: {error.get('message', response.text)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    route = data["route"] or "refused"
+    print(f"route: {route}   reason: {data['reason']}   model: {data['model']}   fallback: {data['fallback']}")
+    if data.get("detail"):
+        print(f"detail: {data['detail']}")
+    print(f"{'criterion':<14} {'on':<3} {'vote':<9} detail")
+    for verdict in data["criteria"]:
+        enabled = "yes" if verdict["enabled"] else "no"
+        print(f"{verdict['criterion']:<14} {enabled:<3} {verdict['vote']:<9} {verdict['detail']}")
     return 0
 
 
@@ -159,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--force", action="store_true", help="rebuild the file even if it is already there")
     install.add_argument("--quiet", action="store_true", help="no progress bar")
     install.set_defaults(handler=cmd_models_install_default)
+
+    route_cmds = commands.add_parser("route", help="explain routing decisions", description="Routing tools.")
+    route_sub = route_cmds.add_subparsers(dest="route_command", metavar="ACTION", required=True)
+    explain = route_sub.add_parser(
+        "explain",
+        help="show where a prompt would run and why",
+        description="Ask the running server (POST /api/route/explain) how it would route a chat prompt.",
+    )
+    explain.add_argument("prompt", help="the user message to route")
+    explain.add_argument("--model", default="auto", help="model id: auto (default), a local id or provider/model")
+    explain.add_argument("--route", choices=["local", "cloud", "auto"], help="X-Pensieve-Route override")
+    explain.add_argument("--max-tokens", type=int, help="max_tokens of the request")
+    explain.add_argument("--url", help="server URL (default http://PENSIEVE_HOST:PENSIEVE_PORT)")
+    explain.add_argument("--json", action="store_true", help="print the whole decision record as JSON")
+    explain.set_defaults(handler=cmd_route_explain)
 
     version = commands.add_parser("version", help="print the version", description="Print the version.")
     version.set_defaults(handler=cmd_version)

@@ -78,14 +78,74 @@ class Settings(BaseSettings):
         0, ge=0, description="Token limit when a request sets none; 0 = whatever fits in the context."
     )
 
+    # --- Cloud provider (the common case: one OpenAI-compatible endpoint) ---------------------------
+    cloud_name: str = Field(
+        "cloud", pattern=r"^[a-z0-9_-]+$", description="Provider name; its models appear as '<name>/<model>'."
+    )
+    cloud_base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1.")
+    cloud_api_key: SecretStr | None = Field(None, description="The provider's API key (never logged or returned).")
+    cloud_model: str | None = Field(None, description="Model id at the provider, e.g. gpt-4o-mini.")
+    cloud_price_input: float = Field(0.0, ge=0.0, description="USD per million prompt tokens.")
+    cloud_price_output: float = Field(0.0, ge=0.0, description="USD per million completion tokens.")
+    cloud_timeout_seconds: float = Field(60.0, gt=0.0, description="Whole-request timeout for cloud calls.")
+    cloud_first_token_timeout_seconds: float = Field(
+        20.0, gt=0.0, description="A cloud stream that sends nothing for this long counts as failed."
+    )
+    cloud_providers_file: Path | None = Field(None, description="Optional TOML file declaring more providers.")
+    cloud_circuit_failures: int = Field(3, ge=1, description="Consecutive cloud failures that open the circuit.")
+    cloud_circuit_cooldown_seconds: float = Field(
+        30.0, gt=0.0, description="Seconds an open circuit waits before one probe request."
+    )
+
+    # --- Burst criteria (see README "Routing") ------------------------------------------------------
+    burst_default_route: Literal["local", "cloud"] = Field(
+        "local", description="Route when no criterion decides; 'cloud' bursts whenever budget and privacy allow."
+    )
+    burst_explicit: bool = Field(True, description="Honour the model / X-Pensieve-Route header asking for cloud.")
+    burst_context: bool = Field(True, description="Send prompts that do not fit the local context to the cloud.")
+    burst_load: bool = Field(True, description="Burst when the local estimated wait exceeds the limit below.")
+    burst_max_local_wait_ms: float = Field(10_000.0, ge=0.0, description="Local wait (ms) above which to burst.")
+    burst_local_failure: bool = Field(True, description="Retry on the cloud when the local model fails.")
+    burst_cloud_failure: bool = Field(True, description="Fall back to the local model when the cloud fails.")
+    burst_pinned_local_fallback: bool = Field(
+        True, description="Let context and local-failure move a request naming a local model to the cloud."
+    )
+    burst_complexity: bool = Field(True, description="Burst prompts whose complexity score reaches the threshold.")
+    burst_complexity_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    burst_complexity_weights: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description="JSON object overriding weights of length, code, math, reasoning."
+    )
+    burst_confidence: bool = Field(False, description="Cascade: re-ask the cloud when the local answer is unsure.")
+    burst_confidence_threshold: float = Field(
+        -1.0, le=0.0, description="Mean token log-probability below which a local answer counts as unsure."
+    )
+    burst_budget: bool = Field(True, description="Enforce the cloud spend caps below.")
+    budget_daily_usd: float | None = Field(5.0, ge=0.0, description="Daily cloud spend cap in USD; empty = none.")
+    budget_monthly_usd: float | None = Field(50.0, ge=0.0, description="Monthly cap in USD; empty = none.")
+    burst_circuit: bool = Field(True, description="Keep requests local while a provider's circuit is open.")
+
+    # --- Privacy ------------------------------------------------------------------------------------
+    privacy_mode: Literal["block", "redact", "off"] = Field(
+        "block", description="block: private data never leaves; redact: masked before cloud; off: no check."
+    )
+    privacy_detectors: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["all"], description="Comma list of built-in detectors, or 'all'."
+    )
+    privacy_patterns: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description='JSON object of extra detectors: {"name": "regex"}.'
+    )
+    privacy_keywords: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma list of words that mark a request private."
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lowercase_log_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "privacy_detectors", "privacy_keywords", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         # Accept "a,b" as well as a JSON list, because .env users write comma lists.
         if isinstance(value, str):
             if value.strip().startswith("["):
@@ -93,9 +153,26 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("api_key", mode="before")
+    @field_validator("burst_complexity_weights", "privacy_patterns", mode="before")
     @classmethod
-    def _empty_key_is_none(cls, value: Any) -> Any:
+    def _parse_json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator(
+        "api_key",
+        "cloud_api_key",
+        "cloud_base_url",
+        "cloud_model",
+        "cloud_providers_file",
+        "budget_daily_usd",
+        "budget_monthly_usd",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # `.env` lines like `PENSIEVE_CLOUD_API_KEY=` mean "not set".
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
@@ -120,6 +197,14 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def mask_secret(secret: SecretStr | None) -> str | None:
+    """A key shown without revealing it: its first three and last four characters at most."""
+    if secret is None:
+        return None
+    value = secret.get_secret_value()
+    return f"{value[:3]}…{value[-4:]}" if len(value) >= 12 else "…" * 3
 
 
 class SettingsError(Exception):

@@ -54,6 +54,20 @@ class ContextLengthExceededError(InvalidRequestError):
 
     default_code = "context_length_exceeded"
 
+    @classmethod
+    def for_request(
+        cls, *, n_ctx: int, prompt_tokens: int, requested: int | None, chat: bool, note: str = ""
+    ) -> ContextLengthExceededError:
+        """The error in OpenAI's own wording (SDKs and users recognise it), plus an optional note."""
+        where = "messages" if chat else "prompt"
+        asked = prompt_tokens + (requested or 0)
+        message = (
+            f"This model's maximum context length is {n_ctx} tokens. However, you requested {asked} tokens "
+            f"({prompt_tokens} in the {where}, {requested or 0} in the completion). "
+            f"Please reduce the length of the {where} or completion."
+        )
+        return cls(f"{message} {note}".strip(), param=where)
+
 
 class UnsupportedParameterError(InvalidRequestError):
     """A parameter OpenAI defines that this model or server cannot honour."""

@@ -1,8 +1,8 @@
 """The inference service: runs OpenAI chat/text completion requests on engines, whole or streamed.
 
-It resolves the model through the pool, runs one engine generation per choice (and per prompt for
-batched text completions) and shapes the results as OpenAI objects. The burst controller will sit
-in front of the engine choice here; HTTP concerns (SSE framing, status codes) stay in `api/`.
+`route` asks the burst controller where a request runs and returns the RoutedEngine that runs it;
+the other methods run one generation per choice (and per prompt for batched text completions) on it
+and shape the results as OpenAI objects. HTTP concerns (SSE framing, headers) stay in `api/`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
+from pensieve.burst.controller import BurstController, RouteHeader
+from pensieve.burst.routed_engine import RoutedEngine
 from pensieve.config import Settings
 from pensieve.engine.base import Engine
-from pensieve.engine.pool import ModelPool
 from pensieve.engine.types import FinishReason, GenerationChunk, GenerationRequest, Usage
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
 from pensieve.schemas.responses import (
@@ -69,16 +70,29 @@ def _add(total: Usage, usage: Usage | None, *, count_prompt: bool) -> Usage:
 
 
 class InferenceService:
-    """Chat and text completions on the model pool."""
+    """Chat and text completions, run where the burst controller decides."""
 
-    def __init__(self, settings: Settings, pool: ModelPool) -> None:
+    def __init__(self, settings: Settings, controller: BurstController) -> None:
         self.settings = settings
-        self.pool = pool
+        self.controller = controller
 
-    async def chat(self, body: ChatCompletionRequest) -> ChatCompletion:
+    def routing_request(self, body: ChatCompletionRequest | CompletionRequest) -> GenerationRequest:
+        """The request the controller decides on (all prompts of a batched completion joined)."""
+        if isinstance(body, ChatCompletionRequest):
+            return body.to_request(self.settings)
+        requests = body.to_requests(self.settings)
+        texts = [r.prompt for r in requests if isinstance(r.prompt, str)]
+        if len(requests) == 1 or len(texts) != len(requests):
+            return requests[0]
+        return replace(requests[0], prompt="\n".join(texts))
+
+    async def route(self, body: ChatCompletionRequest | CompletionRequest, header: RouteHeader | None) -> RoutedEngine:
+        """Where the request runs: the engine carrying out the burst controller's decision."""
+        return await self.controller.route(self.routing_request(body), stream=body.stream, header=header)
+
+    async def chat(self, body: ChatCompletionRequest, engine: Engine) -> ChatCompletion:
         """A whole chat completion with `n` choices."""
         request = body.to_request(self.settings)
-        engine = await self.pool.get(request.model)
         choices: list[ChatChoice] = []
         usage = Usage(0, 0)
         for index in range(body.n):
@@ -93,10 +107,9 @@ class InferenceService:
             id=new_id("chatcmpl"), created=now(), model=engine.model_id, choices=choices, usage=UsageOut.of(usage)
         )
 
-    async def chat_stream(self, body: ChatCompletionRequest) -> AsyncGenerator[str, None]:
+    async def chat_stream(self, body: ChatCompletionRequest, engine: Engine) -> AsyncGenerator[str, None]:
         """JSON payloads of a streamed chat completion; raises client errors before the first one."""
         request = body.to_request(self.settings)
-        engine = await self.pool.get(request.model)
         completion_id, created = new_id("chatcmpl"), now()
 
         def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
@@ -124,10 +137,9 @@ class InferenceService:
         if body.include_usage:
             yield chunk([], total)
 
-    async def complete(self, body: CompletionRequest) -> Completion:
+    async def complete(self, body: CompletionRequest, engine: Engine) -> Completion:
         """A whole text completion: `n` choices for each prompt."""
         requests = body.to_requests(self.settings)
-        engine = await self.pool.get(requests[0].model)
         choices: list[CompletionChoice] = []
         usage = Usage(0, 0)
         for prompt_index, request in enumerate(requests):
@@ -146,10 +158,9 @@ class InferenceService:
             id=new_id("cmpl"), created=now(), model=engine.model_id, choices=choices, usage=UsageOut.of(usage)
         )
 
-    async def complete_stream(self, body: CompletionRequest) -> AsyncGenerator[str, None]:
+    async def complete_stream(self, body: CompletionRequest, engine: Engine) -> AsyncGenerator[str, None]:
         """JSON payloads of a streamed text completion; raises client errors before the first one."""
         requests = body.to_requests(self.settings)
-        engine = await self.pool.get(requests[0].model)
         completion_id, created = new_id("cmpl"), now()
 
         def chunk(choices: list[CompletionChoice], usage: Usage | None = None) -> str:

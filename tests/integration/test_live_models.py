@@ -52,7 +52,9 @@ def test_api_docs_are_served(http: httpx.Client, path: str) -> None:
 
 def test_v1_models_lists_only_the_usable_model(client: openai.OpenAI, model_id: str) -> None:
     models = client.models.list()
-    assert [model.id for model in models.data] == [model_id]
+    # Local models first, then `auto` (the burst controller decides; listed even with no cloud configured).
+    assert [model.id for model in models.data] == [model_id, "auto"]
+    assert models.data[1].owned_by == "pensieve"
     card = models.data[0]
     assert card.object == "model"
     assert card.owned_by == "local"
@@ -163,7 +165,7 @@ def test_bad_files_stay_off_the_openai_listing_after_failed_loads(
 ) -> None:
     for bad_id in BAD_MODELS:
         _load_failure(client, bad_id)
-    assert [model.id for model in client.models.list().data] == [model_id]
+    assert [model.id for model in client.models.list().data] == [model_id, "auto"]
     ready = http.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["loaded_models"] == [model_id]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from pensieve.burst.controller import BurstController
 from pensieve.config import Settings
 from pensieve.engine.pool import ModelPool
 from pensieve.errors import AuthenticationError
@@ -31,9 +32,16 @@ def get_inference(request: Request) -> InferenceService:
     return service
 
 
+def get_controller(request: Request) -> BurstController:
+    """The burst controller."""
+    controller: BurstController = request.app.state.controller
+    return controller
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[ModelPool, Depends(get_pool)]
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
+ControllerDep = Annotated[BurstController, Depends(get_controller)]
 
 
 def require_api_key(request: Request, settings: SettingsDep) -> None:

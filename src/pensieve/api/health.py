@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from pensieve import __version__
-from pensieve.api.deps import PoolDep, SettingsDep
+from pensieve.api.deps import ControllerDep, PoolDep, SettingsDep
 
 router = APIRouter(tags=["Health"])
 
@@ -20,11 +20,18 @@ async def health() -> dict[str, Any]:
 
 
 @router.get("/ready")
-async def ready(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
-    """200 when a loaded model can serve requests, else 503 with the reason."""
+async def ready(pool: PoolDep, settings: SettingsDep, controller: ControllerDep) -> JSONResponse:
+    """200 when a loaded model, or a cloud model whose circuit is closed, can serve; else 503 with the reason."""
     loaded = [engine.model_id for engine in pool.loaded()]
-    body: dict[str, Any] = {"default_model": settings.default_model, "loaded_models": loaded}
-    if loaded:
+    cloud = controller.cloud
+    cloud_ready = [m for m in cloud.model_ids() if cloud.breaker(m).would_allow()]
+    body: dict[str, Any] = {
+        "default_model": settings.default_model,
+        "loaded_models": loaded,
+        "cloud_models_ready": cloud_ready,
+        "local_error": pool.failure(settings.default_model),
+    }
+    if loaded or cloud_ready:
         return JSONResponse({"status": "ready", **body})
     failure = pool.failure(settings.default_model)
     reason = failure or "No model is loaded yet (the default model loads at start-up or on first request)."

@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from pensieve.api.deps import PoolDep, require_api_key
+from pensieve.api.deps import ControllerDep, PoolDep, require_api_key
+from pensieve.burst.controller import AUTO_MODEL, BurstController
 from pensieve.engine.pool import ModelPool, normalise_model_id
 from pensieve.engine.registry import ModelInfo
 from pensieve.errors import ModelNotFoundError
@@ -43,16 +44,46 @@ def _card(info: ModelInfo, pool: ModelPool) -> ModelCard:
     return ModelCard(id=info.id, created=info.modified_ns // 1_000_000_000, details=describe_model(info, pool))
 
 
+def _routing_cards(controller: BurstController) -> list[ModelCard]:
+    """`auto` (the burst controller decides) and every cloud model as `<provider>/<model>`."""
+    cloud = controller.cloud
+    cards = [
+        ModelCard(
+            id=AUTO_MODEL,
+            created=0,
+            owned_by="pensieve",
+            details={"route": "auto", "local": controller.settings.default_model, "cloud": cloud.default_model_id},
+        )
+    ]
+    for model_id in cloud.model_ids():
+        model = cloud.model(model_id)
+        details = {
+            "route": "cloud",
+            "provider": cloud.provider_of(model_id).name,
+            "price_input_per_million": model.price_input,
+            "price_output_per_million": model.price_output,
+            "context_length": model.context_length,
+        }
+        cards.append(ModelCard(id=model_id, created=0, owned_by=cloud.provider_of(model_id).name, details=details))
+    return cards
+
+
 @router.get("/v1/models", response_model=ModelList)
-async def list_models(pool: PoolDep) -> ModelList:
-    """Installed models that can serve (unreadable files are listed by GET /api/models)."""
+async def list_models(pool: PoolDep, controller: ControllerDep) -> ModelList:
+    """Installed local models that can serve, then `auto` and the cloud models (`<provider>/<model>`).
+
+    Unreadable model files are listed by GET /api/models.
+    """
     models = await pool.available_models()
-    return ModelList(data=[_card(info, pool) for info in models if info.usable])
+    return ModelList(data=[_card(info, pool) for info in models if info.usable] + _routing_cards(controller))
 
 
-@router.get("/v1/models/{model_id}", response_model=ModelCard)
-async def retrieve_model(model_id: str, pool: PoolDep) -> ModelCard:
-    """One installed model."""
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard)
+async def retrieve_model(model_id: str, pool: PoolDep, controller: ControllerDep) -> ModelCard:
+    """One model: installed, `auto` or a cloud model."""
+    for card in _routing_cards(controller):
+        if card.id == model_id or card.id == controller.cloud.resolve(model_id):
+            return card
     wanted = normalise_model_id(model_id)
     for info in await pool.available_models():
         if info.id == wanted and info.usable:

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # Weight of the newest run in the moving averages of speed and service time.
 _EWMA_WEIGHT = 0.3
+_TOKENIZED_CACHE_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class LocalEngine:
         self._pending = 0
         self._busy = False
         self._stats = EngineStats(model=info.id)
+        self._tokenized: dict[object, tuple[list[int], tuple[str, ...]]] = {}
         self._closed = False
         self.loaded_at = time.time()
 
@@ -88,7 +90,16 @@ class LocalEngine:
 
     async def prepare(self, request: GenerationRequest, *, check_context: bool = True) -> PreparedPrompt:
         """Format and tokenize `request`, and check that it fits the context window."""
-        prompt_tokens, format_stops = await asyncio.to_thread(self._tokenize_request, request)
+        key = (request.messages, request.prompt)
+        cached = self._tokenized.get(key)
+        if cached is None:
+            cached = await asyncio.to_thread(self._tokenize_request, request)
+            # The burst controller counts a prompt's tokens just before the same prompt is generated:
+            # remembering the last few tokenizations saves doing a long prompt twice.
+            self._tokenized[key] = cached
+            while len(self._tokenized) > _TOKENIZED_CACHE_SIZE:
+                self._tokenized.pop(next(iter(self._tokenized)))
+        prompt_tokens, format_stops = cached
         if not prompt_tokens:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         max_tokens = self._budget(request, len(prompt_tokens), check_context)
@@ -124,13 +135,8 @@ class LocalEngine:
         requested = request.params.max_tokens
         room = n_ctx - prompt_tokens
         if check_context and (room <= 0 or (requested is not None and requested > room)):
-            asked = prompt_tokens + (requested or 0)
-            where = "messages" if request.is_chat else "prompt"
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {n_ctx} tokens. However, you requested {asked} tokens "
-                f"({prompt_tokens} in the {where}, {requested or 0} in the completion). "
-                f"Please reduce the length of the {where} or completion.",
-                param=where,
+            raise ContextLengthExceededError.for_request(
+                n_ctx=n_ctx, prompt_tokens=prompt_tokens, requested=requested, chat=request.is_chat
             )
         if requested is not None:
             return requested

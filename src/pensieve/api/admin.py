@@ -1,0 +1,143 @@
+"""Admin routes for the UI and operators: live settings, `.env` saving, process figures, model load/unload/install."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from sse_starlette import EventSourceResponse
+
+from pensieve import __version__
+from pensieve.api.deps import PoolDep, SettingsDep, require_api_key
+from pensieve.config import SettingsError
+from pensieve.errors import InvalidRequestError, PensieveError
+from pensieve.model_install import install_default_model
+from pensieve.settings_admin import describe_settings, save_env_file, updated_settings
+
+router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(require_api_key)])
+
+
+def _env_file(request: Request) -> Path:
+    path: Path = request.app.state.env_file
+    return path
+
+
+@router.get("/admin/settings")
+async def read_settings(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """Every setting (secrets masked), grouped, with descriptions, types and which need a restart."""
+    return describe_settings(settings, _env_file(request))
+
+
+@router.patch("/admin/settings")
+async def change_settings(
+    request: Request,
+    settings: SettingsDep,
+    changes: dict[str, Any] = Body(..., examples=[{"PENSIEVE_BURST_COMPLEXITY_THRESHOLD": 0.5}]),  # noqa: B008
+) -> dict[str, Any]:
+    """Apply `{PENSIEVE_KEY: value}` to the running server (not to `.env`: POST /api/admin/settings/save)."""
+    try:
+        new = updated_settings(settings, changes)
+        await request.app.state.apply_settings(new)
+    except SettingsError as exc:
+        raise InvalidRequestError(str(exc), code="invalid_setting") from exc
+    return describe_settings(new, _env_file(request))
+
+
+@router.post("/admin/settings/save")
+async def save_settings(request: Request, settings: SettingsDep) -> dict[str, str]:
+    """Write the running settings to `.env` (existing lines and comments are kept in place)."""
+    path = await asyncio.to_thread(save_env_file, settings, _env_file(request))
+    return {"saved": str(path.resolve())}
+
+
+def _rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc; elsewhere the peak from getrusage)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+@router.get("/system")
+async def system(request: Request, pool: PoolDep) -> dict[str, Any]:
+    """Version, uptime, memory and CPU use of the server process, loaded models."""
+    state = request.app.state
+    now_wall, now_cpu = time.monotonic(), time.process_time()
+    last_wall, last_cpu = state.cpu_sample
+    state.cpu_sample = (now_wall, now_cpu)
+    elapsed = now_wall - last_wall
+    return {
+        "version": __version__,
+        "uptime_seconds": now_wall - state.started_at,
+        "rss_bytes": _rss_bytes(),
+        "cpu_percent": 100.0 * (now_cpu - last_cpu) / elapsed if elapsed > 0 else 0.0,
+        "cpu_cores": os.cpu_count(),
+        "loaded_models": [engine.model_id for engine in pool.loaded()],
+    }
+
+
+@router.post("/models/{model_id}/load")
+async def load_model(model_id: str, pool: PoolDep) -> dict[str, Any]:
+    """Load a local model now (it also loads on demand); 404 if unknown, 500 if the file is broken."""
+    engine = await pool.get(model_id)
+    return {"id": engine.model_id, "loaded": True, "context_length": engine.context_length}
+
+
+@router.post("/models/{model_id}/unload")
+async def unload_model(model_id: str, pool: PoolDep) -> dict[str, Any]:
+    """Free a loaded model's memory; `unloaded` is false when it was not loaded."""
+    return {"id": model_id, "unloaded": await pool.unload(model_id)}
+
+
+@router.post("/models/install-default")
+async def install_default(settings: SettingsDep) -> EventSourceResponse:
+    """Assemble and verify the default model, streaming `{"stage", "done", "total"}` progress events."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    last_sent = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        # Several thousand blocks: forward at most ~10 updates a second, and always the last one.
+        now = time.monotonic()
+        if done >= total or now - last_sent[0] > 0.1:
+            last_sent[0] = now
+            loop.call_soon_threadsafe(queue.put_nowait, {"stage": stage, "done": done, "total": total})
+
+    async def run(models_dir: Path) -> None:
+        try:
+            path = await asyncio.to_thread(install_default_model, models_dir, show_progress=False, on_progress=progress)
+            await queue.put({"status": "installed", "path": str(path)})
+        except Exception as exc:  # reported to the client as an error event
+            error = exc if isinstance(exc, PensieveError) else PensieveError(f"Installing the model failed: {exc}")
+            await queue.put(error.to_body())
+
+    task = asyncio.create_task(run(settings.models_dir))
+
+    async def events() -> AsyncGenerator[dict[str, str], None]:
+        while True:
+            item = await queue.get()
+            yield {"data": json.dumps(item)}
+            if "status" in item or "error" in item:
+                break
+        await task
+        yield {"data": "[DONE]"}
+
+    return EventSourceResponse(events(), sep="\n")
+
+
+def install_admin_state(app_state: Any, env_file: Path) -> None:
+    """Initial values the admin routes read from `app.state`."""
+    app_state.env_file = env_file
+    app_state.started_at = time.monotonic()
+    app_state.cpu_sample = (time.monotonic(), time.process_time())

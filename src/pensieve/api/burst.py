@@ -1,0 +1,83 @@
+"""Burst controller routes: explain a routing decision without running it, and the routing statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from pydantic import ValidationError
+
+from pensieve.api.deps import ControllerDep, InferenceDep, require_api_key
+from pensieve.api.openai_v1 import RouteHeaderDep
+from pensieve.errors import InvalidRequestError, NotFoundError
+from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
+
+router = APIRouter(prefix="/api", tags=["Routing"], dependencies=[Depends(require_api_key)])
+
+_EXAMPLE = {"model": "auto", "messages": [{"role": "user", "content": "Summarise this contract in 3 bullets."}]}
+
+
+@router.post("/route/explain")
+async def explain_route(
+    inference: InferenceDep,
+    header: RouteHeaderDep,
+    payload: dict[str, Any] = Body(..., examples=[_EXAMPLE]),  # noqa: B008 - FastAPI's way to declare a body
+) -> dict[str, Any]:
+    """The decision for a chat (`messages`) or completion (`prompt`) request and every criterion's verdict.
+
+    Nothing is generated and nothing is sent to a cloud; the response holds no prompt text.
+    """
+    schema = ChatCompletionRequest if "messages" in payload else CompletionRequest
+    try:
+        body = schema.model_validate({"model": "auto", **payload})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or None
+        raise InvalidRequestError(f"Invalid request to explain: {first['msg']} at '{where}'.", param=where) from exc
+    plan = await inference.controller.plan(inference.routing_request(body), stream=body.stream, header=header)
+    return plan.explain()
+
+
+@router.get("/burst/stats")
+async def burst_stats(controller: ControllerDep, request: Request) -> dict[str, Any]:
+    """Requests by route and reason, cloud spend vs caps, money saved locally, circuits, recent decisions."""
+    settings = controller.settings
+    totals = controller.ledger.totals()
+    return {
+        "requests": controller.stats.counts(),
+        "spend": {
+            "today_usd": totals.today_usd,
+            "month_usd": totals.month_usd,
+            "all_time_usd": totals.all_time_usd,
+            "daily_cap_usd": settings.budget_daily_usd,
+            "monthly_cap_usd": settings.budget_monthly_usd,
+            "caps_enforced": settings.burst_budget,
+        },
+        "saved": {
+            "today_usd": totals.saved_today_usd,
+            "month_usd": totals.saved_month_usd,
+            "all_time_usd": totals.saved_all_time_usd,
+            "priced_at": controller.cloud.default_model_id,
+        },
+        "tokens": {
+            "cloud_requests": totals.cloud_requests,
+            "local_requests": totals.local_requests,
+            "cloud_prompt_tokens": totals.cloud_prompt_tokens,
+            "cloud_completion_tokens": totals.cloud_completion_tokens,
+            "local_prompt_tokens": totals.local_prompt_tokens,
+            "local_completion_tokens": totals.local_completion_tokens,
+        },
+        "local": controller.local_load(),
+        "providers": controller.cloud.public_info(),
+        "recent": controller.stats.recent_decisions(int(request.query_params.get("recent", 50))),
+    }
+
+
+@router.post("/burst/circuits/reset")
+async def reset_circuits(controller: ControllerDep, provider: str | None = None) -> dict[str, Any]:
+    """Close the circuit breaker of one provider (`?provider=name`) or of all: the provider is known to be back."""
+    try:
+        names = controller.cloud.reset_circuits(provider)
+    except KeyError as exc:
+        raise NotFoundError(f"No cloud provider is named {provider!r}.", param="provider") from exc
+    return {"reset": names, "providers": controller.cloud.public_info()}

@@ -1,0 +1,1 @@
+"""Cloud providers: configuration, the OpenAI-compatible cloud engine, circuit breakers and the registry."""

@@ -1,0 +1,248 @@
+"""CloudEngine: one model at an OpenAI-compatible provider behind the same Engine protocol as local models.
+
+Calls go through the official `openai` SDK (async), always streamed from the provider, even when the
+client did not ask for a stream: the first-token timeout and client disconnects then work the same
+way for both. The SDK's own retries are off: a failed call is a signal for the burst controller (fall
+back to local, count a failure in the circuit breaker), not something to hammer a struggling provider
+with. Foreign exceptions are translated here into CloudError (`retryable` tells whether another route
+may be tried); the API key never appears in a message or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
+
+import openai
+
+from pensieve.cloud.circuit import CircuitBreaker
+from pensieve.cloud.providers import CloudModel, ProviderConfig
+from pensieve.engine.types import ChatMessage, EngineStats, FinishReason, GenerationChunk, GenerationRequest, Usage
+from pensieve.errors import CloudError, CloudUnavailableError, InvalidRequestError
+
+logger = logging.getLogger(__name__)
+
+# Used when a provider does not report usage: ~4 characters per token for English text.
+_CHARS_PER_TOKEN = 4
+_CONNECT_TIMEOUT_SECONDS = 10.0
+# Roles every OpenAI-compatible provider accepts; `developer` is OpenAI-only and tool messages need ids
+# that flattened messages no longer carry.
+_ROLE_FOR_CLOUD = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user"}
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-independent token estimate for text whose exact count is unknown."""
+    return max(1, math.ceil(len(text) / _CHARS_PER_TOKEN)) if text else 0
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    role = _ROLE_FOR_CLOUD[message.role]
+    content = f"Tool result: {message.content}" if message.role == "tool" else message.content
+    payload: dict[str, Any] = {"role": role, "content": content}
+    if message.name and role in ("system", "user"):
+        payload["name"] = message.name
+    return payload
+
+
+def _sampling(request: GenerationRequest) -> dict[str, Any]:
+    """The OpenAI parameters of a request; local-only knobs (top_k, min_p, token-id logit_bias) stay home."""
+    params = request.params
+    sampling: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p}
+    if params.max_tokens is not None:
+        sampling["max_tokens"] = params.max_tokens
+    if params.stop:
+        sampling["stop"] = list(params.stop)
+    if params.seed is not None:
+        sampling["seed"] = params.seed
+    if params.presence_penalty:
+        sampling["presence_penalty"] = params.presence_penalty
+    if params.frequency_penalty:
+        sampling["frequency_penalty"] = params.frequency_penalty
+    return sampling
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a Retry-After (or retry-after-ms) header; HTTP dates are rare here and ignored."""
+    milliseconds = headers.get("retry-after-ms")
+    try:
+        if milliseconds is not None:
+            return max(0.0, float(milliseconds) / 1000)
+        seconds = headers.get("retry-after")
+        return max(0.0, float(seconds)) if seconds is not None else None
+    except ValueError:
+        return None
+
+
+def _provider_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])[:500]
+    return error.message[:500]
+
+
+class CloudEngine:
+    """Generates with one cloud model; counts outcomes in its provider's circuit breaker."""
+
+    def __init__(self, provider: ProviderConfig, model: CloudModel, breaker: CircuitBreaker) -> None:
+        self.provider = provider
+        self.model = model
+        self.breaker = breaker
+        self._client = openai.AsyncOpenAI(
+            base_url=provider.base_url,
+            # Keyless endpoints (a local vLLM) still need a non-empty string for the SDK.
+            api_key=provider.api_key.get_secret_value() if provider.api_key else "no-key",
+            max_retries=0,
+            timeout=openai.Timeout(
+                provider.timeout_seconds, connect=min(_CONNECT_TIMEOUT_SECONDS, provider.timeout_seconds)
+            ),
+            default_headers=provider.headers or None,
+            default_query=provider.query or None,
+        )
+        self._stats = EngineStats(model=self.model_id)
+        self._active = 0
+
+    @property
+    def model_id(self) -> str:
+        """`<provider>/<model>`."""
+        return f"{self.provider.name}/{self.model.id}"
+
+    @property
+    def context_length(self) -> int:
+        """The model's context window when declared, else 0 (unknown)."""
+        return self.model.context_length or 0
+
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """An estimate: the provider's tokenizer is not available here."""
+        if request.messages is not None:
+            return sum(estimate_tokens(message.content) + 4 for message in request.messages) + 3
+        return estimate_tokens(request.prompt) if isinstance(request.prompt, str) else len(request.prompt or ())
+
+    def stats(self) -> EngineStats:
+        """Requests in flight and served, tokens generated."""
+        self._stats.busy = self._active > 0
+        self._stats.extra["in_flight"] = float(self._active)
+        return self._stats
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    # --- generation -----------------------------------------------------------------------------
+
+    async def _open_stream(self, request: GenerationRequest) -> Any:
+        common: dict[str, Any] = {
+            "model": request.model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **_sampling(request),
+        }
+        if request.messages is not None:
+            messages = [_message(message) for message in request.messages]
+            return await self._client.chat.completions.create(messages=messages, **common)  # type: ignore[arg-type]
+        return await self._client.completions.create(prompt=request.prompt, **common)
+
+    def _failure(self, error: Exception, *, streamed: bool) -> CloudError:
+        """Translate an SDK/transport error into a CloudError and count it in the circuit breaker."""
+        name = self.provider.name
+        if isinstance(error, openai.APIStatusError):
+            status, message = error.status_code, _provider_message(error)
+            if status in (400, 413, 422):
+                # The provider rejected this request itself: not a sign of an unhealthy provider.
+                self.breaker.release()
+                return CloudError(
+                    f"Cloud provider '{name}' rejected the request: {message}",
+                    provider=name,
+                    retryable=False,
+                    status_code=400,
+                    code="cloud_rejected_request",
+                )
+            retry_after = _retry_after(error.response.headers) if status in (429, 503) else None
+            self.breaker.record_failure(f"HTTP {status}", retry_after_seconds=retry_after)
+            unavailable = CloudUnavailableError if status in (429, 503) else CloudError
+            return unavailable(
+                f"Cloud provider '{name}' answered HTTP {status}: {message}",
+                provider=name,
+                retry_after_seconds=retry_after,
+            )
+        if isinstance(error, asyncio.TimeoutError | openai.APITimeoutError):
+            summary = "timed out"
+        elif streamed:
+            summary = "dropped the connection mid-stream"
+        else:
+            summary = "could not be reached"
+        self.breaker.record_failure(summary)
+        return CloudUnavailableError(f"Cloud provider '{name}' {summary}.", provider=name)
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        """Stream the completion from the provider; CloudError before or during the stream."""
+        if request.messages is None and not isinstance(request.prompt, str):
+            # Token ids belong to the local tokenizer; they mean nothing to a cloud model.
+            raise InvalidRequestError("Token-id prompts can only run on local models.", param="prompt")
+        if not self.breaker.try_acquire():
+            raise CloudUnavailableError(
+                f"Cloud provider '{self.provider.name}' is failing; its circuit breaker is open.",
+                provider=self.provider.name,
+                retry_after_seconds=self.breaker.retry_in_seconds() or None,
+            )
+        self._active += 1
+        started = time.monotonic()
+        try:
+            async for chunk in self._generate(request, started):
+                yield chunk
+        finally:
+            self._active -= 1
+
+    async def _generate(self, request: GenerationRequest, started: float) -> AsyncGenerator[GenerationChunk, None]:
+        provider = self.provider
+        deadline = started + provider.timeout_seconds
+        first_deadline = started + min(provider.first_token_timeout_seconds, provider.timeout_seconds)
+        text_parts: list[str] = []
+        finish: FinishReason = "stop"
+        usage: Usage | None = None
+        received_any = streamed = finished = False
+        stream: Any = None
+        try:
+            stream = await asyncio.wait_for(self._open_stream(request), timeout=first_deadline - time.monotonic())
+            events: AsyncIterator[Any] = stream.__aiter__()
+            while True:
+                limit = (deadline if received_any else first_deadline) - time.monotonic()
+                try:
+                    event = await asyncio.wait_for(events.__anext__(), timeout=max(0.001, limit))
+                except StopAsyncIteration:
+                    break
+                received_any = True
+                if event.usage is not None:
+                    usage = Usage(event.usage.prompt_tokens or 0, event.usage.completion_tokens or 0)
+                for choice in event.choices:
+                    piece = (choice.delta.content if hasattr(choice, "delta") else choice.text) or ""
+                    if choice.finish_reason == "length":
+                        finish = "length"
+                    if piece:
+                        text_parts.append(piece)
+                        streamed = True
+                        yield GenerationChunk(piece)
+            finished = True
+        except (openai.APIError, asyncio.TimeoutError) as exc:
+            raise self._failure(exc, streamed=streamed) from exc
+        finally:
+            if not finished:
+                # Cancelled by the client (or failed): stop the provider's generation, free the probe slot.
+                self.breaker.release()
+            if stream is not None:
+                await stream.close()
+        self.breaker.record_success()
+        text = "".join(text_parts)
+        if usage is None:
+            usage = Usage(await self.count_prompt_tokens(request), estimate_tokens(text))
+        self._stats.requests_served += 1
+        self._stats.tokens_generated += usage.completion_tokens
+        elapsed = time.monotonic() - started
+        self._stats.recent_service_seconds = elapsed
+        self._stats.recent_tokens_per_second = usage.completion_tokens / elapsed if elapsed > 0 else None
+        yield GenerationChunk("", finish_reason=finish, usage=usage)

@@ -1,0 +1,115 @@
+"""The configured cloud providers and their models: one CloudEngine per model, one circuit breaker per provider.
+
+Model ids are `<provider>/<model>`; a bare model id is accepted when exactly one provider offers it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pensieve.cloud.circuit import CircuitBreaker
+from pensieve.cloud.engine import CloudEngine
+from pensieve.cloud.providers import (
+    CloudModel,
+    ProviderConfig,
+    ProviderConfigError,
+    load_providers_file,
+    provider_from_env,
+)
+from pensieve.config import Settings
+
+
+def providers_from_settings(settings: Settings) -> list[ProviderConfig]:
+    """The `.env` provider (when base URL and model are set) followed by those of the providers file."""
+    providers: list[ProviderConfig] = []
+    if settings.cloud_base_url and settings.cloud_model:
+        providers.append(
+            provider_from_env(
+                name=settings.cloud_name,
+                base_url=settings.cloud_base_url,
+                api_key=settings.cloud_api_key,
+                model=settings.cloud_model,
+                price_input=settings.cloud_price_input,
+                price_output=settings.cloud_price_output,
+                timeout_seconds=settings.cloud_timeout_seconds,
+                first_token_timeout_seconds=settings.cloud_first_token_timeout_seconds,
+            )
+        )
+    if settings.cloud_providers_file is not None:
+        providers.extend(load_providers_file(Path(settings.cloud_providers_file)))
+    names = [provider.name for provider in providers]
+    if len(set(names)) != len(names):
+        raise ProviderConfigError(
+            f"provider name {settings.cloud_name!r} (PENSIEVE_CLOUD_NAME) is also declared in the providers file"
+        )
+    return providers
+
+
+class CloudRegistry:
+    """Every cloud model the server may burst to, with the breakers that guard their providers."""
+
+    def __init__(self, providers: list[ProviderConfig], *, circuit_failures: int, circuit_cooldown: float) -> None:
+        self.providers = providers
+        self.breakers = {p.name: CircuitBreaker(circuit_failures, circuit_cooldown) for p in providers}
+        self._engines: dict[str, CloudEngine] = {}
+        self._models: dict[str, tuple[ProviderConfig, CloudModel]] = {}
+        for provider in providers:
+            for model in provider.models:
+                self._models[f"{provider.name}/{model.id}"] = (provider, model)
+        default = next((p for p in providers if p.default), providers[0] if providers else None)
+        self.default_model_id = f"{default.name}/{default.models[0].id}" if default and default.models else None
+
+    @property
+    def configured(self) -> bool:
+        """True when at least one cloud model exists."""
+        return bool(self._models)
+
+    def model_ids(self) -> list[str]:
+        """Every `<provider>/<model>` id."""
+        return list(self._models)
+
+    def resolve(self, model_id: str) -> str | None:
+        """The full id for `model_id` (`provider/model`, or a bare model id offered by one provider)."""
+        if model_id in self._models:
+            return model_id
+        matches = [full for full, (_, model) in self._models.items() if model.id == model_id]
+        return matches[0] if len(matches) == 1 else None
+
+    def model(self, model_id: str) -> CloudModel:
+        """The price and limits of a cloud model (full id)."""
+        return self._models[model_id][1]
+
+    def provider_of(self, model_id: str) -> ProviderConfig:
+        """The provider serving a cloud model (full id)."""
+        return self._models[model_id][0]
+
+    def breaker(self, model_id: str) -> CircuitBreaker:
+        """The circuit breaker of the provider of a cloud model (full id)."""
+        return self.breakers[self._models[model_id][0].name]
+
+    def reset_circuits(self, provider: str | None = None) -> list[str]:
+        """Close the circuit of `provider` (every provider when None); the names reset. KeyError if unknown."""
+        names = [provider] if provider is not None else list(self.breakers)
+        for name in names:
+            self.breakers[name].reset()
+        return names
+
+    def engine(self, model_id: str) -> CloudEngine:
+        """The engine for a cloud model (full id), created on first use."""
+        engine = self._engines.get(model_id)
+        if engine is None:
+            provider, model = self._models[model_id]
+            engine = CloudEngine(provider, model, self.breakers[provider.name])
+            self._engines[model_id] = engine
+        return engine
+
+    def public_info(self) -> list[dict[str, Any]]:
+        """Providers as the stats and settings endpoints show them: keys masked, never in clear."""
+        return [{**p.public_info(), "circuit": self.breakers[p.name].snapshot()} for p in self.providers]
+
+    async def close(self) -> None:
+        """Close every provider client."""
+        for engine in self._engines.values():
+            await engine.close()
+        self._engines.clear()
