@@ -47,7 +47,7 @@ CODE = "def total(items):\n    return sum(item.price * item.quantity for item in
 def long_prompt(target_tokens: int) -> str:
     """About `target_tokens` tokens of business prose with a little code."""
     parts: list[str] = []
-    while sum(len(part) for part in parts) < target_tokens * 4.3:
+    while sum(len(part) for part in parts) < target_tokens * 5.0:
         parts.append(PARAGRAPH)
         if len(parts) % 6 == 0:
             parts.append(CODE)

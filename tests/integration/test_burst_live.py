@@ -372,6 +372,16 @@ def test_stats_count_routes_price_savings_and_hide_the_key(sdk: openai.OpenAI, b
     assert 'pensieve_requests_total{reason="explicit",route="cloud"}' in metrics
 
 
+def test_stats_and_circuit_reset_refuse_bad_input(burst_server: ServerHandle) -> None:
+    base = burst_server.base_url
+    assert len(httpx.get(f"{base}/api/burst/stats?recent=1", timeout=10).json()["recent"]) <= 1
+    assert httpx.get(f"{base}/api/burst/stats?recent=0", timeout=10).json()["recent"] == []
+    bad = httpx.get(f"{base}/api/burst/stats?recent=lots", timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["param"].endswith("recent")
+    unknown = httpx.post(f"{base}/api/burst/circuits/reset?provider=nope", timeout=10)
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]["message"]
+
+
 def test_confidence_cascade_asks_the_cloud_when_unsure(server_factory: ServerFactory, cloud: FakeCloud) -> None:
     # A threshold of 0 makes every local answer "unsure"; -100 makes every one "sure".
     env = cloud_env(cloud, PENSIEVE_BURST_CONFIDENCE="true", PENSIEVE_BURST_CONFIDENCE_THRESHOLD="0")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import ValidationError
 
 from pensieve.api.deps import ControllerDep, InferenceDep, require_api_key
 from pensieve.api.openai_v1 import RouteHeaderDep
+from pensieve.burst.stats import RECENT_DECISIONS
 from pensieve.errors import InvalidRequestError, NotFoundError
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
 
@@ -39,7 +40,9 @@ async def explain_route(
 
 
 @router.get("/burst/stats")
-async def burst_stats(controller: ControllerDep, request: Request) -> dict[str, Any]:
+async def burst_stats(
+    controller: ControllerDep, recent: Annotated[int, Query(ge=0, le=RECENT_DECISIONS)] = 50
+) -> dict[str, Any]:
     """Requests by route and reason, cloud spend vs caps, money saved locally, circuits, recent decisions."""
     settings = controller.settings
     totals = controller.ledger.totals()
@@ -69,7 +72,7 @@ async def burst_stats(controller: ControllerDep, request: Request) -> dict[str, 
         },
         "local": controller.local_load(),
         "providers": controller.cloud.public_info(),
-        "recent": controller.stats.recent_decisions(int(request.query_params.get("recent", 50))),
+        "recent": controller.stats.recent_decisions(recent),
     }
 
 

@@ -94,7 +94,7 @@ class BurstStats:
 
     def recent_decisions(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest decisions first."""
-        return [asdict(entry) for entry in list(self.recent)[-limit:][::-1]]
+        return [asdict(entry) for entry in reversed(self.recent)][:limit]
 
 
 def now() -> float:
