@@ -46,7 +46,7 @@ import openai
 
 from pensieve import __version__ as pensieve_version
 from pensieve.config import Settings, available_cores
-from pensieve.engine.llama_cpp_backend import LlamaConfig
+from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.registry import inspect_model_file
 from pensieve.engine.types import ChatMessage, GenerationRequest, SamplingParams

@@ -198,7 +198,9 @@ def test_pinned_broken_local_model_falls_over_to_cloud(sdk: openai.OpenAI, cloud
 
 
 def test_load_criterion_bursts_while_the_local_model_is_busy(server_factory: ServerFactory, cloud: FakeCloud) -> None:
-    with server_factory("burst-load", cloud_env(cloud, PENSIEVE_BURST_MAX_LOCAL_WAIT_MS="1")) as server:
+    # One sequence: the busy request occupies the model, so a second one would have to wait.
+    env = cloud_env(cloud, PENSIEVE_BURST_MAX_LOCAL_WAIT_MS="1", PENSIEVE_PARALLEL="1")
+    with server_factory("burst-load", env) as server:
         client = make_client(server.base_url)
         # End-of-turn tokens banned: the busy request surely runs for its 200 tokens (a few seconds).
         busy = threading.Thread(

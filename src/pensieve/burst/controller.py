@@ -210,10 +210,8 @@ class BurstController:
     def _wait_ms(self, engine: Engine | None) -> float:
         if engine is None:
             return 0.0
-        stats = engine.stats()
-        waiting = stats.queue_depth + (1 if stats.busy else 0)
-        # Before the first request there is no service time yet; assume a modest two seconds.
-        return waiting * (stats.recent_service_seconds or 2.0) * 1000
+        # The engine knows its batching: 0 while a sequence is free, else the wait for one to free up.
+        return engine.stats().estimated_wait_seconds * 1000
 
     def _signals(self, local: Engine | None, local_error: PensieveError | None, facts: RequestFacts) -> Signals:
         cloud_model = facts.cloud_model
@@ -335,6 +333,8 @@ class BurstController:
                     "model": engine.model_id,
                     "queue_depth": stats.queue_depth,
                     "busy": stats.busy,
+                    "busy_sequences": stats.busy_sequences,
+                    "parallel": stats.parallel,
                     "estimated_wait_ms": self._wait_ms(engine),
                     "recent_tokens_per_second": stats.recent_tokens_per_second,
                     "recent_service_seconds": stats.recent_service_seconds,

@@ -1,33 +1,38 @@
-"""LocalEngine: the async Engine over one llama.cpp model, serving one request at a time.
+"""LocalEngine: the async Engine over one GGUF model served by a continuous-batching worker process.
 
-The model lives on a dedicated thread (llama.cpp contexts are not thread-safe); requests queue on
-that thread's FIFO executor, so the event loop never blocks. Tokens travel back to the event loop
-through `call_soon_threadsafe`. Closing the async generator (client disconnect) sets a flag the worker
-checks between tokens and between prompt batches, so the run stops within a token.
+The server process keeps only the model's vocabulary (a few MB): it renders chat prompts, tokenizes,
+checks the context window and turns the worker's token ids back into text (UTF-8 assembly, stop
+sequences, edge whitespace). The worker process holds the weights and runs the batching scheduler
+(see `scheduler.py`); many requests decode together there. Closing a request's generator (client
+disconnect, stop sequence seen) cancels its sequence in the worker within a step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from pensieve.engine.chat_template import choose_chat_format, looks_instruction_tuned, render_chat_prompt
-from pensieve.engine.llama_cpp_backend import LlamaConfig, LlamaCppModel, LlamaDecodeError
+from pensieve.engine.llamacpp.runtime import LlamaConfig
+from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.registry import ModelInfo
+from pensieve.engine.scheduler import DoneEvent, Job
 from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler
 from pensieve.engine.types import EngineStats, FinishReason, GenerationChunk, GenerationRequest, Usage
-from pensieve.errors import ContextLengthExceededError, EngineError, InvalidRequestError
+from pensieve.engine.worker_client import WorkerClient
+from pensieve.errors import ContextLengthExceededError, EngineError, InvalidRequestError, RateLimitedError
 
 logger = logging.getLogger(__name__)
 
 # Weight of the newest run in the moving averages of speed and service time.
 _EWMA_WEIGHT = 0.3
 _TOKENIZED_CACHE_SIZE = 8
+# Before the first request finishes there is no service time to go by; assume a modest two seconds.
+_ASSUMED_SERVICE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -41,27 +46,48 @@ class PreparedPrompt:
 
 
 class LocalEngine:
-    """Engine implementation for a GGUF model run in-process by llama.cpp."""
+    """Engine implementation for a GGUF model run by llama.cpp in a supervised worker process."""
 
-    def __init__(self, info: ModelInfo, model: LlamaCppModel, chat_format: str, default_max_tokens: int) -> None:
+    def __init__(
+        self,
+        info: ModelInfo,
+        vocab: LlamaVocab,
+        worker: WorkerClient,
+        chat_format: str,
+        *,
+        default_max_tokens: int = 0,
+        max_queue: int = 64,
+    ) -> None:
         self.info = info
-        self._model = model
+        self._vocab = vocab
+        self.worker = worker
         self.chat_format = chat_format
         self._default_max_tokens = default_max_tokens
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{info.id}")
-        self._pending = 0
-        self._busy = False
-        self._stats = EngineStats(model=info.id)
+        self._max_queue = max_queue
+        self._stats = EngineStats(model=info.id, parallel=worker.facts.n_parallel)
         self._tokenized: dict[object, tuple[list[int], tuple[str, ...]]] = {}
         self._closed = False
         self.loaded_at = time.time()
+        self.last_used = time.monotonic()
 
     @classmethod
     async def load(
-        cls, info: ModelInfo, config: LlamaConfig, *, chat_format: str = "auto", default_max_tokens: int = 0
+        cls,
+        info: ModelInfo,
+        config: LlamaConfig,
+        *,
+        chat_format: str = "auto",
+        default_max_tokens: int = 0,
+        max_queue: int = 64,
+        log_level: str = "info",
     ) -> LocalEngine:
-        """Load `info`'s file in a worker thread (it takes about a second) and wrap it."""
-        model = await asyncio.to_thread(LlamaCppModel, info.path, config)
+        """Read the vocabulary here and start the worker process that loads the weights (about a second)."""
+        vocab = await asyncio.to_thread(LlamaVocab.load, info.path)
+        try:
+            worker = await WorkerClient.start(info.id, info.path, config, log_level)
+        except BaseException:
+            vocab.close()
+            raise
         tuned = looks_instruction_tuned(info.name, info.id)
         resolved = choose_chat_format(
             chat_format,
@@ -69,8 +95,17 @@ class LocalEngine:
             architecture=info.architecture,
             instruction_tuned=tuned,
         )
-        logger.info("loaded model %s (context %d, chat format %s)", info.id, model.n_ctx, resolved)
-        return cls(info, model, resolved, default_max_tokens)
+        facts = worker.facts
+        logger.info(
+            "loaded model %s in worker pid %s (context %d, %d parallel sequences, %d KV cells, chat format %s)",
+            info.id,
+            worker.pid,
+            facts.window,
+            facts.n_parallel,
+            facts.kv_size,
+            resolved,
+        )
+        return cls(info, vocab, worker, resolved, default_max_tokens=default_max_tokens, max_queue=max_queue)
 
     # --- Engine protocol ---------------------------------------------------------------------------
 
@@ -81,8 +116,13 @@ class LocalEngine:
 
     @property
     def context_length(self) -> int:
-        """The context window this engine was loaded with."""
-        return int(self._model.n_ctx)
+        """Tokens one request may use (prompt + completion)."""
+        return self.worker.facts.window
+
+    @property
+    def alive(self) -> bool:
+        """False once the worker process has died (the pool then starts a new one on the next request)."""
+        return self.worker.alive and not self._closed
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens in the formatted prompt of `request`."""
@@ -107,7 +147,7 @@ class LocalEngine:
         return PreparedPrompt(prompt_tokens, stops, max_tokens, request.is_chat)
 
     def _tokenize_request(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
-        model = self._model
+        model = self._vocab
         if request.messages is not None:
             chat = render_chat_prompt(
                 request.messages,
@@ -123,10 +163,10 @@ class LocalEngine:
         return model.tokenize(request.prompt or "", add_special=True, parse_special=True), ()
 
     def _checked_token_ids(self, tokens: tuple[int, ...]) -> list[int]:
-        bad = [token for token in tokens if not 0 <= token < self._model.n_vocab]
+        bad = [token for token in tokens if not 0 <= token < self._vocab.n_vocab]
         if bad:
             raise InvalidRequestError(
-                f"Token id {bad[0]} is outside the model's vocabulary (0..{self._model.n_vocab - 1}).", param="prompt"
+                f"Token id {bad[0]} is outside the model's vocabulary (0..{self._vocab.n_vocab - 1}).", param="prompt"
             )
         return list(tokens)
 
@@ -143,107 +183,72 @@ class LocalEngine:
         default = self._default_max_tokens
         return max(1, min(default, room) if default > 0 else room)
 
+    def _job(self, prepared: PreparedPrompt, request: GenerationRequest) -> Job:
+        params = request.params
+        return Job(
+            rid=0,
+            prompt=prepared.tokens,
+            params=params,
+            max_tokens=prepared.max_tokens,
+            forbid_eog_first=prepared.is_chat,
+            top_logprobs=0 if params.logprobs else -1,
+        )
+
+    def _check_queue(self) -> None:
+        waiting = max(0, self.worker.in_flight - self.worker.facts.n_parallel)
+        if waiting >= self._max_queue:
+            wait = self._estimated_wait()
+            raise RateLimitedError(
+                f"Model '{self.model_id}' has {waiting} requests waiting (limit {self._max_queue}); retry shortly.",
+                retry_after_seconds=max(1.0, wait),
+            )
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         """Stream the completion; errors the client caused are raised before the first chunk."""
-        if self._closed:
-            raise EngineError(f"Model '{self.model_id}' is unloading.")
+        if not self.alive:
+            raise EngineError(self.worker.failure or f"Model '{self.model_id}' is unloading.")
         prepared = await self.prepare(request)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def emit(item: GenerationChunk | BaseException) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        self._pending += 1
-        job = loop.run_in_executor(self._executor, self._run, prepared, request, emit, cancel.is_set)
-        job.add_done_callback(self._job_done)
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if item.finish_reason is not None:
-                    return
-        finally:
-            cancel.set()  # no-op when finished; stops the worker when the client went away
-
-    def _job_done(self, future: asyncio.Future[None]) -> None:
-        self._pending -= 1
-        if not future.cancelled() and future.exception() is not None:
-            logger.error("generation job failed", exc_info=future.exception())
-
-    def _run(
-        self,
-        prepared: PreparedPrompt,
-        request: GenerationRequest,
-        emit: Callable[[GenerationChunk | BaseException], None],
-        cancelled: Callable[[], bool],
-    ) -> None:
-        """Worker-thread body: generate tokens, turn them into text, emit chunks."""
-        if cancelled():
-            return
-        self._busy = True
+        self._check_queue()
+        self.last_used = time.monotonic()
         started = time.perf_counter()
-        produced = 0
-        try:
-            produced, finish, logprob_sum = self._decode_loop(prepared, request, emit, cancelled)
-            mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
-            usage = Usage(len(prepared.tokens), produced)
-            emit(GenerationChunk("", finish_reason=finish, usage=usage, mean_logprob=mean_logprob))
-        except LlamaDecodeError as exc:
-            emit(EngineError(f"The local engine failed while generating: {exc}"))
-        except Exception as exc:  # the worker must always answer, or the request would hang
-            logger.exception("unexpected engine failure")
-            emit(EngineError(f"The local engine failed unexpectedly: {exc}"))
-        finally:
-            self._busy = False
-            self._record(produced, time.perf_counter() - started)
-
-    def _decode_loop(
-        self,
-        prepared: PreparedPrompt,
-        request: GenerationRequest,
-        emit: Callable[[GenerationChunk | BaseException], None],
-        cancelled: Callable[[], bool],
-    ) -> tuple[int, FinishReason, float]:
-        """Run the token loop; returns (tokens produced, finish reason, sum of token log-probabilities)."""
-        model = self._model
         assembler = Utf8Assembler()
         stopper = StopSequenceFilter(prepared.stop)
         trimmer = EdgeWhitespaceTrimmer() if prepared.is_chat else None
-
-        def send(text: str) -> None:
-            text = trimmer.push(text) if trimmer else text
-            if text:
-                emit(GenerationChunk(text))
-
-        produced = 0
-        logprob_sum = 0.0
+        produced, logprob_sum = 0, 0.0
         finish: FinishReason = "length"
-        for token in model.generate(
-            prepared.tokens,
-            request.params,
-            max_tokens=prepared.max_tokens,
-            forbid_eog_first=prepared.is_chat,
-            cancelled=cancelled,
-        ):
-            if token in model.eog_tokens:
-                finish = "stop"
-                break
-            produced += 1
-            if request.params.logprobs:
-                logprob_sum += model.token_logprob(token)
-            text, hit_stop = stopper.push(assembler.push(model.token_bytes(token)))
-            send(text)
-            if hit_stop:
-                return produced, "stop", logprob_sum
-        tail, hit_stop = stopper.push(assembler.flush())
-        if not hit_stop:
-            tail += stopper.flush()
-        send(tail)
-        return produced, "stop" if hit_stop else finish, logprob_sum
+        done: DoneEvent | None = None
+        try:
+            async with aclosing(self.worker.generate(self._job(prepared, request))) as events:
+                async for event in events:
+                    if isinstance(event, DoneEvent):
+                        done = event
+                        break
+                    produced += 1
+                    logprob_sum += event.logprob or 0.0
+                    text, hit_stop = stopper.push(assembler.push(self._vocab.token_bytes(event.token)))
+                    text = trimmer.push(text) if trimmer else text
+                    if text:
+                        yield GenerationChunk(text)
+                    if hit_stop:
+                        finish = "stop"
+                        break  # closing the event stream cancels the sequence in the worker
+        finally:
+            self._record(produced, time.perf_counter() - started)
+        if done is not None:
+            if done.finish == "error":
+                raise EngineError(f"The local engine failed while generating: {done.error}")
+            finish = "stop" if done.finish == "stop" else "length"
+            tail, hit_stop = stopper.push(assembler.flush())
+            if not hit_stop:
+                tail += stopper.flush()
+            tail = trimmer.push(tail) if trimmer else tail
+            if tail:
+                yield GenerationChunk(tail)
+            finish = "stop" if hit_stop else finish
+        mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
+        yield GenerationChunk(
+            "", finish_reason=finish, usage=Usage(len(prepared.tokens), produced), mean_logprob=mean_logprob
+        )
 
     def _record(self, produced: int, seconds: float) -> None:
         stats = self._stats
@@ -258,16 +263,42 @@ class LocalEngine:
         if speed is not None:
             stats.recent_tokens_per_second = blend(stats.recent_tokens_per_second, speed)
 
+    def _estimated_wait(self) -> float:
+        """Seconds a new request would wait for a free sequence (0 while one is free)."""
+        parallel = self.worker.facts.n_parallel
+        in_flight = self.worker.in_flight
+        if in_flight < parallel:
+            return 0.0
+        service = self._stats.recent_service_seconds or _ASSUMED_SERVICE_SECONDS
+        # Requests ahead leave in waves of `parallel`; the new one starts when its wave's turn comes.
+        return (1 + (in_flight - parallel) // parallel) * service
+
     def stats(self) -> EngineStats:
-        """Queue depth, busy flag, throughput figures."""
-        self._stats.queue_depth = max(0, self._pending - (1 if self._busy else 0))
-        self._stats.busy = self._busy
-        return self._stats
+        """Queue depth, busy sequences, estimated wait, throughput figures."""
+        stats, worker = self._stats, self.worker
+        stats.busy_sequences = min(worker.in_flight, worker.facts.n_parallel)
+        stats.queue_depth = max(0, worker.in_flight - worker.facts.n_parallel)
+        stats.busy = worker.in_flight > 0
+        stats.estimated_wait_seconds = self._estimated_wait()
+        stats.extra["kv_cells_in_use"] = float(worker.kv_cells)
+        stats.extra["kv_cells"] = float(worker.facts.kv_size)
+        return stats
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Embeddings of `texts` and the number of tokens they took."""
+        inputs = [self._vocab.tokenize(text, add_special=True, parse_special=False) for text in texts]
+        if any(not tokens for tokens in inputs):
+            raise InvalidRequestError("An input to embed is empty.", param="input")
+        try:
+            vectors = await self.worker.embed(inputs)
+        except ValueError as exc:
+            raise InvalidRequestError(f"Cannot embed this input: {exc}.", param="input") from exc
+        return vectors, sum(len(tokens) for tokens in inputs)
 
     async def close(self) -> None:
-        """Finish the running request, then free the model."""
+        """Stop the worker process (its memory goes back to the OS) and free the vocabulary."""
         if self._closed:
             return
         self._closed = True
-        await asyncio.to_thread(self._executor.shutdown, True)
-        self._model.close()
+        await self.worker.close()
+        self._vocab.close()

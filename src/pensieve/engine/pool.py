@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from pensieve.config import Settings
-from pensieve.engine.llama_cpp_backend import LlamaConfig, LlamaLoadError
+from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.registry import ModelInfo, ModelRegistry
 from pensieve.errors import ModelLoadError, ModelNotFoundError
@@ -51,6 +51,8 @@ class ModelPool:
             n_batch=settings.n_batch,
             n_threads=settings.resolved_n_threads,
             n_threads_batch=settings.resolved_n_threads_batch,
+            n_parallel=settings.resolved_parallel,
+            kv_cells=settings.kv_cache_tokens,
         )
 
     def loaded(self) -> list[LocalEngine]:
@@ -70,11 +72,17 @@ class ModelPool:
         """The loaded engine for `model_id`, loading it first if needed."""
         model_id = normalise_model_id(model_id)
         engine = self._engines.get(model_id)
-        if engine is not None:
+        if engine is not None and engine.alive:
             return engine
         lock = self._locks.setdefault(model_id, asyncio.Lock())
         async with lock:
             engine = self._engines.get(model_id)
+            if engine is not None and not engine.alive:
+                # Its worker process died (crash, OOM kill): start a fresh one.
+                logger.warning("model %s: %s; restarting its worker", model_id, engine.worker.failure)
+                self._engines.pop(model_id, None)
+                await engine.close()
+                engine = None
             if engine is None:
                 engine = await self._load(model_id)
                 self._engines[model_id] = engine
@@ -98,6 +106,8 @@ class ModelPool:
                 self.config,
                 chat_format=self.settings.chat_format,
                 default_max_tokens=self.settings.default_max_tokens,
+                max_queue=self.settings.max_queue,
+                log_level=self.settings.log_level,
             )
         except (LlamaLoadError, OSError) as exc:
             raise self._remember(info, f"Model '{model_id}' cannot be loaded: {exc}.") from exc

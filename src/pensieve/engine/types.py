@@ -85,4 +85,7 @@ class EngineStats:
     tokens_generated: int = 0
     recent_tokens_per_second: float | None = None
     recent_service_seconds: float | None = None
+    busy_sequences: int = 0  # requests decoding now (continuous batching runs several at once)
+    parallel: int = 1  # sequences the engine decodes together at most
+    estimated_wait_seconds: float = 0.0  # how long a new request would wait before it starts
     extra: dict[str, float] = field(default_factory=dict)

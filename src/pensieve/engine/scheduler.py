@@ -1,0 +1,283 @@
+"""The continuous-batching scheduler that runs inside a model's worker process.
+
+Every step builds ONE batch for `llama_decode`: the next token of every generating sequence, the last
+prompt token of sequences whose prompt is in, and as many prompt tokens of newly admitted requests as
+the batch has room for (chunked prefill: while others generate, a long prompt enters in slices so it
+does not stall their streams). New requests join at the next step; finished or cancelled sequences
+free their slot at once.
+
+KV budget: the cache is unified (any sequence may use any cell). A request is admitted only when its
+prompt plus max_tokens fits next to what running requests reserved and what idle slots keep cached,
+so decoding never runs out of cells mid-way. Idle slots keep the KV of their last request (prompt and
+answer): a new request takes the idle slot sharing its longest prefix (same system prompt, the next
+turn of a conversation) and only its new suffix is computed. Cached prefixes are dropped
+least-recently-used first when room is needed.
+
+The scheduler is synchronous and owns the BatchContext; the worker loop feeds it commands between steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pensieve.engine.llamacpp.batch_context import BatchContext, BatchItem, SequenceSampler
+from pensieve.engine.llamacpp.runtime import LlamaDecodeError
+from pensieve.engine.types import SamplingParams
+
+Finish = Literal["stop", "length", "cancelled", "error"]
+# Prompt tokens a step may add while other sequences are generating: ~0.15 s of prefill on 2 cores,
+# so running streams keep flowing while a long prompt enters.
+PREFILL_SLICE_WHILE_GENERATING = 128
+
+
+@dataclass
+class Job:
+    """A generation request as the worker receives it (token ids in, token ids out)."""
+
+    rid: int
+    prompt: list[int]
+    params: SamplingParams
+    max_tokens: int
+    forbid_eog_first: bool = False
+    top_logprobs: int = -1  # -1: none; 0: the sampled token's; n: also the n likeliest
+    grammar: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One sampled token of a request, with its log-probabilities when asked for."""
+
+    rid: int
+    token: int
+    logprob: float | None = None
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """A request ended: why, and its token counts (`cached` prompt tokens were reused, not computed)."""
+
+    rid: int
+    finish: Finish
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    error: str | None = None
+
+
+@dataclass
+class Slot:
+    """One KV sequence: idle (keeping its cache) or running a job."""
+
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence, in order
+    job: Job | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens still to evaluate (all but the last)
+    sampler: SequenceSampler | None = None
+    next_token: int | None = None  # sampled (or last prompt) token waiting to be evaluated
+    produced: int = 0
+    reused: int = 0
+    last_used: float = 0.0
+
+    @property
+    def reserved(self) -> int:
+        """KV cells this slot may need: its cache now, or its whole job's prompt + completion."""
+        if self.job is None:
+            return len(self.cached)
+        return len(self.job.prompt) + self.job.max_tokens
+
+
+class Scheduler:
+    """Continuous batching over one BatchContext."""
+
+    def __init__(self, context: BatchContext) -> None:
+        self.context = context
+        self.slots = [Slot(seq) for seq in range(context.n_parallel)]
+        self.waiting: deque[Job] = deque()
+        self.eog = context.vocab.eog_tokens
+        self.banned = context.vocab.banned_tokens
+        self._rejected: list[DoneEvent] = []
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Queue a request; it joins the batch at the next step that has a slot and KV room for it."""
+        self.waiting.append(job)
+
+    def cancel(self, rid: int) -> DoneEvent | None:
+        """Stop a request now (client gone or stop sequence seen); its slot is free for the next step."""
+        for job in self.waiting:
+            if job.rid == rid:
+                self.waiting.remove(job)
+                return DoneEvent(rid, "cancelled", len(job.prompt), 0, 0)
+        for slot in self.slots:
+            if slot.job is not None and slot.job.rid == rid:
+                return self._finish(slot, "cancelled")
+        return None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to run and nothing waiting."""
+        return not self.waiting and all(slot.job is None for slot in self.slots)
+
+    def load(self) -> tuple[int, int, int]:
+        """(sequences running, requests waiting, KV cells in use or reserved)."""
+        running = sum(1 for slot in self.slots if slot.job is not None)
+        return running, len(self.waiting), sum(slot.reserved for slot in self.slots)
+
+    # --- admission --------------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        while self.waiting:
+            job = self.waiting[0]
+            idle = [slot for slot in self.slots if slot.job is None]
+            if not idle:
+                return
+            slot, common = self._best_slot(idle, job.prompt)
+            # Reuse all of the shared prefix but the prompt's last token, which is evaluated on its own step
+            # so that its logits (and a greedy answer) do not depend on how the prompt was batched.
+            reuse = min(common, len(job.prompt) - 1)
+            if not self._make_room(slot, len(job.prompt) + job.max_tokens):
+                return
+            self.waiting.popleft()
+            try:
+                self._start(slot, job, reuse)
+            except ValueError as exc:  # e.g. a grammar llama.cpp cannot parse
+                self._rejected.append(self._finish(slot, "error", f"cannot start: {exc}"))
+
+    def _best_slot(self, idle: list[Slot], prompt: list[int]) -> tuple[Slot, int]:
+        best, best_common = None, 0
+        for slot in idle:
+            common = _common_prefix(slot.cached, prompt)
+            if common > best_common:
+                best, best_common = slot, common
+        if best is None:
+            best = min(idle, key=lambda slot: (len(slot.cached) > 0, slot.last_used))
+        return best, best_common
+
+    def _make_room(self, chosen: Slot, needed: int) -> bool:
+        """Drop other idle slots' caches (least recently used first) until the chosen slot's job fits.
+
+        `needed` is the job's whole reservation (prompt + max_tokens); the chosen slot's own cache
+        beyond the reused prefix is dropped when the job starts, so it does not count.
+        """
+        kv_size = self.context.kv_size
+        in_use = sum(slot.reserved for slot in self.slots if slot is not chosen)
+        if in_use + needed <= kv_size:
+            return True
+        for slot in sorted(self.slots, key=lambda s: s.last_used):
+            if slot.job is None and slot.cached and slot is not chosen:
+                self.context.forget(slot.seq)
+                in_use -= len(slot.cached)
+                slot.cached = []
+                if in_use + needed <= kv_size:
+                    return True
+        return False
+
+    def _start(self, slot: Slot, job: Job, reuse: int) -> None:
+        self.context.forget(slot.seq, reuse)
+        slot.cached = slot.cached[:reuse]
+        slot.job = job
+        slot.pending = job.prompt[reuse:-1]
+        slot.next_token = job.prompt[-1]
+        slot.produced = 0
+        slot.reused = reuse
+        ban = (*self.banned, *self.eog) if job.forbid_eog_first else self.banned
+        slot.sampler = self.context.sampler(job.params, ban=ban, grammar=job.grammar)  # ValueError: bad grammar
+
+    # --- one step ---------------------------------------------------------------------------------
+
+    def step(self) -> list[TokenEvent | DoneEvent]:
+        """Admit, build one batch, decode it, sample; the events of this step."""
+        self._admit()
+        events: list[TokenEvent | DoneEvent] = list(self._rejected)
+        self._rejected.clear()
+        items, sampled = self._build_batch()
+        if not items:
+            return events
+        try:
+            self.context.decode(items)
+        except LlamaDecodeError as exc:
+            # The batch is lost: end every request that had tokens in it, keep the others going.
+            seqs = {item.seq for item in items}
+            failed = [self._finish(slot, "error", str(exc)) for slot in self.slots if slot.seq in seqs and slot.job]
+            return events + failed
+        for item in items:
+            self.slots[item.seq].cached.append(item.token)
+        for slot, index in sampled:
+            events.extend(self._sample(slot, index))
+        return events
+
+    def _build_batch(self) -> tuple[list[BatchItem], list[tuple[Slot, int]]]:
+        items: list[BatchItem] = []
+        sampled: list[tuple[Slot, int]] = []
+        generating = False
+        # First the sequences that sample this step: one token each (a generated or a last prompt token).
+        for slot in self.slots:
+            if slot.job is not None and not slot.pending and slot.next_token is not None:
+                sampled.append((slot, len(items)))
+                items.append(BatchItem(slot.next_token, len(slot.cached), slot.seq, True))
+                generating = generating or slot.produced > 0
+        room = self.context.n_batch - len(items)
+        if generating:
+            room = min(room, PREFILL_SLICE_WHILE_GENERATING)
+        # Then prompt slices, oldest request first (slots admitted earlier have lower reuse of room).
+        for slot in self.slots:
+            if room <= 0:
+                break
+            if slot.job is None or not slot.pending:
+                continue
+            piece, slot.pending = slot.pending[:room], slot.pending[room:]
+            start = len(slot.cached)
+            items.extend(BatchItem(token, start + offset, slot.seq, False) for offset, token in enumerate(piece))
+            room -= len(piece)
+        return items, sampled
+
+    def _sample(self, slot: Slot, index: int) -> list[TokenEvent | DoneEvent]:
+        job, sampler = slot.job, slot.sampler
+        assert job is not None and sampler is not None
+        token = self.context.sample(sampler, index)
+        if slot.produced == 0 and job.forbid_eog_first:
+            # The EOG ban holds for the first token only: continue with the everyday chain (the grammar,
+            # which has already seen the token, moves over to it).
+            grammar, sampler.grammar = sampler.grammar, None
+            sampler.free()
+            slot.sampler = self.context.sampler(job.params, ban=self.banned)
+            self.context.accept(slot.sampler, token)
+            slot.sampler.grammar = grammar
+        if token in self.eog:
+            return [self._finish(slot, "stop")]
+        event = TokenEvent(job.rid, token)
+        if job.top_logprobs >= 0:
+            logprob, top = self.context.logprobs(index, token, job.top_logprobs)
+            event = TokenEvent(job.rid, token, logprob, tuple(top))
+        slot.produced += 1
+        slot.next_token = token
+        if slot.produced >= job.max_tokens or len(slot.cached) + 1 >= self.context.window:
+            return [event, self._finish(slot, "length")]
+        return [event]
+
+    def _finish(self, slot: Slot, finish: Finish, error: str | None = None) -> DoneEvent:
+        job = slot.job
+        assert job is not None
+        if slot.sampler is not None:
+            slot.sampler.free()
+        if finish == "error":
+            self.context.forget(slot.seq)
+            slot.cached = []
+        done = DoneEvent(job.rid, finish, len(job.prompt), slot.produced, slot.reused, error)
+        slot.job, slot.sampler, slot.next_token, slot.pending = None, None, None, []
+        slot.last_used = time.monotonic()
+        return done
+
+
+def _common_prefix(cached: list[int], prompt: list[int]) -> int:
+    count = 0
+    for have, want in zip(cached, prompt, strict=False):
+        if have != want:
+            break
+        count += 1
+    return count

@@ -1,0 +1,89 @@
+"""The model worker process: loads one model and runs the continuous-batching scheduler for it.
+
+The server talks to it over a multiprocessing pipe with plain picklable messages:
+
+    server -> worker   ("generate", Job) | ("cancel", rid) | ("embed", rid, [[token, ...], ...]) | ("shutdown",)
+    worker -> server   ("ready", facts) | ("load_error", message)
+                       ("step", [TokenEvent | DoneEvent, ...], (running, waiting, kv_cells))
+                       ("embedded", rid, [[float, ...], ...] | None, error | None)
+
+A crash here (a hostile model file, an out-of-memory kill) ends this process only: the server sees
+the pipe close and fails the requests in flight. When the server goes away, the pipe closes too and
+the worker exits, so no orphan keeps the model's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from pensieve.engine.llamacpp.batch_context import BatchContext
+from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaDecodeError
+from pensieve.engine.scheduler import Scheduler
+
+logger = logging.getLogger("pensieve.worker")
+
+
+def _handle(message: tuple[Any, ...], scheduler: Scheduler, conn: Connection) -> bool:
+    """Apply one command; False when the worker should stop."""
+    kind = message[0]
+    if kind == "generate":
+        scheduler.submit(message[1])
+    elif kind == "cancel":
+        done = scheduler.cancel(message[1])
+        if done is not None:
+            conn.send(("step", [done], scheduler.load()))
+    elif kind == "embed":
+        rid, inputs = message[1], message[2]
+        try:
+            vectors = [scheduler.context.embed(tokens) for tokens in inputs]
+            conn.send(("embedded", rid, vectors, None))
+        except (ValueError, LlamaDecodeError) as exc:
+            conn.send(("embedded", rid, None, str(exc)))
+    elif kind == "shutdown":
+        return False
+    return True
+
+
+def serve(conn: Connection, scheduler: Scheduler) -> None:
+    """The worker loop: take every pending command, run one step, report its events; sleep when idle."""
+    running = True
+    while running:
+        if scheduler.idle:
+            running = _handle(conn.recv(), scheduler, conn)  # nothing to do: block until a command comes
+        while running and conn.poll():
+            running = _handle(conn.recv(), scheduler, conn)
+        if not running:
+            break
+        events = scheduler.step()
+        if events:
+            conn.send(("step", events, scheduler.load()))
+
+
+def worker_main(conn: Connection, model_path: str, config: LlamaConfig, log_level: str) -> None:
+    """Process entry point (spawned): load, report ready or the load error, serve until told to stop."""
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    try:
+        context = BatchContext(Path(model_path), config)
+    except Exception as exc:  # reported to the server, which shows it to the client
+        conn.send(("load_error", str(exc)))
+        conn.close()
+        return
+    conn.send(
+        (
+            "ready",
+            {"window": context.window, "kv_size": context.kv_size, "n_parallel": context.n_parallel},
+        )
+    )
+    try:
+        serve(conn, Scheduler(context))
+    except (EOFError, OSError):
+        pass  # the server went away: nothing left to serve
+    finally:
+        context.close()
+        conn.close()
