@@ -1,6 +1,6 @@
 @echo off
 rem Pensieve: start an install that run_app.bat has already set up (no pip, no network).
-rem Usage: quick_start.bat [pensieve serve options, e.g. --port 8080]
+rem Usage: quick_start.bat [pensieve up options: the serve options, e.g. --port 8080, and --ui-port 8501]
 setlocal
 cd /d "%~dp0"
 
@@ -13,7 +13,6 @@ rem Checks the set-up finished, creates .env and the folders if missing, and the
 ".venv\Scripts\python.exe" scripts\bootstrap.py --no-install
 if errorlevel 1 exit /b 1
 
-rem ---- Streamlit UI: PLACEHOLDER (start it here as in run_app.bat) -------------------------------
-
-".venv\Scripts\python.exe" -m pensieve serve %*
+rem Server and UI together, as in run_app.bat: Ctrl+C stops both.
+".venv\Scripts\python.exe" -m pensieve up %*
 exit /b %ERRORLEVEL%

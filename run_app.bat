@@ -1,6 +1,6 @@
 @echo off
 rem Pensieve: set everything up (first run: a few minutes; afterwards: seconds) and start the app.
-rem Usage: run_app.bat [pensieve serve options, e.g. --port 8080]
+rem Usage: run_app.bat [pensieve up options: the serve options, e.g. --port 8080, and --ui-port 8501]
 rem The set-up itself lives in scripts\bootstrap.py; this file only finds a Python to run it with.
 setlocal
 cd /d "%~dp0"
@@ -10,12 +10,10 @@ if errorlevel 1 exit /b 1
 %PYTHON% scripts\bootstrap.py
 if errorlevel 1 exit /b 1
 
-rem ---- Streamlit UI: PLACEHOLDER -----------------------------------------------------------------
-rem The UI issue starts the Streamlit UI here, e.g. with "start" in its own window, before the
-rem server below, and makes sure it stops with the server. Until then run_app starts the API only.
-rem ------------------------------------------------------------------------------------------------
-
-".venv\Scripts\python.exe" -m pensieve serve %*
+rem Server and Streamlit UI together in this window: "pensieve up" starts the UI as a child process
+rem (its output goes to logs\ui.log), prints both URLs, then runs the server; Ctrl+C stops both.
+rem UI alone: run_streamlit.bat; server alone: run_local_api.bat.
+".venv\Scripts\python.exe" -m pensieve up %*
 exit /b %ERRORLEVEL%
 
 rem First Python 3.10+ that runs: the py launcher (newest tested version first), then python on PATH.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pensieve: set everything up (first run: a few minutes; afterwards: seconds) and start the app.
-# Usage: ./run_app.sh [pensieve serve options, e.g. --port 8080]
+# Usage: ./run_app.sh [pensieve up options: the serve options, e.g. --port 8080, and --ui-port 8501]
 # The set-up itself lives in scripts/bootstrap.py; this file only finds a Python to run it with.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -28,9 +28,7 @@ find_python
 
 "$PYTHON" scripts/bootstrap.py
 
-# ---- Streamlit UI: PLACEHOLDER ------------------------------------------------------------------
-# The UI issue starts the Streamlit UI here, in the background, before the server below takes over
-# this process (exec), and makes sure it stops with the server. Until then run_app starts the API only.
-# --------------------------------------------------------------------------------------------------
-
-exec .venv/bin/python -m pensieve serve "$@"
+# Server and Streamlit UI together: `pensieve up` starts the UI as a child process (its output goes to
+# logs/ui.log), prints both URLs, then runs the server here; when the server stops (Ctrl+C, SIGTERM)
+# it stops the UI. UI alone: ./run_streamlit.sh; server alone: ./run_local_api.sh.
+exec .venv/bin/python -m pensieve up "$@"

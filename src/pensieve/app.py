@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from pensieve import __version__
-from pensieve.api import admin, burst, health, metrics, models, openai_v1
+from pensieve.api import admin, burst, embeddings, health, metrics, models, openai_v1, ps
 from pensieve.api.admin import install_admin_state
 from pensieve.api.errors import install_error_handlers
 from pensieve.api.limits import BodySizeLimitMiddleware
@@ -44,7 +44,7 @@ DESCRIPTION = (
 async def _preload_default(pool: ModelPool, settings: Settings) -> None:
     """Load the default model so the first request does not pay for it; a failure is logged, not fatal."""
     try:
-        engine = await pool.get(settings.default_model)
+        engine = await pool.get(settings.default_model, reserve=False)
     except PensieveError as exc:
         logger.error("default model not loaded: %s", exc.message)
         return
@@ -93,6 +93,7 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
                 await old_cloud.close()
 
         app.state.apply_settings = apply_settings
+        pool.start()  # the keep-alive task; pool.close() stops it
         if cloud.configured:
             logger.info("cloud models: %s (auto bursts to %s)", ", ".join(cloud.model_ids()), cloud.default_model_id)
         if settings.preload_default_model:
@@ -108,9 +109,11 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     app = FastAPIOffline(title="Pensieve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(openai_v1.router)
+    app.include_router(embeddings.router)
     app.include_router(models.router)
     app.include_router(burst.router)
     app.include_router(admin.router)
+    app.include_router(ps.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     if settings.cors_origins:

@@ -1,4 +1,4 @@
-"""Command-line interface: `pensieve serve | models list | models install-default | route explain | version`.
+"""Command-line interface: `pensieve serve | ui | up | models list | models install-default | route explain | version`.
 
 Flags override `PENSIEVE_*` variables, which override `.env`. Invalid settings end the command with
 one line naming the key and the problem (exit status 2).
@@ -155,10 +155,90 @@ def cmd_models_install_default(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui_environment(args: argparse.Namespace, server_url: str | None) -> dict[str, str]:
+    """The UI process's environment: ours, plus where the server is and which settings file to read."""
+    import os
+
+    env = dict(os.environ)
+    if args.env_file is not None:
+        env["PENSIEVE_ENV_FILE"] = str(args.env_file)
+    if server_url:
+        env["PENSIEVE_SERVER_URL"] = server_url
+    return env
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Start the Streamlit UI alone (the server runs elsewhere: `pensieve serve`)."""
+    import subprocess
+
+    from pensieve.ui.config import load_ui_settings
+    from pensieve.ui.launch import streamlit_command, ui_unavailable, ui_url
+
+    problem = ui_unavailable()
+    if problem:
+        print(f"pensieve: {problem}", file=sys.stderr)
+        return 1
+    ui = load_ui_settings(args.env_file)
+    host, port = args.host or ui.ui_host, args.port or ui.ui_port
+    server_url = args.server_url or ui.base_url
+    print(f"Pensieve UI on {ui_url(host, port)}  (server: {server_url})", flush=True)
+    try:
+        return subprocess.call(streamlit_command(host, port), env=_ui_environment(args, server_url))
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the server and the UI together; the UI stops when the server stops."""
+    import subprocess
+
+    from pensieve.ui.config import load_ui_settings
+    from pensieve.ui.launch import streamlit_command, ui_unavailable, ui_url, watch_ui
+
+    problem = ui_unavailable()
+    if problem:
+        print(f"pensieve: starting the server without the UI: {problem}", file=sys.stderr, flush=True)
+        return cmd_serve(args)
+    settings = _settings(args, host=args.host, port=args.port)
+    ui = load_ui_settings(args.env_file)
+    host, port = args.ui_host or ui.ui_host, args.ui_port or ui.ui_port
+    server_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    server_url = ui.server_url or f"http://{server_host}:{settings.port}"
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    ui_log = settings.log_dir / "ui.log"
+    with ui_log.open("ab") as log:
+        process = subprocess.Popen(
+            streamlit_command(host, port), env=_ui_environment(args, server_url), stdout=log, stderr=subprocess.STDOUT
+        )
+    print(f"Pensieve UI on {ui_url(host, port)}  (its log: {ui_log})", flush=True)
+    stopping = watch_ui(process, ui_log)
+    try:
+        return cmd_serve(args)
+    finally:
+        stopping.set()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     """Print the version."""
     print(f"pensieve {__version__}")
     return 0
+
+
+def _add_serve_options(serve: argparse.ArgumentParser) -> None:
+    """The options of `serve`, shared by `up`."""
+    serve.add_argument("--host", help="address to bind (PENSIEVE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (PENSIEVE_PORT, default 8000)")
+    serve.add_argument("--model", help="default model id (PENSIEVE_DEFAULT_MODEL)")
+    serve.add_argument("--models-dir", type=Path, help="folder of *.gguf files (PENSIEVE_MODELS_DIR)")
+    serve.add_argument("--n-ctx", type=int, help="context window in tokens (PENSIEVE_N_CTX)")
+    serve.add_argument("--n-threads", type=int, help="CPU threads, 0 = all cores (PENSIEVE_N_THREADS)")
+    serve.add_argument("--log-level", help="critical|error|warning|info|debug (PENSIEVE_LOG_LEVEL)")
+    serve.add_argument("--no-preload", action="store_true", help="load the default model on first use")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,15 +250,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="start the API server", description="Start the API server.")
-    serve.add_argument("--host", help="address to bind (PENSIEVE_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="TCP port (PENSIEVE_PORT, default 8000)")
-    serve.add_argument("--model", help="default model id (PENSIEVE_DEFAULT_MODEL)")
-    serve.add_argument("--models-dir", type=Path, help="folder of *.gguf files (PENSIEVE_MODELS_DIR)")
-    serve.add_argument("--n-ctx", type=int, help="context window in tokens (PENSIEVE_N_CTX)")
-    serve.add_argument("--n-threads", type=int, help="CPU threads, 0 = all cores (PENSIEVE_N_THREADS)")
-    serve.add_argument("--log-level", help="critical|error|warning|info|debug (PENSIEVE_LOG_LEVEL)")
-    serve.add_argument("--no-preload", action="store_true", help="load the default model on first use")
+    _add_serve_options(serve)
     serve.set_defaults(handler=cmd_serve)
+
+    ui = commands.add_parser(
+        "ui", help="start the Streamlit UI alone", description="Start the web UI; it talks to a running server."
+    )
+    ui.add_argument("--host", help="address the UI binds (PENSIEVE_UI_HOST, default 127.0.0.1)")
+    ui.add_argument("--port", type=int, help="UI port (PENSIEVE_UI_PORT, default 8501)")
+    ui.add_argument("--server-url", help="server URL (PENSIEVE_SERVER_URL, default http://PENSIEVE_HOST:PENSIEVE_PORT)")
+    ui.set_defaults(handler=cmd_ui)
+
+    up = commands.add_parser(
+        "up",
+        help="start the server and the UI together",
+        description="Start the API server and the web UI; stopping the server stops the UI.",
+    )
+    _add_serve_options(up)
+    up.add_argument("--ui-host", help="address the UI binds (PENSIEVE_UI_HOST, default 127.0.0.1)")
+    up.add_argument("--ui-port", type=int, help="UI port (PENSIEVE_UI_PORT, default 8501)")
+    up.set_defaults(handler=cmd_up)
 
     model_cmds = commands.add_parser("models", help="list or install models", description="Manage model files.")
     model_sub = model_cmds.add_subparsers(dest="models_command", metavar="ACTION", required=True)

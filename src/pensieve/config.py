@@ -15,6 +15,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from pensieve.units import parse_byte_size, parse_duration_seconds
+
 ENV_PREFIX = "PENSIEVE_"
 DEFAULT_MODEL_ID = "gemma-3-270m-q4_k_m"
 
@@ -73,6 +75,19 @@ class Settings(BaseSettings):
     chat_format: ChatFormat = Field(
         "auto",
         description="auto, template, gemma, chatml, phi3 or dialogue; auto picks per model (see README).",
+    )
+    max_loaded_models: int = Field(
+        2,
+        ge=0,
+        description="Models kept loaded at once; one more unloads the least recently used idle one. 0 = no limit.",
+    )
+    memory_limit: int = Field(
+        0, ge=0, description="Estimated memory all loaded models may use, in bytes or e.g. 8GB, 512MiB; 0 = no limit."
+    )
+    keep_alive: float = Field(
+        300.0,
+        ge=-1,
+        description="Seconds an idle model stays loaded (or 5m, 1h); 0 = unload after each request, -1 = never.",
     )
 
     # --- Default sampling (a request's own values win) -------------------------------------------
@@ -151,6 +166,17 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase_log_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _parse_memory_limit(cls, value: Any) -> Any:
+        # "8GB" and "512MiB" are what people write; the parser's message says which forms work.
+        return parse_byte_size(value) if isinstance(value, str) else value
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _parse_keep_alive(cls, value: Any) -> Any:
+        return parse_duration_seconds(value) if isinstance(value, str | int | float) else value
 
     @field_validator("cors_origins", "privacy_detectors", "privacy_keywords", mode="before")
     @classmethod

@@ -120,11 +120,26 @@ class ModelLoadError(PensieveError):
 
 
 class ServiceUnavailableError(PensieveError):
-    """The server cannot serve right now (no model ready, shutting down); retrying later may work."""
+    """The server cannot serve right now (no model ready, shutting down); retrying later may work.
+
+    `retry_after_seconds`, when known, becomes a `Retry-After` header (SDKs honour it when retrying).
+    """
 
     status_code = 503
     error_type = "server_error"
     default_code = "service_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        headers = {"retry-after": str(max(1, round(retry_after_seconds)))} if retry_after_seconds is not None else None
+        super().__init__(message, param=param, code=code, headers=headers)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class EngineError(PensieveError):

@@ -7,6 +7,7 @@ and shape the results as OpenAI objects. HTTP concerns (SSE framing, headers) st
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -15,17 +16,19 @@ from pensieve.burst.controller import BurstController, RouteHeader
 from pensieve.burst.routed_engine import RoutedEngine
 from pensieve.config import Settings
 from pensieve.engine.base import Engine
-from pensieve.engine.types import FinishReason, GenerationChunk, GenerationRequest, Usage
+from pensieve.engine.types import FinishReason, GenerationChunk, GenerationRequest, TokenLogprob, Usage
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
 from pensieve.schemas.responses import (
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
     ChatCompletionChunk,
+    ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     UsageOut,
     new_id,
     now,
@@ -39,6 +42,7 @@ class FinishedText:
     text: str
     finish_reason: FinishReason
     usage: Usage
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 def _seeded(request: GenerationRequest, choice: int) -> GenerationRequest:
@@ -51,15 +55,22 @@ def _seeded(request: GenerationRequest, choice: int) -> GenerationRequest:
 async def collect(engine: Engine, request: GenerationRequest) -> FinishedText:
     """Run a generation to the end and join its text."""
     parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
     finish: FinishReason = "stop"
     usage = Usage(0, 0)
     async with aclosing(engine.generate(request)) as chunks:
         async for chunk in chunks:
             parts.append(chunk.text)
+            logprobs.extend(chunk.logprobs)
             if chunk.finish_reason is not None:
                 finish = chunk.finish_reason
                 usage = chunk.usage or usage
-    return FinishedText("".join(parts), finish, usage)
+    return FinishedText("".join(parts), finish, usage, tuple(logprobs))
+
+
+async def collect_choices(engine: Engine, request: GenerationRequest, n: int) -> list[FinishedText]:
+    """The `n` choices of a request, generated concurrently (the local engine batches them)."""
+    return list(await asyncio.gather(*(collect(engine, _seeded(request, index)) for index in range(n))))
 
 
 def _add(total: Usage, usage: Usage | None, *, count_prompt: bool) -> Usage:
@@ -95,11 +106,13 @@ class InferenceService:
         request = body.to_request(self.settings)
         choices: list[ChatChoice] = []
         usage = Usage(0, 0)
-        for index in range(body.n):
-            result = await collect(engine, _seeded(request, index))
+        for index, result in enumerate(await collect_choices(engine, request, body.n)):
             choices.append(
                 ChatChoice(
-                    index=index, message=AssistantMessage(content=result.text), finish_reason=result.finish_reason
+                    index=index,
+                    message=AssistantMessage(content=result.text),
+                    finish_reason=result.finish_reason,
+                    logprobs=ChoiceLogprobs.of(result.logprobs) if body.logprobs else None,
                 )
             )
             usage = _add(usage, result.usage, count_prompt=index == 0)
@@ -130,7 +143,8 @@ class InferenceService:
                     yield chunk([ChunkChoice(index=index, delta=ChunkDelta(role="assistant", content=""))])
                     announced = True
                 if piece.text:
-                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(content=piece.text))])
+                    logprobs = ChoiceLogprobs.of(piece.logprobs) if body.logprobs else None
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(content=piece.text), logprobs=logprobs)])
                 if piece.finish_reason is not None:
                     yield chunk([ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=piece.finish_reason)])
                     total = _add(total, piece.usage, count_prompt=index == 0)
@@ -144,13 +158,15 @@ class InferenceService:
         usage = Usage(0, 0)
         for prompt_index, request in enumerate(requests):
             echo = self._echo_text(body, request)
-            for choice in range(body.n):
-                result = await collect(engine, _seeded(request, choice))
+            for choice, result in enumerate(await collect_choices(engine, request, body.n)):
                 choices.append(
                     CompletionChoice(
                         index=prompt_index * body.n + choice,
                         text=echo + result.text,
                         finish_reason=result.finish_reason,
+                        logprobs=CompletionLogprobs.of(result.logprobs, len(echo))
+                        if body.logprobs is not None
+                        else None,
                     )
                 )
                 usage = _add(usage, result.usage, count_prompt=choice == 0)
@@ -177,10 +193,19 @@ class InferenceService:
             for choice in range(body.n):
                 index = prompt_index * body.n + choice
                 echo = self._echo_text(body, request)
+                offset = len(echo)
                 async for piece in self._pieces(engine, _seeded(request, choice)):
                     text, echo = echo + piece.text, ""
+                    logprobs = CompletionLogprobs.of(piece.logprobs, offset) if body.logprobs is not None else None
+                    offset += len(piece.text)
                     if text or piece.finish_reason is not None:
-                        yield chunk([CompletionChoice(index=index, text=text, finish_reason=piece.finish_reason)])
+                        yield chunk(
+                            [
+                                CompletionChoice(
+                                    index=index, text=text, finish_reason=piece.finish_reason, logprobs=logprobs
+                                )
+                            ]
+                        )
                     if piece.finish_reason is not None:
                         total = _add(total, piece.usage, count_prompt=choice == 0)
         if body.include_usage:

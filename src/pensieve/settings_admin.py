@@ -33,7 +33,7 @@ _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "default_max",
         ),
     ),
-    ("Local engine", ("default_model", "preload_", "n_", "chat_format")),
+    ("Local engine", ("default_model", "preload_", "n_", "chat_format", "max_loaded_", "memory_limit", "keep_alive")),
     ("Server", ("",)),
 )
 # These are read once when the server starts (socket, folders, loaded models), so a change waits for a restart.

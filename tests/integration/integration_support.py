@@ -103,6 +103,8 @@ def server_env(work_dir: Path, extra_env: Mapping[str, str]) -> dict[str, str]:
             "PENSIEVE_LOG_DIR": str(work_dir / "logs"),
             "PENSIEVE_DATA_DIR": str(work_dir / "data"),
             "PENSIEVE_N_CTX": str(N_CTX),
+            # Models stay loaded however long the suite runs between two uses (keep-alive tests set their own).
+            "PENSIEVE_KEEP_ALIVE": "-1",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -202,8 +202,10 @@ def test_text_content_parts_are_accepted(client: openai.OpenAI, model_id: str) -
     ("changes", "param"),
     [
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-        ({"response_format": {"type": "json_object"}}, "response_format.type"),
-        ({"logprobs": True}, "logprobs"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
+            "messages[0].content",
+        ),
     ],
 )
 def test_unsupported_features_are_400(http: httpx.Client, model_id: str, changes: dict[str, Any], param: str) -> None:

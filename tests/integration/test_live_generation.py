@@ -325,12 +325,13 @@ def test_same_seed_gives_same_chat_sample(client: openai.OpenAI, model_id: str) 
     assert first == second
 
 
-def test_n_returns_indexed_choices_and_choice_0_follows_the_seed(client: openai.OpenAI, model_id: str) -> None:
-    single = _sampled(client, model_id, seed=42)
+def test_n_choices_are_distinct_samples(client: openai.OpenAI, model_id: str) -> None:
+    # The n choices decode together in one batch, choice i with seed + i. (A batch's arithmetic differs
+    # in low bits from a lone run's, so choice 0 need not equal the n=1 sample, as with llama-server.)
     pair = _sampled(client, model_id, seed=42, n=2)
     assert len(pair) == 2
-    assert pair[0] == single[0]
     assert all(text.strip() for text in pair)
+    assert pair[0] != pair[1], "choices with different seeds should differ at temperature 0.9"
 
 
 def test_chat_n_returns_two_choices(client: openai.OpenAI, model_id: str) -> None:

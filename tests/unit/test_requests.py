@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from pensieve.api.errors import describe_validation
 from pensieve.config import Settings, load_settings
-from pensieve.errors import UnsupportedParameterError
+from pensieve.errors import InvalidRequestError, UnsupportedParameterError
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
 
 
@@ -45,9 +45,11 @@ def test_text_parts_are_joined(settings: Settings) -> None:
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"response_format": {"type": "json_object"}}, "response_format.type"),
-        ({"logprobs": True}, "logprobs"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages[0].content",
+        ),
     ],
 )
 def test_unsupported_features_are_refused_clearly(settings: Settings, fields: dict[str, Any], param: str) -> None:
@@ -100,3 +102,21 @@ def test_completion_prompt_shapes(settings: Settings, prompt: Any, expected: lis
 def test_completion_refuses_suffix(settings: Settings) -> None:
     with pytest.raises(UnsupportedParameterError):
         CompletionRequest.model_validate({"prompt": "x", "suffix": "y"}).to_requests(settings)
+
+
+def test_response_format_and_logprobs_reach_the_engine(settings: Settings) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    fields = {"json_schema": {"name": "answer", "schema": schema}, "type": "json_schema"}
+    params = chat(response_format=fields, logprobs=True, top_logprobs=3).to_request(settings).params
+    assert params.response_format == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    assert params.logprobs and params.top_logprobs == 3
+    assert chat(response_format={"type": "text"}).to_request(settings).params.response_format is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"response_format": {"type": "xml"}}, {"top_logprobs": 2}, {"response_format": {"type": "json_schema"}}],
+)
+def test_bad_response_format_or_logprobs_are_refused(settings: Settings, fields: dict[str, Any]) -> None:
+    with pytest.raises((InvalidRequestError, ValidationError)):
+        chat(**fields).to_request(settings)

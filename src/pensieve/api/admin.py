@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse
 
 from pensieve import __version__
@@ -20,6 +21,7 @@ from pensieve.config import SettingsError
 from pensieve.errors import InvalidRequestError, PensieveError
 from pensieve.model_install import install_default_model
 from pensieve.settings_admin import describe_settings, save_env_file, updated_settings
+from pensieve.units import parse_duration_seconds
 
 router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(require_api_key)])
 
@@ -87,11 +89,36 @@ async def system(request: Request, pool: PoolDep) -> dict[str, Any]:
     }
 
 
+class LoadOptions(BaseModel):
+    """Optional body of POST /api/models/{id}/load."""
+
+    model_config = ConfigDict(extra="ignore")
+    keep_alive: float | str | None = Field(
+        None, description="Seconds or a duration such as '5m' the model stays loaded when idle; -1 = never."
+    )
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _check_keep_alive(cls, value: float | str | None) -> float | None:
+        return None if value is None else parse_duration_seconds(value)
+
+
 @router.post("/models/{model_id}/load")
-async def load_model(model_id: str, pool: PoolDep) -> dict[str, Any]:
-    """Load a local model now (it also loads on demand); 404 if unknown, 500 if the file is broken."""
-    engine = await pool.get(model_id)
-    return {"id": engine.model_id, "loaded": True, "context_length": engine.context_length}
+async def load_model(model_id: str, pool: PoolDep, options: LoadOptions | None = None) -> dict[str, Any]:
+    """Load a local model now (it also loads on demand), unloading idle ones if limits need it.
+
+    404 if unknown, 500 if the file is broken, 400 `model_too_large` if it exceeds PENSIEVE_MEMORY_LIMIT on
+    its own, 503 with Retry-After if the loaded models in the way are busy.
+    """
+    engine = await pool.get(model_id, reserve=False)
+    if options is not None and options.keep_alive is not None:
+        pool.set_keep_alive(engine.model_id, float(options.keep_alive))
+    return {
+        "id": engine.model_id,
+        "loaded": True,
+        "context_length": engine.context_length,
+        "keep_alive_seconds": pool.keep_alive_for(engine.model_id),
+    }
 
 
 @router.post("/models/{model_id}/unload")

@@ -21,7 +21,7 @@ async def health() -> dict[str, Any]:
 
 @router.get("/ready")
 async def ready(pool: PoolDep, settings: SettingsDep, controller: ControllerDep) -> JSONResponse:
-    """200 when a loaded model, or a cloud model whose circuit is closed, can serve; else 503 with the reason."""
+    """200 when a loaded (or idle-unloaded) model, or a cloud model with a closed circuit, can serve; else 503."""
     loaded = [engine.model_id for engine in pool.loaded()]
     cloud = controller.cloud
     cloud_ready = [m for m in cloud.model_ids() if cloud.breaker(m).would_allow()]
@@ -31,7 +31,8 @@ async def ready(pool: PoolDep, settings: SettingsDep, controller: ControllerDep)
         "cloud_models_ready": cloud_ready,
         "local_error": pool.failure(settings.default_model),
     }
-    if loaded or cloud_ready:
+    # A default model unloaded after its keep-alive reloads on the next request: still ready.
+    if loaded or cloud_ready or pool.loadable(settings.default_model):
         return JSONResponse({"status": "ready", **body})
     failure = pool.failure(settings.default_model)
     reason = failure or "No model is loaded yet (the default model loads at start-up or on first request)."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from contextlib import AbstractContextManager, aclosing, nullcontext
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -43,6 +45,14 @@ def route_header(request: Request) -> RouteHeader | None:
 RouteHeaderDep = Annotated[RouteHeader | None, Depends(route_header)]
 
 
+async def _held(hold: AbstractContextManager[None], payloads: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
+    """`payloads` with `hold` entered from the first payload until the stream ends or is closed."""
+    with hold:
+        async with aclosing(payloads) as inner:
+            async for payload in inner:
+                yield payload
+
+
 async def _respond(
     body: ChatCompletionRequest | CompletionRequest,
     request: Request,
@@ -50,20 +60,25 @@ async def _respond(
     header: RouteHeader | None,
 ) -> Response:
     engine = await inference.route(body, header)
+    # The local model stays loaded until the response is complete; its keep-alive counts from then.
+    local = engine.info.model if engine.info.route == "local" else None
+    hold = inference.controller.pool.hold(local, body.keep_alive_seconds) if local else nullcontext()
     if body.stream:
-        payloads = (
+        payloads = _held(
+            hold,
             inference.chat_stream(body, engine)
             if isinstance(body, ChatCompletionRequest)
-            else inference.complete_stream(body, engine)
+            else inference.complete_stream(body, engine),
         )
         first = await anext(payloads)
         # Fallback happens before the first chunk, so the route is final by now.
         return event_stream_response(first, payloads, headers=engine.info.headers())
     try:
-        if isinstance(body, ChatCompletionRequest):
-            result: ChatCompletion | Completion = await cancel_on_disconnect(request, inference.chat(body, engine))
-        else:
-            result = await cancel_on_disconnect(request, inference.complete(body, engine))
+        with hold:
+            if isinstance(body, ChatCompletionRequest):
+                result: ChatCompletion | Completion = await cancel_on_disconnect(request, inference.chat(body, engine))
+            else:
+                result = await cancel_on_disconnect(request, inference.complete(body, engine))
     except ClientDisconnectedError:
         return Response(status_code=CLIENT_CLOSED)
     return JSONResponse(result.model_dump(), headers=engine.info.headers())

@@ -62,6 +62,8 @@ def _sampling(request: GenerationRequest) -> dict[str, Any]:
         sampling["presence_penalty"] = params.presence_penalty
     if params.frequency_penalty:
         sampling["frequency_penalty"] = params.frequency_penalty
+    if params.response_format is not None:
+        sampling["response_format"] = params.response_format
     return sampling
 
 

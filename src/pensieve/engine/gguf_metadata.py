@@ -73,6 +73,18 @@ class GGUFMetadata:
         value = self.values.get(f"{self.architecture}.context_length")
         return int(value) if isinstance(value, int) else None
 
+    def arch_int(self, name: str) -> int | None:
+        """An integer `<arch>.<name>` value such as `block_count`, or None when absent or not an integer."""
+        value = self.values.get(f"{self.architecture}.{name}")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def arch_ints(self, name: str) -> int | tuple[int, ...] | None:
+        """Like `arch_int`, but also a per-layer list (some models vary `attention.head_count_kv` by layer)."""
+        value = self.values.get(f"{self.architecture}.{name}")
+        if isinstance(value, list) and value and all(isinstance(item, int) for item in value):
+            return tuple(value)
+        return self.arch_int(name)
+
     @property
     def chat_template(self) -> str | None:
         """The Jinja chat template stored in the file, if any."""

@@ -10,19 +10,30 @@ disconnect, stop sequence seen) cancels its sequence in the worker within a step
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
+import sys
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pensieve.engine.chat_template import choose_chat_format, looks_instruction_tuned, render_chat_prompt
+from pensieve.engine.llamacpp.grammar import GrammarError, grammar_for
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.registry import ModelInfo
-from pensieve.engine.scheduler import DoneEvent, Job
+from pensieve.engine.scheduler import DoneEvent, Job, TokenEvent
 from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler
-from pensieve.engine.types import EngineStats, FinishReason, GenerationChunk, GenerationRequest, Usage
+from pensieve.engine.types import (
+    EngineStats,
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+    TokenLogprob,
+    Usage,
+)
 from pensieve.engine.worker_client import WorkerClient
 from pensieve.errors import ContextLengthExceededError, EngineError, InvalidRequestError, RateLimitedError
 
@@ -185,14 +196,28 @@ class LocalEngine:
 
     def _job(self, prepared: PreparedPrompt, request: GenerationRequest) -> Job:
         params = request.params
+        try:
+            grammar = grammar_for(params.response_format)
+        except GrammarError as exc:
+            raise InvalidRequestError(f"Invalid response_format: {exc}.", param="response_format") from exc
         return Job(
             rid=0,
             prompt=prepared.tokens,
             params=params,
             max_tokens=prepared.max_tokens,
-            forbid_eog_first=prepared.is_chat,
-            top_logprobs=0 if params.logprobs else -1,
+            forbid_eog_first=prepared.is_chat and grammar is None,
+            top_logprobs=params.top_logprobs if params.logprobs else -1,
+            grammar=grammar,
         )
+
+    def _token_logprob(self, event: TokenEvent) -> TokenLogprob:
+        def piece(token: int) -> tuple[str, tuple[int, ...]]:
+            raw = self._vocab.token_bytes(token)
+            return raw.decode("utf-8", errors="replace"), tuple(raw)
+
+        text, raw = piece(event.token)
+        top = tuple((*piece(token), logprob) for token, logprob in event.top)
+        return TokenLogprob(text, event.logprob or 0.0, raw, tuple((t, lp, b) for t, b, lp in top))
 
     def _check_queue(self) -> None:
         waiting = max(0, self.worker.in_flight - self.worker.facts.n_parallel)
@@ -217,18 +242,24 @@ class LocalEngine:
         produced, logprob_sum = 0, 0.0
         finish: FinishReason = "length"
         done: DoneEvent | None = None
+        job = self._job(prepared, request)
+        per_token = request.params.logprobs
+        pending: list[TokenLogprob] = []  # tokens whose text has not been emitted yet
         try:
-            async with aclosing(self.worker.generate(self._job(prepared, request))) as events:
+            async with aclosing(self.worker.generate(job)) as events:
                 async for event in events:
                     if isinstance(event, DoneEvent):
                         done = event
                         break
                     produced += 1
                     logprob_sum += event.logprob or 0.0
+                    if per_token:
+                        pending.append(self._token_logprob(event))
                     text, hit_stop = stopper.push(assembler.push(self._vocab.token_bytes(event.token)))
                     text = trimmer.push(text) if trimmer else text
                     if text:
-                        yield GenerationChunk(text)
+                        yield GenerationChunk(text, logprobs=_aligned(pending, text, first=produced == len(pending)))
+                        pending = []
                     if hit_stop:
                         finish = "stop"
                         break  # closing the event stream cancels the sequence in the worker
@@ -243,7 +274,7 @@ class LocalEngine:
                 tail += stopper.flush()
             tail = trimmer.push(tail) if trimmer else tail
             if tail:
-                yield GenerationChunk(tail)
+                yield GenerationChunk(tail, logprobs=tuple(pending))
             finish = "stop" if hit_stop else finish
         mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
         yield GenerationChunk(
@@ -282,11 +313,17 @@ class LocalEngine:
         stats.estimated_wait_seconds = self._estimated_wait()
         stats.extra["kv_cells_in_use"] = float(worker.kv_cells)
         stats.extra["kv_cells"] = float(worker.facts.kv_size)
+        stats.extra["worker_pid"] = float(worker.pid or 0)
         return stats
 
-    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Embeddings of `texts` and the number of tokens they took."""
-        inputs = [self._vocab.tokenize(text, add_special=True, parse_special=False) for text in texts]
+    async def embed(self, texts: list[str | tuple[int, ...]]) -> tuple[list[list[float]], int]:
+        """Embeddings of texts (or token-id lists) and the number of tokens they took."""
+        inputs = [
+            self._vocab.tokenize(text, add_special=True, parse_special=False)
+            if isinstance(text, str)
+            else self._checked_token_ids(text)
+            for text in texts
+        ]
         if any(not tokens for tokens in inputs):
             raise InvalidRequestError("An input to embed is empty.", param="input")
         try:
@@ -302,3 +339,28 @@ class LocalEngine:
         self._closed = True
         await self.worker.close()
         self._vocab.close()
+        release_free_heap()
+
+
+def _aligned(tokens: list[TokenLogprob], text: str, *, first: bool) -> tuple[TokenLogprob, ...]:
+    """The tokens behind an emitted piece of text, with the whitespace a chat answer's start loses
+    (the trimmer drops it) also dropped from the tokens, so that token texts join to the answer."""
+    if not first or not tokens:
+        return tuple(tokens)
+    joined = "".join(token.token for token in tokens)
+    extra = len(joined) - len(joined.lstrip())
+    if not extra or joined.lstrip() != text.lstrip() or text[:1].isspace():
+        return tuple(tokens)
+    aligned = []
+    for token in tokens:
+        cut = min(extra, len(token.token) - len(token.token.lstrip()))
+        extra -= cut
+        aligned.append(replace(token, token=token.token[cut:]))
+    return tuple(aligned)
+
+
+def release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc keeps them otherwise, and RSS would not drop on unload)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)

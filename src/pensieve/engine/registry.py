@@ -31,6 +31,14 @@ class ModelInfo:
     context_length: int | None = None
     parameter_count: int | None = None
     chat_template: str | None = None
+    # Attention shape from the header, for the KV cache estimate (see engine/memory.py); None when absent.
+    # Head counts are per layer (a tuple) in the few models whose layers differ.
+    n_layer: int | None = None
+    n_embd: int | None = None
+    n_head: int | tuple[int, ...] | None = None
+    n_head_kv: int | tuple[int, ...] | None = None
+    key_length: int | None = None
+    value_length: int | None = None
     error: str | None = None
 
     @property
@@ -57,6 +65,12 @@ def _describe(path: Path, stat_size: int, stat_mtime: int, metadata: GGUFMetadat
         context_length=metadata.context_length,
         parameter_count=metadata.parameter_count,
         chat_template=metadata.chat_template,
+        n_layer=metadata.arch_int("block_count"),
+        n_embd=metadata.arch_int("embedding_length"),
+        n_head=metadata.arch_ints("attention.head_count"),
+        n_head_kv=metadata.arch_ints("attention.head_count_kv"),
+        key_length=metadata.arch_int("attention.key_length"),
+        value_length=metadata.arch_int("attention.value_length"),
     )
 
 

@@ -25,6 +25,10 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     logit_bias: tuple[tuple[int, float], ...] = ()
     logprobs: bool = False  # measure each sampled token's log-probability (costs ~1 ms per token)
+    top_logprobs: int = 0  # with logprobs: also report this many likeliest alternatives per token
+    # OpenAI's response_format ({"type": "json_object"} or {"type": "json_schema", ...}); None = free text.
+    # Local engines turn it into a grammar; cloud engines pass it on.
+    response_format: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,16 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability and the likeliest alternatives (OpenAI's logprobs)."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[tuple[str, float, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationChunk:
     """A piece of generated text; the last chunk of a run carries finish_reason and usage."""
 
@@ -72,6 +86,7 @@ class GenerationChunk:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     mean_logprob: float | None = None  # on the last chunk, when SamplingParams.logprobs asked for it
+    logprobs: tuple[TokenLogprob, ...] = ()  # the tokens behind this chunk's text, when logprobs were asked for
 
 
 @dataclass

@@ -7,6 +7,7 @@ engine's GenerationRequest, filling unset sampling values from the server's defa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pensieve.config import Settings
 from pensieve.engine.types import ChatMessage, GenerationRequest, SamplingParams
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
+from pensieve.units import parse_duration_seconds
 
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 16
@@ -88,6 +90,16 @@ class SamplingFields(_Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    keep_alive: float | str | None = Field(
+        None,
+        description="Extension (as Ollama's): how long the local model stays loaded after this request, from now on: "
+        "seconds or a duration such as '5m'; 0 = unload when done, -1 = never.",
+    )
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _check_keep_alive(cls, value: float | str | None) -> float | None:
+        return None if value is None else parse_duration_seconds(value)
 
     @field_validator("stop")
     @classmethod
@@ -138,16 +150,42 @@ class SamplingFields(_Strict):
         return self.model.strip() if self.model and self.model.strip() else settings.default_model
 
     @property
+    def keep_alive_seconds(self) -> float | None:
+        """The requested keep-alive in seconds (-1 = forever), or None when the request sets none."""
+        return None if self.keep_alive is None else parse_duration_seconds(self.keep_alive)
+
+    @property
     def include_usage(self) -> bool:
         """Whether a streamed response ends with a usage chunk."""
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ResponseFormat(BaseModel):
-    """`response_format`; only "text" is served until constrained decoding lands."""
+class JsonSchemaSpec(BaseModel):
+    """`response_format.json_schema`: a named JSON Schema the answer must follow."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
+    name: str = "response"
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    """`response_format`: free text, any JSON object, or JSON following a schema (enforced by a grammar)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+    def as_dict(self) -> dict[str, object] | None:
+        """The OpenAI-shaped value the engines take (None for text)."""
+        if self.type == "text":
+            return None
+        if self.type == "json_schema":
+            if self.json_schema is None:
+                raise InvalidRequestError(
+                    "response_format type 'json_schema' needs a json_schema object.", param="response_format"
+                )
+            return {"type": "json_schema", "json_schema": self.json_schema.model_dump(by_alias=True, exclude_none=True)}
+        return {"type": self.type}
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -170,18 +208,17 @@ class ChatCompletionRequest(SamplingFields):
             for index, message in enumerate(self.messages)
         )
         max_tokens = self.max_completion_tokens or self.max_tokens
-        return GenerationRequest(
-            model=self.model_id(settings), params=self.sampling(settings, max_tokens), messages=messages
+        params = replace(
+            self.sampling(settings, max_tokens),
+            logprobs=bool(self.logprobs),
+            top_logprobs=self.top_logprobs or 0,
+            response_format=self.response_format.as_dict() if self.response_format else None,
         )
+        return GenerationRequest(model=self.model_id(settings), params=params, messages=messages)
 
     def _refuse_unsupported(self) -> None:
-        if self.response_format is not None and self.response_format.type != "text":
-            raise UnsupportedParameterError(
-                f"response_format type '{self.response_format.type}' is not supported yet; use 'text'.",
-                param="response_format.type",
-            )
-        if self.logprobs:
-            raise UnsupportedParameterError("logprobs are not supported yet.", param="logprobs")
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequestError("top_logprobs needs logprobs set to true.", param="top_logprobs")
         if self.tools:
             raise UnsupportedParameterError("Tool calling is not supported by local models yet.", param="tools")
 
@@ -215,9 +252,46 @@ class CompletionRequest(SamplingFields):
         """One engine request per prompt."""
         if self.suffix:
             raise UnsupportedParameterError("suffix (fill-in-the-middle) is not supported.", param="suffix")
-        if self.logprobs:
-            raise UnsupportedParameterError("logprobs are not supported yet.", param="logprobs")
         if self.best_of is not None and self.best_of != self.n:
             raise UnsupportedParameterError("best_of must equal n.", param="best_of")
         params = self.sampling(settings, self.max_tokens)
+        if self.logprobs is not None:
+            # The legacy API's `logprobs: n` asks for the sampled token's and the n likeliest ones.
+            params = replace(params, logprobs=True, top_logprobs=self.logprobs)
         return [GenerationRequest(model=self.model_id(settings), params=params, prompt=p) for p in self.prompts()]
+
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+class EmbeddingRequest(_Strict):
+    """Body of POST /v1/embeddings."""
+
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="Text, a list of texts, token ids, or a list of token-id lists."
+    )
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    def inputs(self) -> list[str | tuple[int, ...]]:
+        """Each input to embed."""
+        value = self.input
+        if isinstance(value, str):
+            items: list[str | tuple[int, ...]] = [value]
+        elif not value:
+            raise InvalidRequestError("The input must not be an empty list.", param="input")
+        elif all(isinstance(item, str) for item in value):
+            items = [str(item) for item in value]
+        elif all(isinstance(item, int) for item in value):
+            items = [tuple(int(item) for item in value)]  # type: ignore[arg-type]
+        else:
+            items = [tuple(item) for item in value if isinstance(item, list)]
+        if len(items) > MAX_EMBEDDING_INPUTS:
+            raise InvalidRequestError(f"At most {MAX_EMBEDDING_INPUTS} inputs per request.", param="input")
+        if self.dimensions is not None:
+            raise UnsupportedParameterError(
+                "dimensions is not supported: local models return their native embedding size.", param="dimensions"
+            )
+        return items

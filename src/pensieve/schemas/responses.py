@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
-from pensieve.engine.types import FinishReason, Usage
+from pensieve.engine.types import FinishReason, TokenLogprob, Usage
 
 SYSTEM_FINGERPRINT = "pensieve"
 
@@ -40,6 +41,65 @@ class UsageOut(BaseModel):
         )
 
 
+class TopLogprob(BaseModel):
+    """One of the likeliest tokens at a position."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class ContentLogprob(TopLogprob):
+    """A generated token with its log-probability and the likeliest alternatives."""
+
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    """`logprobs` of a chat choice (or of a streamed chunk's choice)."""
+
+    content: list[ContentLogprob] | None
+    refusal: None = None
+
+    @classmethod
+    def of(cls, tokens: Sequence[TokenLogprob]) -> ChoiceLogprobs:
+        """Convert the engine's per-token log-probabilities."""
+        return cls(
+            content=[
+                ContentLogprob(
+                    token=t.token,
+                    logprob=t.logprob,
+                    bytes=list(t.bytes),
+                    top_logprobs=[TopLogprob(token=a, logprob=lp, bytes=list(b)) for a, lp, b in t.top],
+                )
+                for t in tokens
+            ]
+        )
+
+
+class CompletionLogprobs(BaseModel):
+    """`logprobs` of a legacy text-completion choice."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+    @classmethod
+    def of(cls, tokens: Sequence[TokenLogprob], offset: int = 0) -> CompletionLogprobs:
+        """Convert the engine's per-token log-probabilities; `offset` is where the generated text starts."""
+        offsets = []
+        for token in tokens:
+            offsets.append(offset)
+            offset += len(token.token)
+        return cls(
+            tokens=[t.token for t in tokens],
+            token_logprobs=[t.logprob for t in tokens],
+            top_logprobs=[{alt: lp for alt, lp, _ in t.top} for t in tokens],
+            text_offset=offsets,
+        )
+
+
 class AssistantMessage(BaseModel):
     """The generated message of a chat choice."""
 
@@ -54,7 +114,7 @@ class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: FinishReason
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -86,7 +146,7 @@ class ChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -107,7 +167,7 @@ class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):
@@ -137,3 +197,27 @@ class ModelList(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class Embedding(BaseModel):
+    """One vector of an embeddings response (a base64 string of little-endian float32 when asked for)."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    """Token counts of an embeddings request."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    """Response of POST /v1/embeddings."""
+
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage

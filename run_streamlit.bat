@@ -1,0 +1,33 @@
+@echo off
+rem Pensieve: the set-up of run_app.bat without the model, then the Streamlit UI alone (it talks to a server
+rem started elsewhere: PENSIEVE_SERVER_URL, or PENSIEVE_HOST/PENSIEVE_PORT in .env).
+rem Usage: run_streamlit.bat [pensieve ui options, e.g. --port 8502 --server-url http://127.0.0.1:8000]
+setlocal
+cd /d "%~dp0"
+
+call :find_python
+if errorlevel 1 exit /b 1
+%PYTHON% scripts\bootstrap.py --no-model
+if errorlevel 1 exit /b 1
+".venv\Scripts\python.exe" -m pensieve ui %*
+exit /b %ERRORLEVEL%
+
+rem First Python 3.10+ that runs: the py launcher (newest tested version first), then python on PATH.
+rem The same finder is in run_app.bat, run_local_api.bat, run_streamlit.bat and run_tests.bat: keep them in step.
+:find_python
+set "PYTHON="
+for %%C in ("py -3.13" "py -3.12" "py -3.11" "py -3.10" "py -3" "python") do (
+    if not defined PYTHON (
+        %%~C -c "import sys; sys.exit(sys.version_info < (3, 10))" >nul 2>&1 && set "PYTHON=%%~C"
+    )
+)
+if defined PYTHON exit /b 0
+echo error: Pensieve needs Python 3.10 or newer, and none was found ^(tried py -3 and python^). 1>&2
+python --version >nul 2>&1
+if not errorlevel 1 (
+    echo        This python on PATH is too old: 1>&2
+    python --version 1>&2
+)
+echo        Install it from https://www.python.org/downloads/ and tick "Add python.exe to PATH", 1>&2
+echo        then open a new terminal and run this again. 1>&2
+exit /b 1

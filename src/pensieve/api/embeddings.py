@@ -1,0 +1,45 @@
+"""POST /v1/embeddings: OpenAI-shaped embeddings from a local model (mean-pooled, L2-normalised)."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+from fastapi import APIRouter, Depends
+
+from pensieve.api.deps import ControllerDep, PoolDep, SettingsDep, require_api_key
+from pensieve.burst.controller import AUTO_MODEL
+from pensieve.errors import InvalidRequestError
+from pensieve.schemas.requests import EmbeddingRequest
+from pensieve.schemas.responses import Embedding, EmbeddingList, EmbeddingUsage
+
+router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_api_key)])
+
+
+def _base64(vector: list[float]) -> str:
+    """OpenAI's base64 encoding: the float32 values, little-endian, base64-encoded (what the SDK decodes)."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+@router.post("/embeddings", response_model=EmbeddingList)
+async def create_embeddings(
+    body: EmbeddingRequest, pool: PoolDep, settings: SettingsDep, controller: ControllerDep
+) -> EmbeddingList:
+    """Embed text(s) or token ids with a local model (`auto` or no model: the default one)."""
+    requested = (body.model or "").strip()
+    if controller.cloud.resolve(requested) is not None:
+        raise InvalidRequestError(
+            "Embeddings run on local models only; name a local model or 'auto'.", param="model", code="model_not_local"
+        )
+    model = settings.default_model if requested.lower() in ("", AUTO_MODEL) else requested
+    inputs = body.inputs()
+    engine = await pool.get(model)
+    with pool.hold(engine.model_id):  # no idle unload while the worker computes
+        vectors, tokens = await engine.embed(inputs)
+    data = [
+        Embedding(index=index, embedding=_base64(vector) if body.encoding_format == "base64" else vector)
+        for index, vector in enumerate(vectors)
+    ]
+    return EmbeddingList(
+        data=data, model=engine.model_id, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+    )

@@ -1,0 +1,79 @@
+"""GET /api/ps: the models in memory now, like `ollama ps`: worker, window, KV cache, memory, load, keep-alive."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from pensieve.api.deps import PoolDep, SettingsDep, require_api_key
+from pensieve.engine.local_engine import LocalEngine
+from pensieve.engine.pool import ModelPool
+
+router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(require_api_key)])
+
+
+def process_rss_bytes(pid: int | None) -> int | None:
+    """Resident memory of process `pid` from /proc/<pid>/status (Linux); None elsewhere or once it is gone."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024  # the kernel reports kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def describe_loaded(engine: LocalEngine, pool: ModelPool) -> dict[str, Any]:
+    """One row of /api/ps."""
+    facts, stats = engine.worker.facts, engine.stats()
+    estimate = pool.estimate(engine.model_id)
+    keep_alive = pool.keep_alive_for(engine.model_id)
+    expires_in = pool.expires_in(engine)
+    return {
+        "id": engine.model_id,
+        "pid": engine.worker.pid,
+        "loaded_at": engine.loaded_at,
+        "context_length": facts.window,
+        "parallel": facts.n_parallel,
+        "kv_cells": facts.kv_size,
+        "kv_cells_in_use": engine.worker.kv_cells,
+        "estimated_memory_bytes": estimate.total_bytes if estimate else None,
+        "estimated_memory": {
+            "weights_bytes": estimate.weights_bytes,
+            "kv_cache_bytes": estimate.kv_bytes,
+            "compute_bytes": estimate.compute_bytes,
+        }
+        if estimate
+        else None,
+        "rss_bytes": process_rss_bytes(engine.worker.pid),
+        "busy": pool.in_use(engine),
+        "busy_sequences": stats.busy_sequences,
+        "queue_depth": stats.queue_depth,
+        "requests_served": stats.requests_served,
+        "recent_tokens_per_second": stats.recent_tokens_per_second,
+        "keep_alive_seconds": keep_alive,
+        "expires_in_seconds": expires_in,
+        "expires_at": time.time() + expires_in if expires_in is not None else None,
+    }
+
+
+@router.get("/ps")
+async def list_loaded_models(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
+    """Loaded models with their worker pid, context, KV cells, estimated and real memory, load and keep-alive.
+
+    Times are Unix timestamps; `keep_alive_seconds` -1 means the model is never unloaded for idleness, and
+    `expires_at` is null while it is busy or kept forever. Memory estimates are explained in the README.
+    """
+    models = [describe_loaded(engine, pool) for engine in pool.loaded()]
+    return {
+        "models": models,
+        "max_loaded_models": settings.max_loaded_models,
+        "memory_limit_bytes": settings.memory_limit,
+        "estimated_memory_in_use_bytes": sum(m["estimated_memory_bytes"] or 0 for m in models),
+        "default_keep_alive_seconds": settings.keep_alive,
+    }

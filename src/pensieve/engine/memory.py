@@ -1,0 +1,95 @@
+"""How much memory a model will take once loaded: an estimate made from its GGUF header before loading it.
+
+estimate = file size (the weights are mmapped and end up resident)
+         + KV cache: cells x per-token KV bytes, where per-token bytes = sum over layers of
+           2 (K and V) x n_head_kv x head_dim x 2 bytes (f16); head_dim is `key_length`/`value_length`
+           when the header has them, else n_embd / n_head
+         + a compute allowance: 10% of the file size + 64 MB (llama.cpp's compute and output buffers,
+           the worker's Python interpreter).
+
+Sliding-window models (Gemma 2/3) are loaded with `swa_full` (see `BatchContext`), so their SWA layers
+hold a full-size cache too: every layer counts with all cells. Checked against llama.cpp's own report for
+Gemma 3 270M at 16,384 cells: 48 MiB (3 global layers) + 240 MiB (15 SWA layers) = 288 MiB, exactly the
+formula above; the worker's whole RSS was within 3% of the estimate. It is an estimate, not a promise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pensieve.engine.llamacpp.runtime import LlamaConfig
+from pensieve.engine.registry import ModelInfo
+from pensieve.units import format_bytes
+
+KV_BYTES_PER_VALUE = 2  # the KV cache is f16
+COMPUTE_FRACTION = 0.10
+COMPUTE_BASE_BYTES = 64 * 1000 * 1000
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The parts of a loaded model's estimated memory, in bytes."""
+
+    weights_bytes: int
+    kv_cells: int
+    kv_bytes: int | None  # None when the header lacks the attention shape (then counted as 0)
+    compute_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        """Weights + KV cache + compute allowance."""
+        return self.weights_bytes + (self.kv_bytes or 0) + self.compute_bytes
+
+    def describe(self) -> str:
+        """`253 MB weights + 302 MB KV cache (16384 cells) + 89 MB compute` for error messages and logs."""
+        kv = format_bytes(self.kv_bytes) if self.kv_bytes is not None else "unknown"
+        return (
+            f"{format_bytes(self.weights_bytes)} weights + {kv} KV cache ({self.kv_cells} cells) + "
+            f"{format_bytes(self.compute_bytes)} compute"
+        )
+
+
+def _per_layer(value: int | tuple[int, ...], n_layer: int) -> tuple[int, ...] | None:
+    if isinstance(value, tuple):
+        return value if len(value) == n_layer else None
+    return (value,) * n_layer
+
+
+def kv_bytes_per_token(info: ModelInfo) -> int | None:
+    """KV cache bytes one token takes across all layers, or None when the header does not say enough."""
+    if not info.n_layer or info.n_head is None:
+        return None
+    heads = _per_layer(info.n_head, info.n_layer)
+    kv_heads = _per_layer(info.n_head_kv if info.n_head_kv is not None else info.n_head, info.n_layer)
+    if heads is None or kv_heads is None:
+        return None
+    total = 0
+    for n_head, n_head_kv in zip(heads, kv_heads, strict=True):
+        if n_head_kv == 0:
+            continue  # a layer without attention (hybrid models) has no KV cache
+        fallback_dim = info.n_embd // n_head if info.n_embd and n_head else None
+        key_dim = info.key_length or fallback_dim
+        value_dim = info.value_length or fallback_dim
+        if key_dim is None or value_dim is None:
+            return None
+        total += n_head_kv * (key_dim + value_dim) * KV_BYTES_PER_VALUE
+    return total
+
+
+def planned_kv_cells(info: ModelInfo, config: LlamaConfig) -> int:
+    """The KV cells the worker will allocate: `kv_size(window)`, window = min(n_ctx, trained context)."""
+    trained = info.context_length or 0
+    # As BatchContext does: the setting capped by the trained context; 0 means the trained context.
+    window = min(config.n_ctx, trained or config.n_ctx) if config.n_ctx > 0 else trained
+    return config.kv_size(window) if window > 0 else 0
+
+
+def estimate_memory(info: ModelInfo, kv_cells: int) -> MemoryEstimate:
+    """The estimated memory of `info` loaded with `kv_cells` KV cells."""
+    per_token = kv_bytes_per_token(info)
+    return MemoryEstimate(
+        weights_bytes=info.size_bytes,
+        kv_cells=kv_cells,
+        kv_bytes=per_token * kv_cells if per_token is not None else None,
+        compute_bytes=int(info.size_bytes * COMPUTE_FRACTION) + COMPUTE_BASE_BYTES,
+    )

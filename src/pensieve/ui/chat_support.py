@@ -1,0 +1,98 @@
+"""The chat page's data: model choices, the messages sent to the server, and each answer's route record.
+
+Kept apart from the page so the page module is only drawing, and so these parts are plain Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pensieve.ui.client import ChatOutcome
+from pensieve.ui.format import Badge, money, reason_text, route_badge, speed
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One entry of the chat's model menu."""
+
+    id: str
+    kind: str  # local | auto | cloud
+    price_input: float = 0.0  # USD per million tokens (cloud)
+    price_output: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """What the menu shows."""
+        if self.kind == "auto":
+            return "auto · local first, cloud when it should"
+        return f"{self.id} · {self.kind}"
+
+
+def model_choices(cards: list[dict[str, Any]]) -> list[ModelChoice]:
+    """The menu from GET /v1/models: `auto` first, then local models, then cloud models."""
+    choices = []
+    for card in cards:
+        details = card.get("details") or {}
+        route = details.get("route")
+        if card["id"] == "auto" or route == "auto":
+            choices.append(ModelChoice(card["id"], "auto"))
+        elif route == "cloud":
+            price_in = float(details.get("price_input_per_million") or 0.0)
+            price_out = float(details.get("price_output_per_million") or 0.0)
+            choices.append(ModelChoice(card["id"], "cloud", price_in, price_out))
+        else:
+            choices.append(ModelChoice(card["id"], "local"))
+    order = {"auto": 0, "local": 1, "cloud": 2}
+    return sorted(choices, key=lambda choice: order[choice.kind])
+
+
+def api_messages(system_prompt: str, history: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The conversation as the server wants it: the system prompt, then every turn that has text."""
+    messages = [{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []
+    for entry in history:
+        if entry["content"].strip():
+            messages.append({"role": entry["role"], "content": entry["content"]})
+    return messages
+
+
+def answer_record(outcome: ChatOutcome, choices: list[ModelChoice]) -> dict[str, Any]:
+    """What an answer's badges show: route, reason, model, latency, speed, tokens, cost."""
+    price = next((choice for choice in choices if choice.id == outcome.model), None)
+    cost: float | None = 0.0
+    if outcome.route == "cloud":
+        # Unknown without the model's prices, or without usage (an answer stopped before its end).
+        cost = None
+        if price is not None and outcome.completion_tokens is not None:
+            prompt, completion = outcome.prompt_tokens or 0, outcome.completion_tokens
+            cost = (prompt * price.price_input + completion * price.price_output) / 1_000_000
+    return {
+        "route": outcome.route,
+        "reason": outcome.reason,
+        "model": outcome.model,
+        "latency_s": outcome.elapsed_seconds,
+        "first_token_s": outcome.first_token_seconds,
+        "tokens_per_second": outcome.tokens_per_second,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "cost_usd": cost,
+        "finish_reason": outcome.finish_reason,
+    }
+
+
+def answer_badges(record: dict[str, Any]) -> list[Badge]:
+    """The badge row under an answer."""
+    badges = [route_badge(record.get("route"))]
+    if record.get("reason"):
+        badges.append(Badge(f"why: {reason_text(record['reason'])}", "gray", ":material/alt_route:"))
+    if record.get("latency_s") is not None:
+        badges.append(Badge(f"{record['latency_s']:.2f} s", "violet", ":material/timer:"))
+    if record.get("tokens_per_second") is not None:
+        badges.append(Badge(speed(record["tokens_per_second"]), "violet", ":material/speed:"))
+    cost = record.get("cost_usd")
+    badges.append(Badge(money(cost) if cost is not None else "cost unknown", "yellow", ":material/payments:"))
+    if record.get("stopped"):
+        badges.append(Badge("stopped", "orange", ":material/stop_circle:"))
+    elif record.get("finish_reason") == "length":
+        badges.append(Badge("cut at max tokens", "orange", ":material/content_cut:"))
+    return badges

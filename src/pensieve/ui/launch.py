@@ -1,0 +1,68 @@
+"""How the CLI starts the Streamlit UI: the command line, with telemetry off and Pensieve's theme.
+
+Streamlit reads its configuration from flags, so nothing is written to `~/.streamlit`.
+This module does not import Streamlit: the CLI uses it before Streamlit is needed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+APP_PATH = Path(__file__).with_name("app.py")
+
+# Streamlit options as `--section.option value` flags.
+STREAMLIT_OPTIONS: dict[str, str] = {
+    "server.headless": "true",
+    "browser.gatherUsageStats": "false",
+    "server.showEmailPrompt": "false",
+    "client.toolbarMode": "minimal",
+    "theme.base": "light",
+    "theme.primaryColor": "#6D4AFF",
+    "theme.backgroundColor": "#FFFFFF",
+    "theme.secondaryBackgroundColor": "#F5F4FB",
+    "theme.textColor": "#1F1A33",
+}
+
+
+def ui_unavailable() -> str | None:
+    """Why the UI cannot start here (Streamlit missing), or None when it can."""
+    if importlib.util.find_spec("streamlit") is not None:
+        return None
+    if sys.version_info < (3, 11):
+        return "the UI needs Python 3.11 or newer (Streamlit 1.67); this Python is " + sys.version.split()[0]
+    return "Streamlit is not installed: run ./run_app.sh (or pip install -e .) to install it"
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    """`python -m streamlit run .../app.py` bound to `host:port`, with Pensieve's options."""
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_PATH)]
+    command += ["--server.address", host, "--server.port", str(port)]
+    for option, value in STREAMLIT_OPTIONS.items():
+        command += [f"--{option}", value]
+    return command
+
+
+def ui_url(host: str, port: int) -> str:
+    """The address a browser opens for a UI bound to `host:port`."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
+def watch_ui(process: subprocess.Popen[bytes], log_path: Path) -> threading.Event:
+    """Say so on the terminal if the UI process ends on its own (a busy port, a broken install).
+
+    Set the returned event before stopping the UI on purpose, so that no warning is printed then.
+    """
+    stopping = threading.Event()
+
+    def wait() -> None:
+        status = process.wait()
+        if not stopping.is_set() and status != 0:
+            print(f"pensieve: the UI stopped (exit status {status}); see {log_path}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=wait, name="pensieve-ui-watch", daemon=True).start()
+    return stopping

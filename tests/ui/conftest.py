@@ -1,0 +1,100 @@
+"""Fixtures of the UI suite: a real Pensieve server (real model, fake cloud on loopback) for the UI to talk to.
+
+The server is started with the integration suite's launcher. Its models folder holds the real model
+and one file that is not GGUF, so the Models page shows both kinds. The cloud is the fake one from
+`tests/fakes`, so the chat can route to a cloud model and the settings show a masked key.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ui_support import CLOUD_KEY, OUTPUT_DIR
+
+from fakes.fake_cloud import FakeCloud
+from integration.integration_support import (
+    DEFAULT_MODEL_FILE,
+    REPO_ROOT,
+    ModelsFolder,
+    ServerHandle,
+    running_server,
+)
+
+
+def _real_model(models_dir: Path) -> Path:
+    """PENSIEVE_TEST_MODEL, else the repository's models folder, else install the default model."""
+    from_env = os.environ.get("PENSIEVE_TEST_MODEL", "").strip()
+    if from_env:
+        return Path(from_env).expanduser().resolve()
+    in_repo = REPO_ROOT / "models" / DEFAULT_MODEL_FILE
+    if in_repo.is_file():
+        return in_repo.resolve()
+    from pensieve.model_install import install_default_model
+
+    return Path(install_default_model(models_dir, show_progress=False))
+
+
+@pytest.fixture(scope="session")
+def ui_models(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
+    """The real model (linked or copied) and `not-gguf.gguf`."""
+    models_dir = tmp_path_factory.mktemp("ui-models")
+    real = _real_model(models_dir)
+    target = models_dir / real.name
+    if not target.exists():
+        try:
+            target.symlink_to(real)
+        except OSError:
+            shutil.copyfile(real, target)
+    (models_dir / "not-gguf.gguf").write_bytes(b"NOPE" + bytes(64 * 1024))
+    return ModelsFolder(path=models_dir, model_id=target.stem, model_file=target, bad_ids=("not-gguf",))
+
+
+@pytest.fixture(scope="session")
+def fake_cloud() -> Iterator[FakeCloud]:
+    """An OpenAI-compatible fake cloud on loopback."""
+    cloud = FakeCloud(api_key=CLOUD_KEY, chunk_delay=0.005)
+    cloud.start()
+    yield cloud
+    cloud.stop()
+
+
+@pytest.fixture(scope="session")
+def ui_server(
+    ui_models: ModelsFolder, fake_cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerHandle]:
+    """The server every UI test talks to."""
+    env = {
+        "PENSIEVE_CLOUD_NAME": "fake",
+        "PENSIEVE_CLOUD_BASE_URL": fake_cloud.base_url,
+        "PENSIEVE_CLOUD_API_KEY": CLOUD_KEY,
+        "PENSIEVE_CLOUD_MODEL": "big-model",
+        "PENSIEVE_CLOUD_PRICE_INPUT": "1.5",
+        "PENSIEVE_CLOUD_PRICE_OUTPUT": "6",
+        "PENSIEVE_BUDGET_DAILY_USD": "2",
+        "PENSIEVE_BUDGET_MONTHLY_USD": "20",
+    }
+    with running_server("ui", ui_models, tmp_path_factory.mktemp("server-ui"), env) as handle:
+        yield handle
+
+
+@pytest.fixture
+def ui_environment(ui_server: ServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServerHandle:
+    """Point the UI (run in this process by AppTest) at the test server, away from the developer's .env."""
+    for key in [key for key in os.environ if key.startswith("PENSIEVE_")]:
+        monkeypatch.delenv(key)
+    empty_env = tmp_path / "ui.env"
+    empty_env.write_text("", encoding="utf-8")
+    monkeypatch.setenv("PENSIEVE_ENV_FILE", str(empty_env))
+    monkeypatch.setenv("PENSIEVE_SERVER_URL", ui_server.base_url)
+    return ui_server
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    """Where the end-to-end test saves its screenshots (test-output/ui, not committed)."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    return OUTPUT_DIR

@@ -1,0 +1,144 @@
+"""Each page of the UI, run by Streamlit's AppTest in this process, against a real running server.
+
+The app is the real entry point (`src/pensieve/ui/app.py`) with its navigation; AppTest switches
+pages the way the sidebar does. Answers come from the real local model and from the fake cloud.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+from ui_support import APP_PATH, CLOUD_KEY, CLOUD_MODEL
+
+from integration.integration_support import ServerHandle
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 90.0
+
+
+def _app() -> AppTest:
+    app = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT)
+    app.session_state["chat_max_tokens"] = 24  # keep the local answers short
+    return app.run()
+
+
+def _texts(app: AppTest) -> str:
+    """Every markdown, caption, info, success and error text of the page, joined."""
+    parts = [element.value for kind in ("markdown", "caption", "info", "success", "error", "warning")
+             for element in app.get(kind)]  # fmt: skip
+    return "\n".join(str(part) for part in parts)
+
+
+def test_chat_streams_answers_with_their_route_badges(ui_environment: ServerHandle) -> None:
+    app = _app()
+    assert not app.exception
+    options = app.selectbox(key="chat_model").options
+    assert options[0].startswith("auto") and any(CLOUD_MODEL in option for option in options)
+
+    app.chat_input[0].set_value("What is the capital of France?").run()
+    assert not app.exception
+    user, assistant = app.chat_message
+    assert user.markdown[0].value == "What is the capital of France?"
+    answer = [element.value for element in assistant.markdown]
+    assert answer[0].strip(), "the local answer is empty"
+    assert any("green-badge" in text and "Local" in text for text in answer), answer
+    assert any("why:" in text for text in answer) and any("tok/s" in text for text in answer), answer
+
+    app.selectbox(key="chat_model").set_value(CLOUD_MODEL).run()
+    app.chat_input[0].set_value("Hello cloud").run()
+    assert not app.exception
+    cloud_answer = [element.value for element in app.chat_message[-1].markdown]
+    assert cloud_answer[0].startswith("Echo:"), cloud_answer
+    assert any("blue-badge" in text and "Cloud" in text for text in cloud_answer), cloud_answer
+    assert any("payments: $0.0" in text and "$0.00]" not in text for text in cloud_answer), cloud_answer
+    assert len(app.chat_message) == 4, "the conversation is kept across turns"
+
+    app.button(key="chat_new").click().run()
+    assert len(app.chat_message) == 0
+
+
+def test_models_page_shows_the_models_and_loads_and_unloads(ui_environment: ServerHandle) -> None:
+    app = _app().switch_page("views/models.py").run()
+    assert not app.exception
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Installed"] == "1" and metrics["Unusable files"] == "1", metrics
+    details = _texts(app)
+    assert "**253.1 MB**" in details and "**Q4_K_M**" in details and "**gemma3**" in details, details
+    assert "not-gguf.gguf" in str(app.dataframe[0].value), "the unusable file is listed with its reason"
+
+    app.button(key=f"unload_{ui_environment.model_id}").click().run()
+    assert not app.exception
+    assert any(metric.label == "Loaded" and metric.value == "0" for metric in app.metric)
+    app.button(key=f"load_{ui_environment.model_id}").click().run()
+    assert not app.exception
+    assert any(metric.label == "Loaded" and metric.value == "1" for metric in app.metric)
+
+    verify = next(button for button in app.button if button.label == "Verify default model")
+    verify.click().run()
+    assert not app.exception
+    assert "The default model is ready" in _texts(app)
+
+
+def test_settings_page_masks_keys_applies_live_and_saves(ui_environment: ServerHandle) -> None:
+    app = _app().switch_page("views/settings.py").run()
+    assert not app.exception
+    key_input = app.text_input(key="setting::PENSIEVE_CLOUD_API_KEY")
+    assert key_input.value == "sk-…7781"
+    assert CLOUD_KEY not in str(app), "the key is never shown in clear"
+
+    app.number_input(key="setting::PENSIEVE_BURST_MAX_LOCAL_WAIT_MS").set_value(12345.0)
+    next(button for button in app.button if button.label == "Apply to the running server").click().run()
+    assert not app.exception
+    assert "Applied 1 change" in _texts(app)
+    live = httpx.get(f"{ui_environment.base_url}/api/admin/settings", timeout=10).json()["settings"]
+    assert live["PENSIEVE_BURST_MAX_LOCAL_WAIT_MS"] == 12345.0
+    assert live["PENSIEVE_CLOUD_API_KEY"] == "sk-…7781", "sending the masked key back left the key unchanged"
+
+    env_file = Path(httpx.get(f"{ui_environment.base_url}/api/admin/settings", timeout=10).json()["env_file"])
+    assert not env_file.exists() or "12345" not in env_file.read_text(), "nothing is written before Save"
+    app.button(key="settings_save").click().run()
+    assert not app.exception
+    assert "PENSIEVE_BURST_MAX_LOCAL_WAIT_MS=12345" in env_file.read_text()
+
+
+def test_monitoring_page_counts_requests_and_draws_charts(ui_environment: ServerHandle) -> None:
+    httpx.post(
+        f"{ui_environment.base_url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8},
+        timeout=60,
+    ).raise_for_status()
+    app = _app().switch_page("views/monitoring.py").run()
+    assert not app.exception
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Server v0.1.0"] == "Ready" and metrics["Queue depth"] == "0", metrics
+    texts = _texts(app)
+    assert "answered locally" in texts and "Recent decisions" in texts, texts
+    assert len(app.get("arrow_vega_lite_chart")) + len(app.get("vega_lite_chart")) >= 3, "charts, not just numbers"
+    assert len(app.dataframe) == 1 and len(app.dataframe[0].value) >= 1, "the recent decisions table has rows"
+
+
+def test_files_page_says_plainly_that_files_come_later(ui_environment: ServerHandle) -> None:
+    app = _app().switch_page("views/files.py").run()
+    assert not app.exception
+    assert "later release" in app.info[0].value
+    assert not app.get("file_uploader")
+
+
+@pytest.mark.parametrize("page", ["views/chat.py", "views/models.py", "views/settings.py", "views/monitoring.py"])
+def test_every_page_says_so_when_the_server_is_down(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "ui.env").write_text("", encoding="utf-8")
+    monkeypatch.setenv("PENSIEVE_ENV_FILE", str(tmp_path / "ui.env"))
+    monkeypatch.setenv("PENSIEVE_SERVER_URL", f"http://127.0.0.1:{port}")
+    app = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT).run()
+    app.switch_page(page).run()
+    assert not app.exception
+    assert any("Cannot reach the Pensieve server" in error.value for error in app.error), _texts(app)
+    assert "Server offline" in _texts(app)

@@ -1,0 +1,71 @@
+"""The UI's plain-Python parts: formatting, the settings form's change detection, the chat records, samples."""
+
+from __future__ import annotations
+
+import pytest
+
+from pensieve.ui.charts import add_sample, throughput_rows
+from pensieve.ui.chat_support import answer_badges, answer_record, api_messages, model_choices
+from pensieve.ui.client import ChatOutcome
+from pensieve.ui.config import UISettings
+from pensieve.ui.format import duration, human_bytes, money, plural, reason_text, route_badge
+from pensieve.ui.settings_form import changed_values, label, widget_value
+
+CARDS = [
+    {"id": "gemma", "details": {"loaded": True}},
+    {"id": "auto", "details": {"route": "auto"}},
+    {"id": "fake/big", "details": {"route": "cloud", "price_input_per_million": 2, "price_output_per_million": 8}},
+]
+
+
+def test_formatting() -> None:
+    assert human_bytes(253_113_024) == "253.1 MB"
+    assert duration(0.25) == "250 ms" and duration(75) == "1 min 15 s"
+    assert money(0) == "$0.00" and money(0.00042) == "$0.00042" and money(None) == "no cap"
+    assert plural(1, "request") == "1 request" and plural(2, "request") == "2 requests"
+    assert reason_text("privacy") == "private data stays on this machine"
+    assert route_badge("cloud").color == "blue" and route_badge("local").color == "green"
+
+
+def test_server_url_from_host_and_port() -> None:
+    assert UISettings(_env_file=None, host="0.0.0.0", port=9000).base_url == "http://127.0.0.1:9000"  # type: ignore[call-arg]
+    url = UISettings(_env_file=None, server_url="http://box:8000/").base_url  # type: ignore[call-arg]
+    assert url == "http://box:8000"
+
+
+def test_settings_form_sends_only_real_changes() -> None:
+    types = {"A": "secret", "B": "str", "C": "float", "D": "bool", "E": "str"}
+    current = {"A": "sk-…1234", "B": ["x", "y"], "C": 0.6, "D": True, "E": None}
+    unchanged = {key: widget_value(types[key], value) for key, value in current.items()}
+    assert unchanged["B"] == "x, y" and unchanged["E"] == ""
+    assert changed_values(types, current, unchanged) == {}
+    edited = {**unchanged, "A": "sk-new-key", "C": 0.5, "B": "x"}
+    assert changed_values(types, current, edited) == {"A": "sk-new-key", "C": 0.5, "B": "x"}
+    assert label("PENSIEVE_BURST_MAX_LOCAL_WAIT_MS") == "Max local wait (ms)"
+    assert label("PENSIEVE_BUDGET_DAILY_USD") == "Daily (USD)"
+
+
+def test_chat_records_price_cloud_answers() -> None:
+    choices = model_choices(CARDS)
+    assert [choice.kind for choice in choices] == ["auto", "local", "cloud"]
+    cloud = ChatOutcome(route="cloud", reason="explicit", model="fake/big", prompt_tokens=1000, completion_tokens=500)
+    assert answer_record(cloud, choices)["cost_usd"] == pytest.approx(0.006)
+    stopped = ChatOutcome(route="cloud", model="fake/big")
+    assert answer_record(stopped, choices)["cost_usd"] is None
+    labels = [badge.label for badge in answer_badges({**answer_record(stopped, choices), "stopped": True})]
+    assert "cost unknown" in labels and "stopped" in labels
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]
+    assert api_messages("Be brief.", history) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+
+
+def test_throughput_samples() -> None:
+    samples: list[dict[str, float]] = []
+    stats = {"tokens": {"local_completion_tokens": 0, "cloud_completion_tokens": 0}, "local": []}
+    add_sample(samples, stats, now=100.0)
+    stats["tokens"] = {"local_completion_tokens": 50, "cloud_completion_tokens": 10}
+    add_sample(samples, stats, now=105.0)
+    rows = {row["series"]: row["tokens_per_second"] for row in throughput_rows(samples)}
+    assert rows["local answers"] == 10.0 and rows["cloud answers"] == 2.0

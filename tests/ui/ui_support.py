@@ -1,0 +1,10 @@
+"""Constants shared by the UI suite's fixtures and tests."""
+
+from __future__ import annotations
+
+from integration.integration_support import REPO_ROOT
+
+CLOUD_KEY = "sk-ui-test-cloud-key-7781"
+CLOUD_MODEL = "fake/big-model"
+APP_PATH = REPO_ROOT / "src" / "pensieve" / "ui" / "app.py"
+OUTPUT_DIR = REPO_ROOT / "test-output" / "ui"

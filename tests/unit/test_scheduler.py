@@ -1,0 +1,174 @@
+"""The batching scheduler's bookkeeping (admission, KV budget, prefix cache, chunked prefill, cancel),
+over a fake compute context: pure logic, no model. The real model runs in tests/integration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pensieve.engine.llamacpp.batch_context import BatchItem
+from pensieve.engine.scheduler import DoneEvent, Job, Scheduler, TokenEvent
+from pensieve.engine.types import SamplingParams
+
+EOG = 0
+
+
+class FakeSampler:
+    """Stands in for a native sampler chain."""
+
+    def __init__(self) -> None:
+        self.grammar = None
+        self.freed = False
+
+    def free(self) -> None:
+        self.freed = True
+
+
+@dataclass
+class FakeVocab:
+    eog_tokens: frozenset[int] = frozenset({EOG})
+    banned_tokens: tuple[int, ...] = ()
+
+
+@dataclass
+class FakeContext:
+    """Records every batch; 'samples' the token after the one evaluated (+1), or EOG at `stop_at`."""
+
+    n_parallel: int = 2
+    n_batch: int = 8
+    kv_size: int = 64
+    window: int = 64
+    stop_at: int | None = None
+    vocab: FakeVocab = field(default_factory=FakeVocab)
+    batches: list[list[BatchItem]] = field(default_factory=list)
+    forgotten: list[tuple[int, int]] = field(default_factory=list)
+
+    def decode(self, items: Sequence[BatchItem]) -> None:
+        self.batches.append(list(items))
+
+    def sampler(self, params: SamplingParams, *, ban: Sequence[int] = (), grammar: str | None = None) -> FakeSampler:
+        return FakeSampler()
+
+    def sample(self, sampler: FakeSampler, index: int) -> int:
+        token = self.batches[-1][index].token + 1
+        return EOG if self.stop_at is not None and token >= self.stop_at else token
+
+    def accept(self, sampler: FakeSampler, token: int) -> None:
+        pass
+
+    def logprobs(self, index: int, token: int, top_n: int) -> tuple[float, list[tuple[int, float]]]:
+        return -0.5, [(token, -0.5)][:top_n]
+
+    def forget(self, seq: int, start: int = 0) -> None:
+        self.forgotten.append((seq, start))
+
+
+def job(rid: int, prompt: list[int], max_tokens: int = 3) -> Job:
+    return Job(rid=rid, prompt=prompt, params=SamplingParams(temperature=0), max_tokens=max_tokens)
+
+
+def run_until_idle(scheduler: Scheduler, limit: int = 100) -> list[TokenEvent | DoneEvent]:
+    events: list[TokenEvent | DoneEvent] = []
+    for _ in range(limit):
+        if scheduler.idle:
+            return events
+        events.extend(scheduler.step())
+    raise AssertionError("the scheduler did not finish")
+
+
+def test_two_requests_decode_in_the_same_batches() -> None:
+    context = FakeContext()
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [10, 11, 12]))
+    scheduler.submit(job(2, [20, 21, 22]))
+    events = run_until_idle(scheduler)
+    tokens = {rid: [e.token for e in events if isinstance(e, TokenEvent) and e.rid == rid] for rid in (1, 2)}
+    assert tokens == {1: [13, 14, 15], 2: [23, 24, 25]}
+    done = {e.rid: e for e in events if isinstance(e, DoneEvent)}
+    assert done[1].finish == "length" and done[1].completion_tokens == 3 and done[1].prompt_tokens == 3
+    # After the prompts, each step carries one token of each sequence.
+    assert any({item.seq for item in batch} == {0, 1} and len(batch) == 2 for batch in context.batches)
+
+
+def test_end_of_generation_stops_with_reason_stop() -> None:
+    context = FakeContext(stop_at=15)
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [10, 11, 12], max_tokens=10))
+    events = run_until_idle(scheduler)
+    assert [e.token for e in events if isinstance(e, TokenEvent)] == [13, 14]
+    assert isinstance(events[-1], DoneEvent) and events[-1].finish == "stop"
+
+
+def test_a_third_request_waits_for_a_free_slot() -> None:
+    scheduler = Scheduler(FakeContext())  # type: ignore[arg-type]
+    for rid in (1, 2, 3):
+        scheduler.submit(job(rid, [rid * 10, rid * 10 + 1]))
+    scheduler.step()
+    assert scheduler.load()[:2] == (2, 1)
+    events = run_until_idle(scheduler)
+    assert {e.rid for e in events if isinstance(e, DoneEvent)} == {1, 2, 3}
+
+
+def test_long_prompt_is_prefilled_in_slices_while_others_generate() -> None:
+    context = FakeContext(n_batch=512, kv_size=1024, window=1024)
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [1, 2], max_tokens=50))
+    scheduler.step()
+    scheduler.step()  # request 1 is generating now
+    scheduler.submit(job(2, list(range(100, 400)), max_tokens=2))
+    scheduler.step()
+    prompt_tokens = [item for item in context.batches[-1] if item.seq == 1 and not item.logits]
+    assert 0 < len(prompt_tokens) <= 128  # a slice, not the whole 300-token prompt
+    assert any(item.seq == 0 for item in context.batches[-1])  # request 1 kept going in the same step
+
+
+def test_next_turn_reuses_the_cached_prefix() -> None:
+    context = FakeContext()
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [5, 6, 7, 8], max_tokens=2))
+    run_until_idle(scheduler)
+    context.batches.clear()
+    scheduler.submit(job(2, [5, 6, 7, 8, 9, 40, 41], max_tokens=1))
+    events = run_until_idle(scheduler)
+    done = next(e for e in events if isinstance(e, DoneEvent))
+    assert done.cached_tokens == 5  # 5 6 7 8 and the answer's first token 9 were in the cache
+    evaluated = [item.token for batch in context.batches for item in batch]
+    assert evaluated == [40, 41]
+
+
+def test_kv_budget_evicts_idle_caches_then_waits() -> None:
+    context = FakeContext(kv_size=20, window=20)
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [1, 2, 3, 4, 5], max_tokens=5))
+    run_until_idle(scheduler)
+    assert scheduler.slots[0].cached  # its KV stays as a prompt cache
+    scheduler.submit(job(2, [50, 51, 52, 53, 54, 55, 56, 57], max_tokens=8))
+    scheduler.submit(job(3, [70, 71, 72, 73], max_tokens=8))
+    scheduler.step()
+    # 16 cells for job 2 leave no room next to job 3's 12: the idle cache went, job 3 waits.
+    assert (0, 0) in context.forgotten
+    assert scheduler.load()[:2] == (1, 1)
+    events = run_until_idle(scheduler)
+    assert {e.rid for e in events if isinstance(e, DoneEvent)} == {2, 3}
+
+
+def test_cancel_frees_the_slot_at_once_and_keeps_the_cache() -> None:
+    scheduler = Scheduler(FakeContext())  # type: ignore[arg-type]
+    scheduler.submit(job(1, [1, 2, 3], max_tokens=30))
+    scheduler.step()
+    scheduler.step()
+    done = scheduler.cancel(1)
+    assert done is not None and done.finish == "cancelled"
+    assert scheduler.idle and scheduler.slots[0].cached[:3] == [1, 2, 3]
+    assert scheduler.cancel(1) is None
+    scheduler.submit(job(2, [9, 9]))
+    assert scheduler.cancel(2) == DoneEvent(2, "cancelled", 2, 0, 0)
+
+
+def test_logprobs_travel_with_tokens() -> None:
+    scheduler = Scheduler(FakeContext())  # type: ignore[arg-type]
+    request = job(1, [1, 2], max_tokens=1)
+    request.top_logprobs = 1
+    scheduler.submit(request)
+    token = next(e for e in run_until_idle(scheduler) if isinstance(e, TokenEvent))
+    assert token.logprob == -0.5 and token.top == ((3, -0.5),)
