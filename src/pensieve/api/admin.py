@@ -17,6 +17,7 @@ from sse_starlette import EventSourceResponse
 
 from pensieve import __version__
 from pensieve.api.deps import PoolDep, SettingsDep, require_api_key
+from pensieve.api.ps import process_rss_bytes
 from pensieve.config import SettingsError
 from pensieve.errors import InvalidRequestError, PensieveError
 from pensieve.model_install import install_default_model
@@ -83,6 +84,8 @@ async def system(request: Request, pool: PoolDep) -> dict[str, Any]:
         "version": __version__,
         "uptime_seconds": now_wall - state.started_at,
         "rss_bytes": _rss_bytes(),
+        # Each loaded model lives in its own worker process: its memory is not in rss_bytes.
+        "workers_rss_bytes": sum(process_rss_bytes(engine.worker.pid) or 0 for engine in pool.loaded()),
         "cpu_percent": 100.0 * (now_cpu - last_cpu) / elapsed if elapsed > 0 else 0.0,
         "cpu_cores": os.cpu_count(),
         "loaded_models": [engine.model_id for engine in pool.loaded()],

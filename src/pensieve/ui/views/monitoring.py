@@ -40,10 +40,12 @@ def _status_row(ready: dict[str, Any], system: dict[str, Any], stats: dict[str, 
         is_ready = ready.get("status") == "ready"
         st.metric(f"Server v{system['version']}", "Ready" if is_ready else "Not ready", border=True)
         st.metric("Uptime", duration(system["uptime_seconds"]), border=True)
-        st.metric("Memory (RSS)", human_bytes(system["rss_bytes"]), border=True)
+        memory = system["rss_bytes"] + system.get("workers_rss_bytes", 0)
+        st.metric("Memory (RSS)", human_bytes(memory), border=True, help="The server plus its model workers.")
         st.metric(f"CPU ({system.get('cpu_cores') or '?'} cores)", f"{system['cpu_percent']:.0f} %", border=True)
         st.metric("Queue depth", sum(load["queue_depth"] for load in loads), border=True)
-        st.metric("Busy models", f"{sum(1 for load in loads if load['busy'])} / {len(loads)}", border=True)
+        busy = sum(load.get("busy_sequences", 0) for load in loads)
+        st.metric("Busy sequences", f"{busy} / {sum(load.get('parallel', 1) for load in loads)}", border=True)
     if not is_ready:
         message = (ready.get("error") or {}).get("message", "no model can serve yet")
         st.warning(f"The server cannot answer yet: {message}", icon=":material/hourglass_top:")
@@ -127,6 +129,7 @@ def _local_models(loads: list[dict[str, Any]]) -> None:
                 st.markdown(f"**{load['model']}**")
                 st.badge(state, color="orange" if load["busy"] else "green", icon=":material/memory:")
                 st.caption(
+                    f"{load.get('busy_sequences', 0)} of {load.get('parallel', 1)} sequences busy · "
                     f"queue {load['queue_depth']} · estimated wait {duration(load['estimated_wait_ms'] / 1000)} · "
                     f"recent speed {speed(load['recent_tokens_per_second'])}"
                 )
