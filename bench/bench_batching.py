@@ -49,6 +49,8 @@ FILLER = (
     "suppliers' offers and agreed on a schedule for the renovation of the north wing. "
 )
 CONCURRENCY = (1, 4, 8, 16)
+# The baseline's create_completion defaults (repeat_penalty 1.0): both sides then decode plain greedy.
+SAME_SAMPLING = {"repeat_penalty": 1.0, "top_k": 40}
 
 
 def prompt_of(subject: str, words: int) -> str:
@@ -222,6 +224,7 @@ class Server:
             logit_bias=EOG_BIAS,  # type: ignore[arg-type]
             stream=True,
             stream_options={"include_usage": True},
+            extra_body=SAME_SAMPLING,
         )
         for chunk in stream:
             if chunk.choices and chunk.choices[0].text:
@@ -358,7 +361,7 @@ def main() -> int:
     warm = statistics.median(w for _, w in prefix)
     print("## Continuous batching vs llama-cpp-python `Llama` (one request at a time)\n")
     print(f"- model {args.model.name}, n_ctx {args.n_ctx}, {args.threads} threads, parallel {args.parallel}, ")
-    print(f"  {args.max_tokens} tokens per run, greedy, EOG banned; {args.rounds} interleaved rounds\n")
+    print(f"  {args.max_tokens} tokens per run, greedy (repeat_penalty 1.0 on both), EOG banned; {args.rounds} rounds\n")
     print("| measure | Pensieve (HTTP) | baseline | ratio | target | verdict |")
     print("|---|---|---|---|---|---|")
     rows = [
