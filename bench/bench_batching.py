@@ -361,7 +361,9 @@ def main() -> int:
     warm = statistics.median(w for _, w in prefix)
     print("## Continuous batching vs llama-cpp-python `Llama` (one request at a time)\n")
     print(f"- model {args.model.name}, n_ctx {args.n_ctx}, {args.threads} threads, parallel {args.parallel}, ")
-    print(f"  {args.max_tokens} tokens per run, greedy (repeat_penalty 1.0 on both), EOG banned; {args.rounds} rounds\n")
+    print(
+        f"  {args.max_tokens} tokens per run, greedy (repeat_penalty 1.0 on both), EOG banned; {args.rounds} rounds\n"
+    )
     print("| measure | Pensieve (HTTP) | baseline | ratio | target | verdict |")
     print("|---|---|---|---|---|---|")
     rows = [

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,8 +184,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     host, port = args.host or ui.ui_host, args.port or ui.ui_port
     server_url = args.server_url or ui.base_url
     print(f"Pensieve UI on {ui_url(host, port)}  (server: {server_url})", flush=True)
+    command, environment = streamlit_command(host, port), _ui_environment(args, server_url)
+    if os.name == "posix":
+        # Become Streamlit: signals (a test's terminate, systemd's stop) reach it directly, no orphan.
+        os.execve(command[0], command, environment)
     try:
-        return subprocess.call(streamlit_command(host, port), env=_ui_environment(args, server_url))
+        return subprocess.call(command, env=environment)
     except KeyboardInterrupt:
         return 130
 
@@ -208,10 +214,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     ui_log = settings.log_dir / "ui.log"
     with ui_log.open("ab") as log:
         process = subprocess.Popen(
-            streamlit_command(host, port), env=_ui_environment(args, server_url), stdout=log, stderr=subprocess.STDOUT
+            streamlit_command(host, port),
+            env=_ui_environment(args, server_url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
     print(f"Pensieve UI on {ui_url(host, port)}  (its log: {ui_log})", flush=True)
     stopping = watch_ui(process, ui_log)
+    # uvicorn re-raises SIGTERM once it has shut down; with the default handler that would kill this
+    # process before the `finally` below could stop the UI. Exiting normally lets it run.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return cmd_serve(args)
     finally:
@@ -221,6 +234,17 @@ def cmd_up(args: argparse.Namespace) -> int:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """In the UI child (Linux): get SIGTERM when `pensieve up` dies, even by SIGKILL, so no orphan stays."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def cmd_version(_args: argparse.Namespace) -> int:
