@@ -4,24 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-# First Python >= 3.10 that actually runs; the same finder as in run_app.sh (keep them in step).
-find_python() {
-    local candidate
-    for candidate in python3.13 python3.12 python3.11 python3.10 python3 python; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1; then
-            PYTHON=$candidate
-            return 0
-        fi
-    done
-    echo "error: Pensieve needs Python 3.10 or newer, and none was found on PATH." >&2
-    if command -v python3 >/dev/null 2>&1; then
-        echo "       python3 is $(python3 --version 2>&1 || true) ($(command -v python3))." >&2
-    fi
-    echo "       Install one (macOS: brew install python@3.12; Debian/Ubuntu: sudo apt-get install python3 python3-venv;" >&2
-    echo "       or https://www.python.org/downloads/), then run this again." >&2
-    exit 1
-}
+# First Python >= 3.10 that actually runs (a pyenv shim can exist without its version).
+. scripts/find_python.sh
 find_python
 
 "$PYTHON" scripts/bootstrap.py

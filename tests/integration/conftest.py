@@ -7,59 +7,33 @@ The launcher itself lives in `integration_support.py`.
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 from collections.abc import Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from integration_support import (
-    DEFAULT_MODEL_FILE,
     LIVE_SERVERS,
-    REPO_ROOT,
     ModelsFolder,
     ServerFactory,
     ServerHandle,
+    find_real_model,
+    link_or_copy,
     make_client,
     running_server,
 )
-
-
-def _find_real_model(models_dir: Path) -> Path:
-    """PENSIEVE_TEST_MODEL, else the repository's models folder, else install the default model."""
-    from_env = os.environ.get("PENSIEVE_TEST_MODEL", "").strip()
-    if from_env:
-        path = Path(from_env).expanduser().resolve()
-        if not path.is_file():
-            pytest.fail(f"PENSIEVE_TEST_MODEL={from_env} is not a file")
-        return path
-    in_repo = REPO_ROOT / "models" / DEFAULT_MODEL_FILE
-    if in_repo.is_file():
-        return in_repo.resolve()
-    from pensieve.model_install import install_default_model
-
-    return Path(install_default_model(models_dir, show_progress=False))
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        target.symlink_to(source)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 @pytest.fixture(scope="session")
 def models_folder(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
     """A models folder with the real model and the `not-gguf`, `truncated` and `empty` model files."""
     models_dir = tmp_path_factory.mktemp("models")
-    real = _find_real_model(models_dir)
+    real = find_real_model(models_dir)
     model_file = models_dir / real.name
     if not model_file.exists():
-        _link_or_copy(real, model_file)
+        link_or_copy(real, model_file)
     (models_dir / "not-gguf.gguf").write_bytes(b"NOPE" + random.Random(1234).randbytes(256 * 1024))
     with real.open("rb") as handle:
         (models_dir / "truncated.gguf").write_bytes(handle.read(2 * 1024 * 1024))

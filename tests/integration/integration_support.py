@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +36,33 @@ UNSET: Any = object()
 # Gemma's end-of-generation token ids (<eos>, <end_of_turn> and the other EOG token); biasing them
 # to -100 keeps a run going until max_tokens.
 END_TOKEN_BIAS = {"1": -100, "106": -100, "212": -100}
+
+
+# --- The real model ----------------------------------------------------------------------------
+
+
+def find_real_model(models_dir: Path) -> Path:
+    """PENSIEVE_TEST_MODEL, else the repository's models folder, else install the default model into `models_dir`."""
+    from_env = os.environ.get("PENSIEVE_TEST_MODEL", "").strip()
+    if from_env:
+        path = Path(from_env).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"PENSIEVE_TEST_MODEL={from_env} is not a file")
+        return path
+    in_repo = REPO_ROOT / "models" / DEFAULT_MODEL_FILE
+    if in_repo.is_file():
+        return in_repo.resolve()
+    from pensieve.model_install import install_default_model
+
+    return Path(install_default_model(models_dir, show_progress=False))
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A symlink to `source` at `target`, or a copy where links are not allowed."""
+    try:
+        target.symlink_to(source)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 # --- Servers -----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ and one file that is not GGUF, so the Models page shows both kinds. The cloud is
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,38 +16,22 @@ from ui_support import CLOUD_KEY, OUTPUT_DIR
 
 from fakes.fake_cloud import FakeCloud
 from integration.integration_support import (
-    DEFAULT_MODEL_FILE,
-    REPO_ROOT,
     ModelsFolder,
     ServerHandle,
+    find_real_model,
+    link_or_copy,
     running_server,
 )
-
-
-def _real_model(models_dir: Path) -> Path:
-    """PENSIEVE_TEST_MODEL, else the repository's models folder, else install the default model."""
-    from_env = os.environ.get("PENSIEVE_TEST_MODEL", "").strip()
-    if from_env:
-        return Path(from_env).expanduser().resolve()
-    in_repo = REPO_ROOT / "models" / DEFAULT_MODEL_FILE
-    if in_repo.is_file():
-        return in_repo.resolve()
-    from pensieve.model_install import install_default_model
-
-    return Path(install_default_model(models_dir, show_progress=False))
 
 
 @pytest.fixture(scope="session")
 def ui_models(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
     """The real model (linked or copied) and `not-gguf.gguf`."""
     models_dir = tmp_path_factory.mktemp("ui-models")
-    real = _real_model(models_dir)
+    real = find_real_model(models_dir)
     target = models_dir / real.name
     if not target.exists():
-        try:
-            target.symlink_to(real)
-        except OSError:
-            shutil.copyfile(real, target)
+        link_or_copy(real, target)
     (models_dir / "not-gguf.gguf").write_bytes(b"NOPE" + bytes(64 * 1024))
     return ModelsFolder(path=models_dir, model_id=target.stem, model_file=target, bad_ids=("not-gguf",))
 
