@@ -318,12 +318,15 @@ class LocalEngine:
 
     async def embed(self, texts: list[str | tuple[int, ...]]) -> tuple[list[list[float]], int]:
         """Embeddings of texts (or token-id lists) and the number of tokens they took."""
-        inputs = [
-            self._vocab.tokenize(text, add_special=True, parse_special=False)
-            if isinstance(text, str)
-            else self._checked_token_ids(text)
-            for text in texts
-        ]
+        try:
+            inputs = [
+                self._vocab.tokenize(text, add_special=True, parse_special=False)
+                if isinstance(text, str)
+                else self._checked_token_ids(text)
+                for text in texts
+            ]
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(exc.message, param="input") from exc
         if any(not tokens for tokens in inputs):
             raise InvalidRequestError("An input to embed is empty.", param="input")
         try:
