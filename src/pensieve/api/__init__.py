@@ -1,0 +1,1 @@
+"""HTTP glue: one router per resource, dependencies, SSE framing, error mapping; no business logic."""
