@@ -346,11 +346,11 @@ class EngineBackend:
     # vocabulary; the measured path only uses the public generate().
     def eog_tokens(self) -> tuple[int, ...]:
         """The model's end-of-generation token ids."""
-        return tuple(sorted(self._engine._model.eog_tokens))
+        return tuple(sorted(self._engine.vocab.eog_tokens))
 
     def count_tokens(self, text: str) -> int:
         """Prompt tokens of a text completion of `text` (BOS included)."""
-        return len(self._engine._model.tokenize(text, add_special=True, parse_special=True))
+        return len(self._engine.vocab.tokenize(text, add_special=True, parse_special=True))
 
     def chat_stops(self) -> tuple[str, ...]:
         """The stop sequences the engine's chat format adds to every chat request."""
@@ -363,7 +363,7 @@ class EngineBackend:
         """Every vocabulary token whose text contains one of `characters` (used to rule out stop sequences)."""
         if not characters:
             return ()
-        model = self._engine._model
+        model = self._engine.vocab
         wanted = [c.encode() for c in characters]
         return tuple(t for t in range(model.n_vocab) if any(c in model.token_bytes(t) for c in wanted))
 

@@ -131,6 +131,11 @@ class LocalEngine:
         return self.worker.facts.window
 
     @property
+    def vocab(self) -> LlamaVocab:
+        """The model's vocabulary (tokenizer and special tokens), kept in this process."""
+        return self._vocab
+
+    @property
     def alive(self) -> bool:
         """False once the worker process has died (the pool then starts a new one on the next request)."""
         return self.worker.alive and not self._closed
