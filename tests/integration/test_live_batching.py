@@ -185,27 +185,20 @@ def _check_token_logprobs(entries: list[Any], top: int) -> None:
 
 
 def test_chat_logprobs_are_consistent_with_the_text(client: openai.OpenAI, model_id: str) -> None:
-    completion = client.chat.completions.create(
-        model=model_id,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        logprobs=True,
-        top_logprobs=3,
-        max_tokens=12,
-        temperature=0,
-    )
+    question: dict[str, Any] = {
+        "model": model_id,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "logprobs": True,
+        "top_logprobs": 3,
+        "max_tokens": 12,
+        "temperature": 0,
+    }
+    completion = client.chat.completions.create(**question)
     choice = completion.choices[0]
     assert choice.logprobs is not None and choice.logprobs.content
     assert "".join(entry.token for entry in choice.logprobs.content) == choice.message.content
     _check_token_logprobs(choice.logprobs.content, 3)
-    stream = client.chat.completions.create(
-        model=model_id,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        logprobs=True,
-        top_logprobs=3,
-        max_tokens=12,
-        temperature=0,
-        stream=True,
-    )
+    stream = client.chat.completions.create(**question, stream=True)
     streamed = [
         e
         for chunk in stream
