@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pensieve.privacy.detectors import (
-    BUILTIN_DETECTORS,
-    Finding,
-    PrivacyConfig,
-    PrivacyScanner,
-    iban_valid,
-    luhn_valid,
-    nir_valid,
-)
+from pensieve.privacy.checksums import iban_valid, luhn_valid, nir_valid
+from pensieve.privacy.detectors import BUILTIN_DETECTORS
+from pensieve.privacy.scanner import Finding, PrivacyConfig, PrivacyScanner
 
 ALL = PrivacyScanner(PrivacyConfig())
 

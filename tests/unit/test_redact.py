@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pensieve.privacy.detectors import Finding, PrivacyConfig, PrivacyScanner
 from pensieve.privacy.redact import redact_texts, redaction_marker
+from pensieve.privacy.scanner import Finding, PrivacyConfig, PrivacyScanner
 
 SCANNER = PrivacyScanner(PrivacyConfig(keywords=("bluebird",), custom_patterns=(("employee id", r"EMP-\d{6}"),)))
 

@@ -29,7 +29,8 @@ from pensieve.errors import (
     PrivateDataBlockedError,
     ServiceUnavailableError,
 )
-from pensieve.privacy.detectors import BUILTIN_DETECTORS, PrivacyConfig, PrivacyScanner
+from pensieve.privacy.detectors import BUILTIN_DETECTORS
+from pensieve.privacy.scanner import PrivacyConfig, PrivacyScanner
 
 RouteHeader = Literal["local", "cloud", "auto"]
 AUTO_MODEL = "auto"

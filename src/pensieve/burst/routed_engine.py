@@ -17,8 +17,8 @@ from pensieve.burst.stats import DecisionLogEntry, now
 from pensieve.engine.base import Engine
 from pensieve.engine.types import ChatMessage, EngineStats, GenerationChunk, GenerationRequest, Usage
 from pensieve.errors import CloudError, InvalidRequestError, NotFoundError, PensieveError
-from pensieve.privacy.detectors import PrivacyScanner
 from pensieve.privacy.redact import redact_texts
+from pensieve.privacy.scanner import PrivacyScanner
 
 if TYPE_CHECKING:
     from pensieve.burst.controller import BurstController

@@ -1,12 +1,12 @@
 """Private-data detectors: find what must never leave this machine in the text of a request.
 
-`PrivacyScanner` runs the built-in detectors a `PrivacyConfig` switches on, the user's own regular
-expressions and the user's keywords over every text of a request and returns each `Finding` (a kind and a
-character span; never the matched value, so findings are safe to log). It runs on every request, so it is
-built to be cheap: every regular expression is compiled once, each detector has a prefilter (a literal
-substring test or one shared pass over the digit clusters of the text) so prose costs little, and every
-pattern is linear on hostile input (bounded repetitions and boundary lookbehinds, so no pattern is retried
-at every position of a long run). Everything here is pure: no I/O, no clock, no shared mutable state.
+Each built-in `Detector` finds the character spans of one kind of private data; `BUILTIN_DETECTORS` holds
+them in a fixed order. `pensieve.privacy.scanner.PrivacyScanner` runs the ones a `PrivacyConfig` switches
+on. They run on every request, so they are built to be cheap: every regular expression is compiled once,
+each detector has a prefilter (a literal substring test or one shared pass over the digit clusters of the
+text, see `pensieve.privacy.scan_text`) so prose costs little, and every pattern is linear on hostile input
+(bounded repetitions and boundary lookbehinds, so no pattern is retried at every position of a long run).
+Everything here is pure: no I/O, no clock, no shared mutable state.
 
 What each built-in detector flags (they lean towards flagging: a false positive keeps a request local, a
 false negative leaks it):
@@ -44,177 +44,17 @@ false negative leaks it):
   passes.
 - ``private_key``: a PEM ``-----BEGIN … PRIVATE KEY-----`` block (RSA, EC, DSA, OPENSSH, PGP, ENCRYPTED or
   plain PKCS#8) through its matching END line, or to the end of the text when the block is cut off.
-
-User keywords match whole words, case-insensitively: the keyword ``bluebird`` flags "Project Bluebird" but
-not "bluebirds"; a phrase such as ``red kite`` matches with any whitespace between its words. User patterns
-are compiled exactly as given (write ``(?i)`` for case-insensitivity); each finding's kind is the pattern's
-name, and zero-width matches are ignored.
 """
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-# A character span [start, end) in one text.
-Span = tuple[int, int]
-
-# --- shared per-text state -----------------------------------------------------------------------------
-
-# One pass over the digits of a text finds every place a number-shaped detector needs to look at:
-# - clusters: four or more digits joined by at most two separator characters. Phone, card, SSN, NIR, NINO
-#   and IPv4 numbers only ever match around one, so prose costs this single scan;
-# - IBAN starts: two digits right after two capital letters (the check digits; tried only when no cluster
-#   starts there, and a cluster preceded by two capitals is an IBAN start too).
-_NUMBERS = re.compile(r"\d(?:(?:[ ().-]{0,2}\d){3,}|(?<=[A-Z]{2}\d)\d)")
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-_CAPITALS = frozenset(string.ascii_uppercase)
-
-
-class _ScanText:
-    """One text being scanned, with the derived views several detectors share, each computed on first use."""
-
-    __slots__ = ("_clusters", "_iban_starts", "_lowered", "fully_lowered", "n", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.n = len(text)
-        self._clusters: list[Span] | None = None
-        self._iban_starts: list[int] = []
-        self._lowered: str | None = None
-        self.fully_lowered = True  # after lowered(): False when only ASCII letters could be folded
-
-    def _scan_numbers(self) -> list[Span]:
-        if self._clusters is None:
-            text = self.text
-            clusters: list[Span] = []
-            for m in _NUMBERS.finditer(text):
-                a, b = m.span()
-                if b - a >= 4:
-                    clusters.append((a, b))
-                if a >= 2 and text[a - 1] in _CAPITALS and text[a - 2] in _CAPITALS:
-                    self._iban_starts.append(a - 2)
-            self._clusters = clusters
-        return self._clusters
-
-    def clusters(self, min_length: int) -> list[Span]:
-        """The digit clusters at least `min_length` characters long, in order."""
-        return [(a, b) for a, b in self._scan_numbers() if b - a >= min_length]
-
-    def iban_starts(self) -> list[int]:
-        """Where an IBAN may start: two capital letters followed by two digits, in order."""
-        self._scan_numbers()
-        return self._iban_starts
-
-    def lowered(self) -> str:
-        """The text lower-cased with every index unchanged (for case-insensitive literal searches)."""
-        if self._lowered is None:
-            lowered = self.text.lower()
-            # str.lower never shrinks a character, so equal lengths mean a one-to-one mapping; a few
-            # characters (such as "İ") grow, and then only ASCII letters are folded, which keeps the indices.
-            self.fully_lowered = len(lowered) == self.n
-            self._lowered = lowered if self.fully_lowered else self.text.translate(_ASCII_LOWER)
-        return self._lowered
-
-
-# A window-searched pattern looks at most this many characters past its match; a match ending closer than
-# this to a window cut short of the text's end could have passed a lookahead only because of the cut.
-_LOOKAHEAD_SLACK = 3
-
-
-def _cluster_matches(
-    pattern: re.Pattern[str],
-    t: _ScanText,
-    clusters: Iterable[Span],
-    left: int,
-    right: int,
-    accept: Callable[[re.Match[str]], Span | None],
-) -> Iterator[Span]:
-    """Search `pattern` only near the digit clusters: from `left` characters before to `right` after each.
-
-    `accept` validates a match (checksum, digit count) and returns the span to flag or None; after a
-    rejected match the search resumes one character later, so a valid match overlapping it is still found.
-    """
-    text, n = t.text, t.n
-    for a, b in clusters:
-        pos = max(0, a - left)
-        endpos = min(n, b + right)
-        limit = n if endpos == n else endpos - _LOOKAHEAD_SLACK
-        while True:
-            m = pattern.search(text, pos, endpos)
-            if m is None or m.end() > limit:
-                break
-            span = accept(m)
-            if span is None:
-                pos = m.start() + 1
-            else:
-                yield span
-                pos = m.end()
-
-
-# --- checksums -----------------------------------------------------------------------------------------
-
-
-def luhn_valid(digits: str) -> bool:
-    """Whether a non-empty string of decimal digits passes the Luhn (mod 10) check of payment card numbers."""
-    if not digits.isdecimal():
-        return False
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-# IBAN length per country (ISO 13616 registry) for the SEPA area and a few common others.
-_IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BR": 29, "CH": 21, "CY": 28, "CZ": 24, "DE": 22,
-    "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GR": 27, "HR": 21, "HU": 28, "IE": 22,
-    "IL": 23, "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31, "NL": 18,
-    "NO": 15, "PL": 28, "PT": 25, "RO": 24, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TR": 26,
-}  # fmt: skip
-
-
-def iban_valid(value: str) -> bool:
-    """Whether `value` (spaces allowed) is a well-formed IBAN with a correct ISO 13616 mod-97 check."""
-    iban = value.replace(" ", "").upper()
-    if not 15 <= len(iban) <= 34 or not iban.isascii() or not iban.isalnum():
-        return False
-    country, check = iban[:2], iban[2:4]
-    if not country.isalpha() or not check.isdigit():
-        return False
-    if _IBAN_LENGTHS.get(country, len(iban)) != len(iban):
-        return False
-    # Move the first four characters to the end, read letters as 10..35, and take the number mod 97.
-    number = "".join(str(int(char, 36)) for char in iban[4:] + iban[:4])
-    return int(number) % 97 == 1
-
-
-def nir_valid(value: str) -> bool:
-    """Whether `value` (spaces allowed) is a French NIR whose key is 97 - (first 13 digits mod 97)."""
-    nir = value.replace(" ", "").upper()
-    if len(nir) != 15 or nir[0] not in "12":
-        return False
-    body, key = nir[:13], nir[13:]
-    # Corsica's departments 2A and 2B count as 19 and 18 in the key computation.
-    if body[5:7] == "2A":
-        body = body[:5] + "19" + body[7:]
-    elif body[5:7] == "2B":
-        body = body[:5] + "18" + body[7:]
-    if not (body.isdigit() and key.isdigit() and body.isascii() and key.isascii()):
-        return False
-    return 97 - int(body) % 97 == int(key)
-
-
-def _digit_count(value: str) -> int:
-    return sum(char.isdigit() for char in value)
-
+from pensieve.privacy.checksums import digit_count, iban_valid, luhn_valid, nir_valid
+from pensieve.privacy.scan_text import ScanText, Span, cluster_matches
 
 # --- email ---------------------------------------------------------------------------------------------
 
@@ -223,7 +63,7 @@ _EMAIL_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)
 _EMAIL_LOCAL_MAX = 64  # RFC 5321 limit; also bounds the backward walk on hostile input
 
 
-def _find_email(t: _ScanText) -> Iterator[Span]:
+def _find_email(t: ScanText) -> Iterator[Span]:
     # Anchored on each "@" (a fast substring search) and grown in both directions, instead of a regex that
     # would try a local part at every position of the text.
     text = t.text
@@ -269,12 +109,12 @@ _PHONE_DIGITS = (9, 15)
 
 def _accept_phone(m: re.Match[str]) -> Span | None:
     low, high = _PHONE_DIGITS
-    return m.span() if low <= _digit_count(m.group()) <= high else None
+    return m.span() if low <= digit_count(m.group()) <= high else None
 
 
-def _find_phone(t: _ScanText) -> Iterator[Span]:
+def _find_phone(t: ScanText) -> Iterator[Span]:
     # Left margin: "+", "(" or "+1 (" before the first digit of the cluster.
-    return _cluster_matches(_PHONE, t, t.clusters(9), 4, 4, _accept_phone)
+    return cluster_matches(_PHONE, t, t.clusters(9), 4, 4, _accept_phone)
 
 
 # --- credit card ---------------------------------------------------------------------------------------
@@ -325,7 +165,7 @@ def _cards_in_run(text: str, groups: list[Span]) -> Iterator[Span]:
         i += 1
 
 
-def _find_credit_card(t: _ScanText) -> Iterator[Span]:
+def _find_credit_card(t: ScanText) -> Iterator[Span]:
     text, n = t.text, t.n
     for a, b in t.clusters(13):
         pos = a
@@ -354,7 +194,7 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d\d(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?
 _IBAN_GROUP = re.compile(r"[A-Z0-9]+")
 
 
-def _find_iban(t: _ScanText) -> Iterator[Span]:
+def _find_iban(t: ScanText) -> Iterator[Span]:
     text = t.text
     done_until = 0
     for start in t.iban_starts():
@@ -395,10 +235,10 @@ def _accept_nir(m: re.Match[str]) -> Span | None:
     return m.span() if nir_valid(m.group()) else None
 
 
-def _find_national_id(t: _ScanText) -> Iterator[Span]:
+def _find_national_id(t: ScanText) -> Iterator[Span]:
     text, n = t.text, t.n
     ssn_clusters = [(a, b) for a, b in t.clusters(11) if text.count("-", a, b) >= 2]
-    yield from _cluster_matches(_SSN, t, ssn_clusters, 0, 4, _span)
+    yield from cluster_matches(_SSN, t, ssn_clusters, 0, 4, _span)
     # A NINO's digits start a cluster right after its letters (and maybe a space); only its first 8
     # characters matter, which keeps the search short inside a long run of figures.
     nino_clusters = [
@@ -406,11 +246,11 @@ def _find_national_id(t: _ScanText) -> Iterator[Span]:
         for a, b in t.clusters(6)
         if text[a - 1 : a].isalpha() or (text[a - 1 : a] == " " and text[a - 2 : a - 1].isalpha())
     ]
-    yield from _cluster_matches(_NINO, t, nino_clusters, 4, 6, _span)
+    yield from cluster_matches(_NINO, t, nino_clusters, 4, 6, _span)
     # A NIR is one cluster of 15+ characters, unless a Corsican "2A"/"2B" splits it: then the cluster ends
     # right before that letter and the rest of the number follows within 20 characters.
     nir_clusters = [(a, b) for a, b in t.clusters(4) if b - a >= 15 or (b < n and text[b] in "AaBb")]
-    yield from _cluster_matches(_NIR, t, nir_clusters, 0, 20, _accept_nir)
+    yield from cluster_matches(_NIR, t, nir_clusters, 0, 20, _accept_nir)
 
 
 # --- IP addresses --------------------------------------------------------------------------------------
@@ -438,7 +278,7 @@ def _plausible_ipv6(candidate: str) -> bool:
     return candidate == "::1" or len(groups) >= 3 or any(len(group) == 4 for group in groups)
 
 
-def _find_ipv6(t: _ScanText) -> Iterator[Span]:
+def _find_ipv6(t: ScanText) -> Iterator[Span]:
     text = t.text
     pos = 0
     while True:
@@ -461,10 +301,10 @@ def _find_ipv6(t: _ScanText) -> Iterator[Span]:
             pos = max(colon + 1, run.end() if run is not None else 0)
 
 
-def _find_ip_address(t: _ScanText) -> Iterator[Span]:
+def _find_ip_address(t: ScanText) -> Iterator[Span]:
     text = t.text
     ipv4_clusters = [(a, b) for a, b in t.clusters(7) if text.count(".", a, b) >= 3]
-    yield from _cluster_matches(_IPV4, t, ipv4_clusters, 0, 4, _span)
+    yield from cluster_matches(_IPV4, t, ipv4_clusters, 0, 4, _span)
     if ":" in t.text:
         yield from _find_ipv6(t)
 
@@ -518,7 +358,7 @@ def _find_prefixed_tokens(text: str) -> Iterator[Span]:
             yield m.span()
 
 
-def _find_bearer(t: _ScanText) -> Iterator[Span]:
+def _find_bearer(t: ScanText) -> Iterator[Span]:
     text, lowered = t.text, t.lowered()
     at = lowered.find("bearer")
     while at != -1:
@@ -548,7 +388,7 @@ def _unquoted_secret(value: str, name: str, keyword: str) -> bool:
     return not (keyword in _PROSE_WORDS and value.isalpha())  # "the secret: patience"
 
 
-def _find_secret_assignments(t: _ScanText) -> Iterator[Span]:
+def _find_secret_assignments(t: ScanText) -> Iterator[Span]:
     text, lowered = t.text, t.lowered()
     hits: list[int] = []
     for root in _SECRET_ROOTS:
@@ -603,7 +443,7 @@ def _find_secret_assignments(t: _ScanText) -> Iterator[Span]:
         skip_until = max(skip_until, span[1])
 
 
-def _find_api_key(t: _ScanText) -> Iterator[Span]:
+def _find_api_key(t: ScanText) -> Iterator[Span]:
     yield from _find_prefixed_tokens(t.text)
     yield from _find_bearer(t)
     yield from _find_secret_assignments(t)
@@ -614,7 +454,7 @@ def _find_api_key(t: _ScanText) -> Iterator[Span]:
 _PEM_BEGIN = re.compile(r"-----BEGIN ((?:[A-Z0-9]{1,20} ){0,6})PRIVATE KEY( BLOCK)?-----")
 
 
-def _find_private_key(t: _ScanText) -> Iterator[Span]:
+def _find_private_key(t: ScanText) -> Iterator[Span]:
     text = t.text
     if "PRIVATE KEY" not in text:
         return
@@ -640,11 +480,11 @@ class Detector:
 
     name: str
     description: str
-    finder: Callable[[_ScanText], Iterable[Span]] = field(repr=False)
+    finder: Callable[[ScanText], Iterable[Span]] = field(repr=False)
 
     def find(self, text: str) -> list[Span]:
         """Every span of `text` this detector flags, sorted, without duplicates."""
-        return sorted(set(self.finder(_ScanText(text))))
+        return sorted(set(self.finder(ScanText(text))))
 
 
 BUILTIN_DETECTORS: dict[str, Detector] = {
@@ -662,155 +502,4 @@ BUILTIN_DETECTORS: dict[str, Detector] = {
 }
 
 
-# --- configuration and scanner -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PrivacyConfig:
-    """Which built-in detectors run, plus the user's own (name, regex) patterns and private keywords."""
-
-    detectors: frozenset[str] = frozenset(BUILTIN_DETECTORS)
-    custom_patterns: tuple[tuple[str, str], ...] = ()
-    keywords: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One piece of private data: its kind and its character span in the `text_index`-th scanned text."""
-
-    kind: str
-    text_index: int
-    start: int
-    end: int
-
-
-class PrivacyScanner:
-    """Finds private data in request texts with the detectors, patterns and keywords of a `PrivacyConfig`."""
-
-    def __init__(self, config: PrivacyConfig) -> None:
-        """Compile everything once; raise ValueError naming the culprit for any invalid part of `config`."""
-        unknown = set(config.detectors) - set(BUILTIN_DETECTORS)
-        if unknown:
-            raise ValueError(
-                f"unknown privacy detector(s) {', '.join(sorted(unknown))}; known: {', '.join(BUILTIN_DETECTORS)}"
-            )
-        self.config = config
-        # Kept in registry order so findings and timings do not depend on set iteration order.
-        self._detectors = [detector for name, detector in BUILTIN_DETECTORS.items() if name in config.detectors]
-        self._patterns = [_compile_pattern(name, pattern) for name, pattern in config.custom_patterns]
-        self._keywords = _KeywordMatcher(config.keywords)
-
-    def _spans(self, text: str) -> Iterator[tuple[str, int, int]]:
-        t = _ScanText(text)
-        for detector in self._detectors:
-            for start, end in detector.finder(t):
-                yield detector.name, start, end
-        for name, pattern in self._patterns:
-            for m in pattern.finditer(text):
-                if m.end() > m.start():  # a lookaround-only match flags nothing
-                    yield name, m.start(), m.end()
-        for start, end in self._keywords.find(t):
-            yield "keyword", start, end
-
-    def scan(self, texts: Sequence[str]) -> tuple[Finding, ...]:
-        """Every finding in `texts`, sorted by (text_index, start); findings of different kinds may overlap."""
-        found: set[Finding] = set()
-        for index, text in enumerate(texts):
-            if text:
-                found.update(Finding(kind, index, start, end) for kind, start, end in self._spans(text))
-        return tuple(sorted(found, key=lambda f: (f.text_index, f.start, f.end, f.kind)))
-
-    def is_private(self, texts: Sequence[str]) -> bool:
-        """Whether any text holds private data (stops at the first finding)."""
-        return any(next(self._spans(text), None) is not None for text in texts if text)
-
-
-def _compile_pattern(name: str, pattern: str) -> tuple[str, re.Pattern[str]]:
-    kind = name.strip()
-    if not kind:
-        raise ValueError(f"privacy pattern {pattern!r} has an empty name")
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"privacy pattern {kind!r}: invalid regular expression {pattern!r}: {exc}") from exc
-    if compiled.match("") is not None:
-        # It would match between any two characters: every request would count as private.
-        raise ValueError(f"privacy pattern {kind!r}: {pattern!r} matches the empty string")
-    return kind, compiled
-
-
-def _fold_for_ascii(text: str) -> str:
-    """`text` lower-cased so an ASCII keyword matching it case-insensitively (as `re` does) is a substring.
-
-    Besides the ASCII letters, `re.IGNORECASE` matches exactly four other characters to ASCII letters: the
-    Kelvin sign (lower-cases to "k"), "İ" (lower-cases to "i" plus a combining dot), the dotless "ı" and the
-    long "ſ"; the last three are folded by hand.
-    """
-    lowered = text.lower()
-    if text.isascii():
-        return lowered
-    return lowered.replace("i\u0307", "i").replace("\u0131", "i").replace("\u017f", "s")
-
-
-class _KeywordMatcher:
-    """Whole-word, case-insensitive matching of the user's keywords and phrases (one compiled alternation)."""
-
-    def __init__(self, keywords: Sequence[str]) -> None:
-        # Longest first: at one position the alternation takes the first alternative that matches.
-        phrases = sorted({" ".join(k.split()) for k in keywords if k.strip()}, key=lambda p: (-len(p), p))
-        self._pattern: re.Pattern[str] | None = None
-        if phrases:
-            body = "|".join(r"\s+".join(re.escape(word) for word in phrase.split()) for phrase in phrases)
-            self._pattern = re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE)
-        # Prefilter: a keyword can only match where its first word occurs in the folded text (a fast substring
-        # search instead of a case-insensitive regex pass). Only sound for ASCII keywords; others always scan.
-        self._needles: tuple[str, ...] | None = (
-            tuple(sorted({phrase.split()[0].lower() for phrase in phrases}))
-            if all(phrase.isascii() for phrase in phrases)
-            else None
-        )
-
-    def find(self, t: _ScanText) -> Iterator[Span]:
-        """The span of every keyword occurrence in the text."""
-        if self._pattern is None:
-            return
-        if self._needles is None:
-            yield from (m.span() for m in self._pattern.finditer(t.text))
-            return
-        lowered = t.lowered()
-        if not t.fully_lowered:
-            # Characters such as "İ" grew when lower-cased: the folded text's indices differ from the text's,
-            # so it can only serve as a yes/no prefilter for a full pass.
-            if any(needle in _fold_for_ascii(t.text) for needle in self._needles):
-                yield from (m.span() for m in self._pattern.finditer(t.text))
-            return
-        # Try the pattern only where a first word occurs (a case-insensitive regex pass over the whole text
-        # costs far more than a few substring searches). Folding "ı" and "ſ" keeps every index.
-        if not t.text.isascii():
-            lowered = lowered.replace("\u0131", "i").replace("\u017f", "s")
-        starts: set[int] = set()
-        for needle in self._needles:
-            at = lowered.find(needle)
-            while at != -1:
-                starts.add(at)
-                at = lowered.find(needle, at + 1)
-        done_until = 0
-        for at in sorted(starts):
-            if at >= done_until:
-                m = self._pattern.match(t.text, at)
-                if m is not None:
-                    done_until = m.end()
-                    yield m.span()
-
-
-__all__ = [
-    "BUILTIN_DETECTORS",
-    "Detector",
-    "Finding",
-    "PrivacyConfig",
-    "PrivacyScanner",
-    "Span",
-    "iban_valid",
-    "luhn_valid",
-    "nir_valid",
-]
+__all__ = ["BUILTIN_DETECTORS", "Detector"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pensieve.privacy.detectors import Finding
+from pensieve.privacy.scanner import Finding
 
 
 def redaction_marker(kind: str) -> str:
