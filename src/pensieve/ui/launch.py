@@ -7,12 +7,14 @@ This module does not import Streamlit: the CLI uses it before Streamlit is neede
 from __future__ import annotations
 
 import importlib.util
+import logging
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 APP_PATH = Path(__file__).with_name("app.py")
+logger = logging.getLogger(__name__)
 
 # Streamlit options as `--section.option value` flags.
 STREAMLIT_OPTIONS: dict[str, str] = {
@@ -53,7 +55,7 @@ def ui_url(host: str, port: int) -> str:
 
 
 def watch_ui(process: subprocess.Popen[bytes], log_path: Path) -> threading.Event:
-    """Say so on the terminal if the UI process ends on its own (a busy port, a broken install).
+    """Log a warning if the UI process ends on its own (a busy port, a broken install).
 
     Set the returned event before stopping the UI on purpose, so that no warning is printed then.
     """
@@ -62,7 +64,7 @@ def watch_ui(process: subprocess.Popen[bytes], log_path: Path) -> threading.Even
     def wait() -> None:
         status = process.wait()
         if not stopping.is_set() and status != 0:
-            print(f"pensieve: the UI stopped (exit status {status}); see {log_path}", file=sys.stderr, flush=True)
+            logger.warning("the UI stopped (exit status %s); see %s", status, log_path)
 
     threading.Thread(target=wait, name="pensieve-ui-watch", daemon=True).start()
     return stopping
