@@ -31,6 +31,10 @@ Finish = Literal["stop", "length", "cancelled", "error"]
 # Prompt tokens a step may add while other sequences are generating: ~0.15 s of prefill on 2 cores,
 # so running streams keep flowing while a long prompt enters.
 PREFILL_SLICE_WHILE_GENERATING = 128
+# ...or this many per prompt waiting to be prefilled, if more (up to a whole batch): when a burst of
+# requests arrives, getting all of them to their first token soon matters more than the smoothness of the
+# streams already running.
+PREFILL_SLICE_PER_PROMPT = 32
 
 
 @dataclass
@@ -214,16 +218,18 @@ class Scheduler:
     def _build_batch(self) -> tuple[list[BatchItem], list[tuple[Slot, int]]]:
         items: list[BatchItem] = []
         sampled: list[tuple[Slot, int]] = []
-        generating = False
+        n_generating = 0
         # First the sequences that sample this step: one token each (a generated or a last prompt token).
         for slot in self.slots:
             if slot.job is not None and not slot.pending and slot.next_token is not None:
                 sampled.append((slot, len(items)))
                 items.append(BatchItem(slot.next_token, len(slot.cached), slot.seq, True))
-                generating = generating or slot.produced > 0
+                if slot.produced:
+                    n_generating += 1
         room = self.context.n_batch - len(items)
-        if generating:
-            room = min(room, PREFILL_SLICE_WHILE_GENERATING)
+        prefilling = sum(1 for slot in self.slots if slot.job is not None and slot.pending)
+        if n_generating:
+            room = min(room, max(PREFILL_SLICE_WHILE_GENERATING, PREFILL_SLICE_PER_PROMPT * prefilling))
         # Then prompt slices, oldest request first (slots admitted earlier have lower reuse of room).
         for slot in self.slots:
             if room <= 0:
