@@ -7,6 +7,8 @@ privacy is checked where it matters: in what actually reached the cloud.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from integration_support import END_TOKEN_BIAS, ServerFactory, ServerHandle, make_client
+from integration_support import END_TOKEN_BIAS, ServerFactory, ServerHandle, engine_stats, make_client
 
 from fakes.fake_cloud import FakeCloud
 
@@ -195,6 +197,30 @@ def test_pinned_broken_local_model_falls_over_to_cloud(sdk: openai.OpenAI, cloud
     text, headers = chat(sdk, TRIVIAL, model="truncated")
     assert route_of(headers) == ("cloud", "local_failure")
     assert TRIVIAL in text
+
+
+def test_worker_killed_before_the_first_token_falls_over_to_cloud(
+    sdk: openai.OpenAI, cloud: FakeCloud, burst_server: ServerHandle
+) -> None:
+    model_id = burst_server.model_id
+    chat(sdk, TRIVIAL, model=model_id)  # the model is loaded and its worker running
+    with httpx.Client(base_url=burst_server.base_url, timeout=30) as http:
+        pid = int(engine_stats(http, model_id)["extra"]["worker_pid"])
+        # ~1,500 prompt tokens: their prefill takes seconds, so the worker dies before any token exists.
+        long_prompt = "The committee reviewed the annual report and agreed on a schedule. " * 110
+        killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+        killer.start()
+        try:
+            text, headers = chat(sdk, long_prompt, model=model_id)
+        finally:
+            killer.join()
+        assert route_of(headers) == ("cloud", "local_failure")
+        assert "annual report" in text  # the fake cloud echoes the prompt
+        assert len(cloud.requests) == 1
+        # The next local request restarts the worker.
+        text, headers = chat(sdk, TRIVIAL, model=model_id)
+        assert route_of(headers)[0] == "local" and text.strip()
+        assert int(engine_stats(http, model_id)["extra"]["worker_pid"]) != pid
 
 
 def test_load_criterion_bursts_while_the_local_model_is_busy(server_factory: ServerFactory, cloud: FakeCloud) -> None:
