@@ -106,6 +106,23 @@ def chat(
     return completion.choices[0].message.content or "", dict(raw.headers)
 
 
+def streamed_chat(
+    server: ServerHandle, content: str, model: str, *, route: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """(answer text, response headers) of a streamed chat completion, read as raw SSE."""
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "stream": True, "max_tokens": 8}
+    headers = {"x-pensieve-route": route} if route else {}
+    url = f"{server.base_url}/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    assert all("error" not in chunk for chunk in chunks), chunks[-1]
+    text = "".join(choice["delta"].get("content") or "" for chunk in chunks for choice in chunk["choices"])
+    return text, dict(response.headers)
+
+
 def route_of(headers: dict[str, str]) -> tuple[str, str]:
     """(x-pensieve-route, x-pensieve-reason)."""
     return headers["x-pensieve-route"], headers["x-pensieve-reason"]
@@ -160,17 +177,8 @@ def test_header_local_wins_over_cloud_model(sdk: openai.OpenAI, cloud: FakeCloud
 
 
 def test_streamed_cloud_response_carries_headers_and_text(burst_server: ServerHandle, cloud: FakeCloud) -> None:
-    body = {"model": "auto", "messages": [{"role": "user", "content": TRIVIAL}], "stream": True, "max_tokens": 8}
-    with httpx.stream(
-        "POST", f"{burst_server.base_url}/v1/chat/completions", json=body, headers={"x-pensieve-route": "cloud"}
-    ) as response:
-        assert response.status_code == 200
-        assert route_of(dict(response.headers)) == ("cloud", "explicit")
-        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-    assert lines[-1] == "data: [DONE]"
-    text = "".join(
-        choice["delta"].get("content") or "" for line in lines[:-1] for choice in json.loads(line[6:])["choices"]
-    )
+    text, headers = streamed_chat(burst_server, TRIVIAL, "auto", route="cloud")
+    assert route_of(headers) == ("cloud", "explicit")
     assert TRIVIAL in text
 
 
@@ -199,8 +207,9 @@ def test_pinned_broken_local_model_falls_over_to_cloud(sdk: openai.OpenAI, cloud
     assert TRIVIAL in text
 
 
+@pytest.mark.parametrize("stream", [False, True])
 def test_worker_killed_before_the_first_token_falls_over_to_cloud(
-    sdk: openai.OpenAI, cloud: FakeCloud, burst_server: ServerHandle
+    sdk: openai.OpenAI, cloud: FakeCloud, burst_server: ServerHandle, stream: bool
 ) -> None:
     model_id = burst_server.model_id
     chat(sdk, TRIVIAL, model=model_id)  # the model is loaded and its worker running
@@ -211,7 +220,10 @@ def test_worker_killed_before_the_first_token_falls_over_to_cloud(
         killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
         killer.start()
         try:
-            text, headers = chat(sdk, long_prompt, model=model_id)
+            if stream:
+                text, headers = streamed_chat(burst_server, long_prompt, model_id)
+            else:
+                text, headers = chat(sdk, long_prompt, model=model_id)
         finally:
             killer.join()
         assert route_of(headers) == ("cloud", "local_failure")
