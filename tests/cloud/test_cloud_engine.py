@@ -13,7 +13,7 @@ from contextlib import aclosing
 import pytest
 from pydantic import SecretStr
 
-from fakes.fake_cloud import FakeCloud
+from fakes.fake_cloud import ALTERNATIVE, ECHO_LOGPROB, FakeCloud
 from pensieve.cloud.circuit import CircuitBreaker
 from pensieve.cloud.engine import CloudEngine
 from pensieve.cloud.providers import CloudModel, ProviderConfig
@@ -85,6 +85,34 @@ def test_text_completion(cloud: FakeCloud) -> None:
     chunks = asyncio.run(collect(engine_for(cloud), request))
     assert "".join(chunk.text for chunk in chunks) == "Echo: Once upon a time"
     assert cloud.requests[0]["path"] == "/v1/completions"
+
+
+def test_chat_logprobs_are_asked_for_and_passed_through(cloud: FakeCloud) -> None:
+    chunks = asyncio.run(collect(engine_for(cloud), chat_request("one two", logprobs=True, top_logprobs=2)))
+    body = cloud.requests[0]["body"]
+    assert body["logprobs"] is True and body["top_logprobs"] == 2
+    texts = [chunk for chunk in chunks if chunk.text]
+    assert all(len(chunk.logprobs) == 1 and chunk.logprobs[0].token == chunk.text for chunk in texts)
+    first = texts[0].logprobs[0]
+    assert first.logprob == ECHO_LOGPROB and first.bytes == tuple(texts[0].text.encode())
+    assert [(token, logprob) for token, logprob, _ in first.top] == [(texts[0].text, ECHO_LOGPROB), ALTERNATIVE]
+    assert chunks[-1].mean_logprob == ECHO_LOGPROB
+
+
+def test_completion_logprobs_are_asked_for_and_passed_through(cloud: FakeCloud) -> None:
+    params = SamplingParams(logprobs=True, top_logprobs=1)
+    request = GenerationRequest(model="big-model", params=params, prompt="Once upon")
+    chunks = asyncio.run(collect(engine_for(cloud), request))
+    assert cloud.requests[0]["body"]["logprobs"] == 1
+    tokens = [token for chunk in chunks for token in chunk.logprobs]
+    assert "".join(token.token for token in tokens) == "Echo: Once upon"
+    assert all(token.logprob == ECHO_LOGPROB and len(token.top) == 1 for token in tokens)
+
+
+def test_no_logprobs_unless_asked(cloud: FakeCloud) -> None:
+    chunks = asyncio.run(collect(engine_for(cloud), chat_request("one two")))
+    assert "logprobs" not in cloud.requests[0]["body"]
+    assert all(not chunk.logprobs for chunk in chunks) and chunks[-1].mean_logprob is None
 
 
 def test_token_id_prompts_stay_local(cloud: FakeCloud) -> None:

@@ -7,7 +7,9 @@ What it does:
 
 - `POST /v1/chat/completions` and `POST /v1/completions` answer by echoing the last user message (or the
   prompt) as ``"Echo: <text>"``, streamed (SSE over chunked transfer encoding) or not, with deterministic
-  token counts. `max_tokens` is ignored on purpose: tests rely on the full text coming back.
+  token counts. `max_tokens` is ignored on purpose: tests rely on the full text coming back. Streamed
+  answers carry logprobs when asked (`logprobs` / `top_logprobs`): every echoed piece counts as one token
+  of log-probability `ECHO_LOGPROB`, with `ALTERNATIVE` as its runner-up.
 - `GET /v1/models` (and `GET /v1/models/<id>`) list the configured models.
 - Every request on a generation endpoint is recorded in `requests`, faulted or not.
 - `set_fault` queues faults for the next generation requests: an HTTP status, a 429 with `Retry-After`,
@@ -117,6 +119,29 @@ def chat_prompt_tokens(messages: list[Any]) -> int:
         content = message.get("content") if isinstance(message, dict) else None
         total += 4 + math.ceil(len(_text_of(content)) / 4)
     return total
+
+
+# The log-probability the fake cloud reports for every token it echoes, and for its one alternative.
+ECHO_LOGPROB = -0.25
+ALTERNATIVE = (" maybe", -2.5)
+
+
+def chat_logprobs(piece: str, top: int) -> dict[str, Any]:
+    """A chat chunk's `logprobs` for one echoed piece (one token), with `top` alternatives at most."""
+    tops = [(piece, ECHO_LOGPROB), ALTERNATIVE][:top]
+    entry = {"token": piece, "logprob": ECHO_LOGPROB, "bytes": list(piece.encode())}
+    entry["top_logprobs"] = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in tops]
+    return {"content": [entry]}
+
+
+def completion_logprobs(piece: str, offset: int, top: int) -> dict[str, Any]:
+    """A text completion chunk's legacy `logprobs` for one echoed piece."""
+    return {
+        "tokens": [piece],
+        "token_logprobs": [ECHO_LOGPROB],
+        "top_logprobs": [dict([(piece, ECHO_LOGPROB), ALTERNATIVE][:top])],
+        "text_offset": [offset],
+    }
 
 
 def word_pieces(text: str) -> list[str]:
@@ -373,14 +398,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
+        want_logprobs = bool(body.get("logprobs"))
+        top = int(body.get("top_logprobs") or 0)
+
         def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-            """One chat.completion.chunk event."""
+            """One chat.completion.chunk event (with logprobs for its content when they were asked for)."""
+            content = delta.get("content")
+            logprobs = chat_logprobs(content, top) if want_logprobs and content else None
             event: dict[str, Any] = {
                 "id": ident,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
             }
             if include_usage:
                 event["usage"] = None
@@ -422,14 +452,17 @@ class _Handler(BaseHTTPRequestHandler):
         ident = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
 
-        def chunk(piece: str, finish_reason: str | None) -> dict[str, Any]:
+        top = body.get("logprobs")  # the legacy API's count of alternatives (0 to 5); None: no logprobs
+
+        def chunk(piece: str, finish_reason: str | None, offset: int = 0) -> dict[str, Any]:
             """One text_completion object (a streamed event, or the whole answer)."""
+            logprobs = completion_logprobs(piece, offset, int(top)) if top is not None and piece else None
             return {
                 "id": ident,
                 "object": "text_completion",
                 "created": created,
                 "model": model,
-                "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
+                "choices": [{"text": piece, "index": 0, "logprobs": logprobs, "finish_reason": finish_reason}],
             }
 
         if not body.get("stream"):
@@ -437,7 +470,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
             self._send_json(200, {**chunk(text, "stop"), "usage": usage})
             return
-        events = [chunk(piece, None) for piece in word_pieces(text)]
+        pieces = word_pieces(text)
+        offsets = [sum(len(piece) for piece in pieces[:index]) for index in range(len(pieces))]
+        events = [chunk(piece, None, offset) for piece, offset in zip(pieces, offsets, strict=True)]
         events.append(chunk("", "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({**chunk("", None), "choices": [], "usage": usage})

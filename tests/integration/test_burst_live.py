@@ -170,6 +170,22 @@ def test_explicit_cloud_by_model_or_header(sdk: openai.OpenAI, cloud: FakeCloud,
     assert sent["headers"]["authorization"] == f"Bearer {CLOUD_KEY}"
 
 
+def test_cloud_answers_carry_the_providers_logprobs(sdk: openai.OpenAI, cloud: FakeCloud) -> None:
+    completion = sdk.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": TRIVIAL}],
+        max_tokens=8,
+        logprobs=True,
+        top_logprobs=2,
+        extra_headers={"x-pensieve-route": "cloud"},
+    )
+    choice = completion.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    assert "".join(item.token for item in choice.logprobs.content) == choice.message.content
+    assert all(len(item.top_logprobs) == 2 for item in choice.logprobs.content)
+    assert cloud.requests[0]["body"]["top_logprobs"] == 2
+
+
 def test_header_local_wins_over_cloud_model(sdk: openai.OpenAI, cloud: FakeCloud) -> None:
     _, headers = chat(sdk, TRIVIAL, model=CLOUD_MODEL, route="local")
     assert route_of(headers) == ("local", "explicit")

@@ -5,7 +5,8 @@ client did not ask for a stream: the first-token timeout and client disconnects 
 way for both. The SDK's own retries are off: a failed call is a signal for the burst controller (fall
 back to local, count a failure in the circuit breaker), not something to hammer a struggling provider
 with. Foreign exceptions are translated here into CloudError (`retryable` tells whether another route
-may be tried); the API key never appears in a message or a log line.
+may be tried); the API key never appears in a message or a log line. Logprobs asked for are requested
+from the provider and passed through with each piece of text.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ import openai
 
 from pensieve.cloud.circuit import CircuitBreaker
 from pensieve.cloud.providers import CloudModel, ProviderConfig
-from pensieve.engine.types import ChatMessage, EngineStats, FinishReason, GenerationChunk, GenerationRequest, Usage
+from pensieve.engine.types import (
+    ChatMessage,
+    EngineStats,
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+    TokenLogprob,
+    Usage,
+)
 from pensieve.errors import CloudError, CloudUnavailableError, InvalidRequestError
 
 logger = logging.getLogger(__name__)
@@ -65,6 +74,48 @@ def _sampling(request: GenerationRequest) -> dict[str, Any]:
     if params.response_format is not None:
         sampling["response_format"] = params.response_format
     return sampling
+
+
+def _logprob_params(request: GenerationRequest) -> dict[str, Any]:
+    """OpenAI's logprobs parameters: chat takes a flag and a count, text completions a count (0 to 5)."""
+    params = request.params
+    if not params.logprobs:
+        return {}
+    if request.messages is not None:
+        return {"logprobs": True, "top_logprobs": params.top_logprobs} if params.top_logprobs else {"logprobs": True}
+    return {"logprobs": params.top_logprobs}
+
+
+def _token_bytes(token: str, given: list[int] | None) -> tuple[int, ...]:
+    return tuple(given) if given is not None else tuple(token.encode())
+
+
+def _chat_logprobs(choice: Any) -> tuple[TokenLogprob, ...]:
+    """The tokens behind a chat chunk's text, from its `logprobs.content` (empty when the provider sent none)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None) or ()
+    return tuple(
+        TokenLogprob(
+            item.token,
+            item.logprob,
+            _token_bytes(item.token, item.bytes),
+            tuple((top.token, top.logprob, _token_bytes(top.token, top.bytes)) for top in item.top_logprobs or ()),
+        )
+        for item in content
+    )
+
+
+def _completion_logprobs(choice: Any) -> tuple[TokenLogprob, ...]:
+    """The tokens behind a text-completion chunk, from its legacy `logprobs` (parallel lists)."""
+    logprobs = getattr(choice, "logprobs", None)
+    tokens = getattr(logprobs, "tokens", None) or []
+    values = getattr(logprobs, "token_logprobs", None) or []
+    tops = getattr(logprobs, "top_logprobs", None) or []
+    found = []
+    for index, (token, value) in enumerate(zip(tokens, values, strict=False)):
+        top = tops[index] if index < len(tops) and tops[index] else {}
+        alternatives = tuple((text, float(lp), tuple(text.encode())) for text, lp in top.items())
+        found.append(TokenLogprob(token, float(value or 0.0), tuple(token.encode()), alternatives))
+    return tuple(found)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -143,6 +194,7 @@ class CloudEngine:
             "stream": True,
             "stream_options": {"include_usage": True},
             **_sampling(request),
+            **_logprob_params(request),
         }
         if request.messages is not None:
             messages = [_message(message) for message in request.messages]
@@ -208,6 +260,8 @@ class CloudEngine:
         finish: FinishReason = "stop"
         usage: Usage | None = None
         received_any = streamed = finished = False
+        logprob_sum, logprob_count = 0.0, 0
+        chat, want = request.messages is not None, request.params.logprobs
         stream: Any = None
         try:
             stream = await asyncio.wait_for(self._open_stream(request), timeout=first_deadline - time.monotonic())
@@ -228,7 +282,10 @@ class CloudEngine:
                     if piece:
                         text_parts.append(piece)
                         streamed = True
-                        yield GenerationChunk(piece)
+                        tokens = (_chat_logprobs(choice) if chat else _completion_logprobs(choice)) if want else ()
+                        logprob_sum += sum(token.logprob for token in tokens)
+                        logprob_count += len(tokens)
+                        yield GenerationChunk(piece, logprobs=tokens)
             finished = True
         except (openai.APIError, asyncio.TimeoutError) as exc:
             raise self._failure(exc, streamed=streamed) from exc
@@ -247,4 +304,5 @@ class CloudEngine:
         elapsed = time.monotonic() - started
         self._stats.recent_service_seconds = elapsed
         self._stats.recent_tokens_per_second = usage.completion_tokens / elapsed if elapsed > 0 else None
-        yield GenerationChunk("", finish_reason=finish, usage=usage)
+        mean = logprob_sum / logprob_count if logprob_count else None
+        yield GenerationChunk("", finish_reason=finish, usage=usage, mean_logprob=mean)
