@@ -57,7 +57,7 @@ def ui_url(host: str, port: int) -> str:
 def watch_ui(process: subprocess.Popen[bytes], log_path: Path) -> threading.Event:
     """Log a warning if the UI process ends on its own (a busy port, a broken install).
 
-    Set the returned event before stopping the UI on purpose, so that no warning is printed then.
+    Set the returned event before stopping the UI on purpose, so that no warning is logged then.
     """
     stopping = threading.Event()
 
