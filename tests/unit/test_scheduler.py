@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pensieve.engine.llamacpp.batch_context import BatchItem
-from pensieve.engine.scheduler import PREFILL_SLICE_PER_PROMPT, DoneEvent, Job, Scheduler, TokenEvent
+from pensieve.engine.scheduler import DoneEvent, Job, Scheduler, TokenEvent
 from pensieve.engine.types import SamplingParams
 
 EOG = 0
@@ -120,27 +120,6 @@ def test_long_prompt_is_prefilled_in_slices_while_others_generate() -> None:
     prompt_tokens = [item for item in context.batches[-1] if item.seq == 1 and not item.logits]
     assert 0 < len(prompt_tokens) <= 128  # a slice, not the whole 300-token prompt
     assert any(item.seq == 0 for item in context.batches[-1])  # request 1 kept going in the same step
-
-
-def generating_with_prompts_waiting(n_generating: int, n_prompts: int) -> FakeContext:
-    """A scheduler with `n_generating` sequences generating, then `n_prompts` 100-token prompts arriving."""
-    context = FakeContext(n_parallel=16, n_batch=512, kv_size=8192, window=1024)
-    scheduler = Scheduler(context)  # type: ignore[arg-type]
-    for rid in range(n_generating):
-        scheduler.submit(job(rid, [1, 2], max_tokens=50))
-    scheduler.step()
-    scheduler.step()  # they are generating now
-    for rid in range(100, 100 + n_prompts):
-        scheduler.submit(job(rid, list(range(rid * 1000, rid * 1000 + 100)), max_tokens=2))
-    scheduler.step()
-    return context
-
-
-def test_a_burst_of_prompts_gets_a_slice_per_prompt() -> None:
-    context = generating_with_prompts_waiting(1, 15)
-    prompt_tokens = [item for item in context.batches[-1] if not item.logits]
-    assert len(prompt_tokens) == 15 * PREFILL_SLICE_PER_PROMPT  # not the 128 a lone prompt gets
-    assert any(item.seq == 0 and item.logits for item in context.batches[-1])  # the running stream kept going
 
 
 def test_next_turn_reuses_the_cached_prefix() -> None:

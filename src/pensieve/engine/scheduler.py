@@ -31,10 +31,6 @@ Finish = Literal["stop", "length", "cancelled", "error"]
 # Prompt tokens a step may add while other sequences are generating: ~0.15 s of prefill on 2 cores,
 # so running streams keep flowing while a long prompt enters.
 PREFILL_SLICE_WHILE_GENERATING = 128
-# ...or this many per prompt waiting to be prefilled, if more (up to a whole batch): when a burst of
-# requests arrives, getting all of them to their first token soon matters more than the smoothness of the
-# streams already running.
-PREFILL_SLICE_PER_PROMPT = 32
 
 
 @dataclass
@@ -218,18 +214,16 @@ class Scheduler:
     def _build_batch(self) -> tuple[list[BatchItem], list[tuple[Slot, int]]]:
         items: list[BatchItem] = []
         sampled: list[tuple[Slot, int]] = []
-        n_generating = 0
+        generating = False
         # First the sequences that sample this step: one token each (a generated or a last prompt token).
         for slot in self.slots:
             if slot.job is not None and not slot.pending and slot.next_token is not None:
                 sampled.append((slot, len(items)))
                 items.append(BatchItem(slot.next_token, len(slot.cached), slot.seq, True))
-                if slot.produced:
-                    n_generating += 1
+                generating = generating or slot.produced > 0
         room = self.context.n_batch - len(items)
-        prefilling = sum(1 for slot in self.slots if slot.job is not None and slot.pending)
-        if n_generating:
-            room = min(room, max(PREFILL_SLICE_WHILE_GENERATING, PREFILL_SLICE_PER_PROMPT * prefilling))
+        if generating:
+            room = min(room, PREFILL_SLICE_WHILE_GENERATING)
         # Then prompt slices, oldest request first (slots admitted earlier have lower reuse of room).
         for slot in self.slots:
             if room <= 0:
