@@ -25,10 +25,8 @@ KEY = "sk-cloud-engine-test-0001"
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[FakeCloud]:
-    fake = FakeCloud(api_key=KEY)
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeCloud(api_key=KEY) as fake:
+        yield fake
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,8 @@ from integration_support import (
     ModelsFolder,
     ServerFactory,
     ServerHandle,
-    find_real_model,
-    link_or_copy,
     make_client,
+    place_real_model,
     running_server,
 )
 
@@ -30,12 +29,9 @@ from integration_support import (
 def models_folder(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
     """A models folder with the real model and the `not-gguf`, `truncated` and `empty` model files."""
     models_dir = tmp_path_factory.mktemp("models")
-    real = find_real_model(models_dir)
-    model_file = models_dir / real.name
-    if not model_file.exists():
-        link_or_copy(real, model_file)
+    model_file = place_real_model(models_dir)
     (models_dir / "not-gguf.gguf").write_bytes(b"NOPE" + random.Random(1234).randbytes(256 * 1024))
-    with real.open("rb") as handle:
+    with model_file.open("rb") as handle:
         (models_dir / "truncated.gguf").write_bytes(handle.read(2 * 1024 * 1024))
     (models_dir / "empty.gguf").write_bytes(b"")
     return ModelsFolder(path=models_dir, model_id=model_file.stem, model_file=model_file)

@@ -65,6 +65,15 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def place_real_model(models_dir: Path) -> Path:
+    """The real model (see `find_real_model`) linked or copied into `models_dir`; its path there."""
+    real = find_real_model(models_dir)
+    target = models_dir / real.name
+    if not target.exists():
+        link_or_copy(real, target)
+    return target
+
+
 # --- Servers -----------------------------------------------------------------------------------
 
 

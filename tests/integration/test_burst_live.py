@@ -61,10 +61,8 @@ def cloud_env(cloud: FakeCloud, **extra: str) -> dict[str, str]:
 def cloud() -> Iterator[FakeCloud]:
     """The fake cloud shared by the module (reset before each test)."""
     # No pause between chunks: the context test echoes a ~4,000-token prompt word by word.
-    fake = FakeCloud(api_key=CLOUD_KEY, chunk_delay=0.0)
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeCloud(api_key=CLOUD_KEY, chunk_delay=0.0) as fake:
+        yield fake
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,7 @@ from fakes.fake_cloud import FakeCloud
 from integration.integration_support import (
     ModelsFolder,
     ServerHandle,
-    find_real_model,
-    link_or_copy,
+    place_real_model,
     running_server,
 )
 
@@ -28,10 +27,7 @@ from integration.integration_support import (
 def ui_models(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
     """The real model (linked or copied) and `not-gguf.gguf`."""
     models_dir = tmp_path_factory.mktemp("ui-models")
-    real = find_real_model(models_dir)
-    target = models_dir / real.name
-    if not target.exists():
-        link_or_copy(real, target)
+    target = place_real_model(models_dir)
     (models_dir / "not-gguf.gguf").write_bytes(b"NOPE" + bytes(64 * 1024))
     return ModelsFolder(path=models_dir, model_id=target.stem, model_file=target, bad_ids=("not-gguf",))
 
@@ -39,10 +35,8 @@ def ui_models(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
 @pytest.fixture(scope="session")
 def fake_cloud() -> Iterator[FakeCloud]:
     """An OpenAI-compatible fake cloud on loopback."""
-    cloud = FakeCloud(api_key=CLOUD_KEY, chunk_delay=0.005)
-    cloud.start()
-    yield cloud
-    cloud.stop()
+    with FakeCloud(api_key=CLOUD_KEY, chunk_delay=0.005) as cloud:
+        yield cloud
 
 
 @pytest.fixture(scope="session")
