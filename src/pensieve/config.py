@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     memory_limit: int = Field(
         0, ge=0, description="Estimated memory all loaded models may use, in bytes or e.g. 8GB, 512MiB; 0 = no limit."
     )
+    cache_prompt: bool = Field(
+        True,
+        description="Reuse the cached KV of a shared prompt prefix (a request's cache_prompt wins); off = every "
+        "prompt is computed in full, so an answer never depends on which requests ran before it.",
+    )
     keep_alive: float = Field(
         300.0,
         ge=-1,

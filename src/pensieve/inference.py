@@ -76,8 +76,13 @@ async def collect_choices(engine: Engine, request: GenerationRequest, n: int) ->
 def _add(total: Usage, usage: Usage | None, *, count_prompt: bool) -> Usage:
     if usage is None:
         return total
-    prompt = total.prompt_tokens + (usage.prompt_tokens if count_prompt else 0)
-    return Usage(prompt, total.completion_tokens + usage.completion_tokens)
+    if not count_prompt:  # the choices of one prompt share it: count it (and its cache hits) once
+        return replace(total, completion_tokens=total.completion_tokens + usage.completion_tokens)
+    return Usage(
+        total.prompt_tokens + usage.prompt_tokens,
+        total.completion_tokens + usage.completion_tokens,
+        total.cached_tokens + usage.cached_tokens,
+    )
 
 
 class InferenceService:

@@ -237,3 +237,27 @@ def test_embeddings_have_the_right_shape(client: openai.OpenAI, model_id: str) -
         return sum(x * y for x, y in zip(a, b, strict=True))
 
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
+
+
+def test_empty_embedding_input_is_a_400_naming_input(client: openai.OpenAI, model_id: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=model_id, input=["fine", ""])
+    assert caught.value.body is not None and caught.value.body.get("param") == "input"  # type: ignore[union-attr]
+
+
+def test_prompt_cache_hits_are_reported_and_cache_prompt_false_computes_the_prompt_in_full(
+    client: openai.OpenAI, model_id: str
+) -> None:
+    request: dict[str, Any] = {"model": model_id, "prompt": "The history of Rome", "max_tokens": 8, "temperature": 0}
+    without_cache = {**request, "extra_body": {"cache_prompt": False}}
+
+    def cached_tokens(completion: openai.types.Completion) -> int:
+        assert completion.usage is not None and completion.usage.prompt_tokens_details is not None
+        return completion.usage.prompt_tokens_details.cached_tokens or 0
+
+    first = client.completions.create(**without_cache)
+    assert cached_tokens(first) == 0 and first.choices[0].text
+    hit = client.completions.create(**request)  # the same prompt again: all but its last token come from the cache
+    assert hit.usage is not None and cached_tokens(hit) == hit.usage.prompt_tokens - 1
+    again = client.completions.create(**without_cache)
+    assert cached_tokens(again) == 0 and again.choices[0].text

@@ -91,7 +91,11 @@ def test_streamed_chat_matches_non_streamed(client: openai.OpenAI, model_id: str
     usage_chunk = chunks[-1]
     assert usage_chunk.choices == []
     assert usage_chunk.usage is not None and whole.usage is not None
-    assert usage_chunk.usage.model_dump() == whole.usage.model_dump()
+    counts = ("prompt_tokens", "completion_tokens", "total_tokens")
+    assert [getattr(usage_chunk.usage, name) for name in counts] == [getattr(whole.usage, name) for name in counts]
+    # The streamed request repeated the first one's prompt: all of it but the last token came from the cache.
+    details = usage_chunk.usage.prompt_tokens_details
+    assert details is not None and details.cached_tokens == whole.usage.prompt_tokens - 1
     with_choices = [chunk for chunk in chunks if chunk.choices]
     assert with_choices[-1].choices[0].finish_reason == whole.choices[0].finish_reason
     assert all(chunk.choices[0].finish_reason is None for chunk in with_choices[:-1])
@@ -119,7 +123,11 @@ def test_streamed_completion_matches_non_streamed(client: openai.OpenAI, model_i
     usage_chunk = chunks[-1]
     assert usage_chunk.choices == []
     assert usage_chunk.usage is not None and whole.usage is not None
-    assert usage_chunk.usage.model_dump() == whole.usage.model_dump()
+    counts = ("prompt_tokens", "completion_tokens", "total_tokens")
+    assert [getattr(usage_chunk.usage, name) for name in counts] == [getattr(whole.usage, name) for name in counts]
+    # The streamed request repeated the first one's prompt: all of it but the last token came from the cache.
+    details = usage_chunk.usage.prompt_tokens_details
+    assert details is not None and details.cached_tokens == whole.usage.prompt_tokens - 1
     with_choices = [chunk for chunk in chunks if chunk.choices]
     assert with_choices[-1].choices[0].finish_reason == whole.choices[0].finish_reason
 

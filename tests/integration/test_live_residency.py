@@ -182,6 +182,15 @@ def test_load_unload_cycles_do_not_grow_the_server_process(lru: httpx.Client) ->
     assert growth < 4_000_000, f"server RSS grew by {growth / 1e6:.1f} MB over 4 loads"
 
 
+def test_unloading_a_model_that_is_not_loaded_says_so_and_an_unknown_one_is_404(lru: httpx.Client) -> None:
+    assert lru.post("/api/models/alpha/load").status_code == 200
+    assert lru.post("/api/models/alpha/unload").json() == {"id": "alpha", "unloaded": True}
+    assert lru.post("/api/models/alpha/unload").json() == {"id": "alpha", "unloaded": False}
+    unknown = lru.post("/api/models/no-such-model/unload")
+    error = assert_openai_error(unknown, 404, code="model_not_found", param="model")
+    assert "alpha" in error["message"]  # names the installed models
+
+
 # --- keep-alive ---------------------------------------------------------------------------------------
 
 

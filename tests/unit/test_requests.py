@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pensieve.api.errors import describe_validation
 from pensieve.config import Settings, load_settings
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
-from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
+from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 
 @pytest.fixture
@@ -120,3 +120,32 @@ def test_response_format_and_logprobs_reach_the_engine(settings: Settings) -> No
 def test_bad_response_format_or_logprobs_are_refused(settings: Settings, fields: dict[str, Any]) -> None:
     with pytest.raises((InvalidRequestError, ValidationError)):
         chat(**fields).to_request(settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("one text", ["one text"]),
+        (["a", "b"], ["a", "b"]),
+        ([5, 6, 7], [(5, 6, 7)]),
+        ([[5], [6, 7]], [(5,), (6, 7)]),
+    ],
+)
+def test_embedding_inputs_take_every_openai_shape(value: Any, expected: list[Any]) -> None:
+    assert EmbeddingRequest.model_validate({"input": value}).inputs() == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "The input is empty"),
+        (["a", ""], "Input 1 is empty"),
+        ([[5], []], "Input 1 is empty"),
+        ([], "must not be an empty list"),
+        (["x"] * 2049, "At most"),
+    ],
+)
+def test_empty_or_too_many_embedding_inputs_are_refused(value: Any, message: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        EmbeddingRequest.model_validate({"input": value}).inputs()
+    assert message in caught.value.message and caught.value.param == "input"

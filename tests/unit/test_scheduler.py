@@ -136,6 +136,24 @@ def test_next_turn_reuses_the_cached_prefix() -> None:
     assert evaluated == [40, 41]
 
 
+def test_a_request_without_prompt_cache_computes_its_prompt_in_full_and_keeps_others_caches() -> None:
+    context = FakeContext()
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [5, 6, 7, 8], max_tokens=2))
+    run_until_idle(scheduler)
+    context.batches.clear()
+    fresh = job(2, [5, 6, 7, 8, 9, 40], max_tokens=1)
+    fresh.cache_prompt = False
+    scheduler.submit(fresh)
+    events = run_until_idle(scheduler)
+    done = next(e for e in events if isinstance(e, DoneEvent))
+    assert done.cached_tokens == 0
+    evaluated = [item.token for batch in context.batches for item in batch]
+    assert evaluated == [5, 6, 7, 8, 9, 40]
+    assert {item.seq for batch in context.batches for item in batch} == {1}  # the other, empty slot
+    assert scheduler.slots[0].cached[:4] == [5, 6, 7, 8]  # the first request's cache is still there
+
+
 def test_kv_budget_evicts_idle_caches_then_waits() -> None:
     context = FakeContext(kv_size=20, window=20)
     scheduler = Scheduler(context)  # type: ignore[arg-type]

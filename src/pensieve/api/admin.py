@@ -126,8 +126,8 @@ async def load_model(model_id: str, pool: PoolDep, options: LoadOptions | None =
 
 @router.post("/models/{model_id}/unload")
 async def unload_model(model_id: str, pool: PoolDep) -> dict[str, Any]:
-    """Free a loaded model's memory; `unloaded` is false when it was not loaded."""
-    return {"id": model_id, "unloaded": await pool.unload(model_id)}
+    """Free a loaded model's memory; `unloaded` is false when it was not loaded, 404 if no such model exists."""
+    return {"id": model_id, "unloaded": await pool.unload(model_id, must_exist=True)}
 
 
 @router.post("/models/install-default")

@@ -90,6 +90,13 @@ def _token_bytes(token: str, given: list[int] | None) -> tuple[int, ...]:
     return tuple(given) if given is not None else tuple(token.encode())
 
 
+def _usage(reported: Any) -> Usage:
+    """The provider's token counts, with its prompt-cache hits when it reports them."""
+    details = getattr(reported, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return Usage(reported.prompt_tokens or 0, reported.completion_tokens or 0, int(cached))
+
+
 def _chat_logprobs(choice: Any) -> tuple[TokenLogprob, ...]:
     """The tokens behind a chat chunk's text, from its `logprobs.content` (empty when the provider sent none)."""
     content = getattr(getattr(choice, "logprobs", None), "content", None) or ()
@@ -274,7 +281,7 @@ class CloudEngine:
                     break
                 received_any = True
                 if event.usage is not None:
-                    usage = Usage(event.usage.prompt_tokens or 0, event.usage.completion_tokens or 0)
+                    usage = _usage(event.usage)
                 for choice in event.choices:
                     piece = (choice.delta.content if hasattr(choice, "delta") else choice.text) or ""
                     if choice.finish_reason == "length":

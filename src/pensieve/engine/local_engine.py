@@ -213,6 +213,7 @@ class LocalEngine:
             forbid_eog_first=prepared.is_chat and grammar is None,
             top_logprobs=params.top_logprobs if params.logprobs else -1,
             grammar=grammar,
+            cache_prompt=request.cache_prompt,
         )
 
     def _token_logprob(self, event: TokenEvent) -> TokenLogprob:
@@ -282,9 +283,8 @@ class LocalEngine:
                 yield GenerationChunk(tail, logprobs=tuple(pending))
             finish = "stop" if hit_stop else finish
         mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
-        yield GenerationChunk(
-            "", finish_reason=finish, usage=Usage(len(prepared.tokens), produced), mean_logprob=mean_logprob
-        )
+        usage = Usage(len(prepared.tokens), produced, done.cached_tokens if done is not None else 0)
+        yield GenerationChunk("", finish_reason=finish, usage=usage, mean_logprob=mean_logprob)
 
     def _record(self, produced: int, seconds: float) -> None:
         stats = self._stats

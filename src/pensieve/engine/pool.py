@@ -134,13 +134,18 @@ class ModelPool:
                 self._wake.set()
         return engine
 
-    async def _load(self, model_id: str) -> LocalEngine:
+    async def _installed(self, model_id: str) -> ModelInfo:
+        """The model's file facts; ModelNotFoundError (404) naming the installed models when it has no file."""
         info = await asyncio.to_thread(self.registry.get, model_id)
         if info is None:
             installed = ", ".join(m.id for m in await self.available_models() if m.usable) or "none"
             raise ModelNotFoundError(
                 f"The model '{model_id}' does not exist. Installed models: {installed}.", param="model"
             )
+        return info
+
+    async def _load(self, model_id: str) -> LocalEngine:
+        info = await self._installed(model_id)
         failure = self._failures.get(model_id)
         if failure and (failure.size_bytes, failure.modified_ns) == (info.size_bytes, info.modified_ns):
             raise ModelLoadError(failure.message)
@@ -306,10 +311,14 @@ class ModelPool:
         self._estimates.pop(model_id, None)
         return self._engines.pop(model_id, None)
 
-    async def unload(self, model_id: str) -> bool:
-        """Free a loaded model; False when it was not loaded."""
-        engine = self._forget(normalise_model_id(model_id))
+    async def unload(self, model_id: str, *, must_exist: bool = False) -> bool:
+        """Free a loaded model; False when it was not loaded (ModelNotFoundError instead, with `must_exist`,
+        when no such model is installed: a client asking to unload a misspelt id learns so)."""
+        model_id = normalise_model_id(model_id)
+        engine = self._forget(model_id)
         if engine is None:
+            if must_exist:
+                await self._installed(model_id)
             return False
         await engine.close()
         return True

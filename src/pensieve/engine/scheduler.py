@@ -44,6 +44,7 @@ class Job:
     forbid_eog_first: bool = False
     top_logprobs: int = -1  # -1: none; 0: the sampled token's; n: also the n likeliest
     grammar: str | None = None
+    cache_prompt: bool = True  # False: reuse no cached prefix (the answer cannot depend on earlier requests)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class Scheduler:
             idle = [slot for slot in self.slots if slot.job is None]
             if not idle:
                 return
-            slot, common = self._best_slot(idle, job.prompt)
+            slot, common = self._best_slot(idle, job.prompt if job.cache_prompt else [])
             # Reuse all of the shared prefix but the prompt's last token, which is evaluated on its own step
             # so that its logits (and a greedy answer) do not depend on how the prompt was batched.
             reuse = min(common, len(job.prompt) - 1)

@@ -48,6 +48,9 @@ class GenerationRequest:
     params: SamplingParams
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | tuple[int, ...] | None = None
+    # Reuse the cached KV of a shared prompt prefix. llama.cpp's arithmetic differs slightly with how many
+    # tokens a step holds, so a reused prefix can change a greedy answer; False computes the prompt in full.
+    cache_prompt: bool = True
 
     @property
     def is_chat(self) -> bool:
@@ -61,6 +64,7 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prompt cache (OpenAI's cached_tokens)
 
     @property
     def total_tokens(self) -> int:

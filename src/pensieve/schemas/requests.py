@@ -96,6 +96,12 @@ class SamplingFields(_Strict):
         "seconds or a duration such as '5m'; 0 = unload when done, -1 = never.",
     )
 
+    cache_prompt: bool | None = Field(
+        None,
+        description="Extension (as llama.cpp's server): reuse the cached KV of a shared prompt prefix; false = "
+        "compute the prompt in full, so a greedy or seeded answer does not depend on earlier requests.",
+    )
+
     @field_validator("keep_alive")
     @classmethod
     def _check_keep_alive(cls, value: float | str | None) -> float | None:
@@ -148,6 +154,10 @@ class SamplingFields(_Strict):
     def model_id(self, settings: Settings) -> str:
         """The requested model, or the default one."""
         return self.model.strip() if self.model and self.model.strip() else settings.default_model
+
+    def reuses_cached_prompt(self, settings: Settings) -> bool:
+        """Whether a cached prompt prefix may be reused: this request's cache_prompt, else the server's."""
+        return settings.cache_prompt if self.cache_prompt is None else self.cache_prompt
 
     @property
     def keep_alive_seconds(self) -> float | None:
@@ -214,7 +224,12 @@ class ChatCompletionRequest(SamplingFields):
             top_logprobs=self.top_logprobs or 0,
             response_format=self.response_format.as_dict() if self.response_format else None,
         )
-        return GenerationRequest(model=self.model_id(settings), params=params, messages=messages)
+        return GenerationRequest(
+            model=self.model_id(settings),
+            params=params,
+            messages=messages,
+            cache_prompt=self.reuses_cached_prompt(settings),
+        )
 
     def _refuse_unsupported(self) -> None:
         if self.top_logprobs and not self.logprobs:
@@ -258,7 +273,11 @@ class CompletionRequest(SamplingFields):
         if self.logprobs is not None:
             # The legacy API's `logprobs: n` asks for the sampled token's and the n likeliest ones.
             params = replace(params, logprobs=True, top_logprobs=self.logprobs)
-        return [GenerationRequest(model=self.model_id(settings), params=params, prompt=p) for p in self.prompts()]
+        model, cache_prompt = self.model_id(settings), self.reuses_cached_prompt(settings)
+        return [
+            GenerationRequest(model=model, params=params, prompt=prompt, cache_prompt=cache_prompt)
+            for prompt in self.prompts()
+        ]
 
 
 MAX_EMBEDDING_INPUTS = 2048
@@ -290,6 +309,10 @@ class EmbeddingRequest(_Strict):
             items = [tuple(item) for item in value if isinstance(item, list)]
         if len(items) > MAX_EMBEDDING_INPUTS:
             raise InvalidRequestError(f"At most {MAX_EMBEDDING_INPUTS} inputs per request.", param="input")
+        empty = next((index for index, item in enumerate(items) if not item), None)
+        if empty is not None:  # as OpenAI does: an empty text has no meaning to embed
+            where = "The input" if len(items) == 1 else f"Input {empty}"
+            raise InvalidRequestError(f"{where} is empty; every input needs at least one token.", param="input")
         if self.dimensions is not None:
             raise UnsupportedParameterError(
                 "dimensions is not supported: local models return their native embedding size.", param="dimensions"

@@ -24,12 +24,19 @@ def now() -> int:
     return int(time.time())
 
 
+class PromptTokensDetails(BaseModel):
+    """How the prompt tokens were served."""
+
+    cached_tokens: int = 0  # reused from the prompt cache instead of computed
+
+
 class UsageOut(BaseModel):
     """Token counts of a response."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
 
     @classmethod
     def of(cls, usage: Usage) -> UsageOut:
@@ -38,6 +45,7 @@ class UsageOut(BaseModel):
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
         )
 
 
