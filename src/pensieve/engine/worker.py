@@ -22,6 +22,7 @@ from typing import Any
 
 from pensieve.engine.llamacpp.batch_context import BatchContext
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaDecodeError
+from pensieve.engine.pipe_messages import command_waiting
 from pensieve.engine.scheduler import Scheduler
 
 logger = logging.getLogger("pensieve.worker")
@@ -51,10 +52,11 @@ def _handle(message: tuple[Any, ...], scheduler: Scheduler, conn: Connection) ->
 def serve(conn: Connection, scheduler: Scheduler) -> None:
     """The worker loop: take every pending command, run one step, report its events; sleep when idle."""
     running = True
+    waiting = command_waiting(conn)
     while running:
         if scheduler.idle:
             running = _handle(conn.recv(), scheduler, conn)  # nothing to do: block until a command comes
-        while running and conn.poll():
+        while running and waiting():
             running = _handle(conn.recv(), scheduler, conn)
         if not running:
             break

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
+from pensieve.engine.pipe_messages import MessageReader
 from pensieve.engine.scheduler import DoneEvent, Job, TokenEvent
 from pensieve.engine.worker import worker_main
 from pensieve.errors import EngineError
@@ -62,6 +63,7 @@ class WorkerClient:
         self.waiting = 0
         self.kv_cells = 0
         self._reader: threading.Thread | None = None
+        self._messages = MessageReader(conn.fileno())
         if not self._watch_pipe():
             self._reader = threading.Thread(target=self._read, name=f"read-{model_id}", daemon=True)
             self._reader.start()
@@ -168,11 +170,13 @@ class WorkerClient:
 
     def _readable(self) -> None:
         try:
-            while self._conn.poll():
-                self._dispatch(self._conn.recv())
+            messages = self._messages.read_available()
         except (EOFError, OSError):
             self._stop_watching()
             self._died()
+            return
+        for message in messages:
+            self._dispatch(message)
 
     def _stop_watching(self) -> None:
         with contextlib.suppress(OSError, ValueError):
