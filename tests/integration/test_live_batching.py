@@ -261,3 +261,46 @@ def test_prompt_cache_hits_are_reported_and_cache_prompt_false_computes_the_prom
     assert hit.usage is not None and cached_tokens(hit) == hit.usage.prompt_tokens - 1
     again = client.completions.create(**without_cache)
     assert cached_tokens(again) == 0 and again.choices[0].text
+
+
+def test_a_large_embeddings_request_does_not_stall_a_running_stream(client: openai.OpenAI, model_id: str) -> None:
+    documents = [
+        f"Report {index}: " + "The committee reviewed the figures and approved the budget. " * 6 for index in range(12)
+    ]
+    alone = client.embeddings.create(model=model_id, input=documents[:2], encoding_format="float")
+    stream = client.completions.create(
+        model=model_id,
+        prompt="Once upon a time",
+        max_tokens=2000,
+        temperature=0,
+        stream=True,
+        logit_bias=END_TOKEN_BIAS,  # type: ignore[arg-type]
+    )
+    arrivals: list[float] = []
+    stop = threading.Event()
+
+    def read_stream() -> None:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].text:
+                arrivals.append(time.monotonic())
+            if stop.is_set():
+                break
+        stream.close()
+
+    reader = threading.Thread(target=read_stream)
+    reader.start()
+    try:
+        while not arrivals:  # the stream is decoding
+            time.sleep(0.01)
+        started = time.monotonic()
+        result = client.embeddings.create(model=model_id, input=documents, encoding_format="float")
+        finished = time.monotonic()
+    finally:
+        stop.set()
+        reader.join(60)
+    # Computed a piece at a time between decode steps, half the worker's time each: the stream kept going.
+    assert sum(started <= moment <= finished for moment in arrivals) >= 20
+    assert len(result.data) == len(documents)
+    # Fixed-size pieces: the same text gives the same vector with or without a stream beside it.
+    for index in range(2):
+        assert result.data[index].embedding == pytest.approx(alone.data[index].embedding, abs=1e-6)

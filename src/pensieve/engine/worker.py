@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from pensieve.engine.embedding_queue import EmbeddingQueue
 from pensieve.engine.llamacpp.batch_context import BatchContext
-from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaDecodeError
+from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.pipe_messages import command_waiting
 from pensieve.engine.scheduler import Scheduler
 
 logger = logging.getLogger("pensieve.worker")
 
 
-def _handle(message: tuple[Any, ...], scheduler: Scheduler, conn: Connection) -> bool:
+def _handle(message: tuple[Any, ...], scheduler: Scheduler, embeddings: EmbeddingQueue, conn: Connection) -> bool:
     """Apply one command; False when the worker should stop."""
     kind = message[0]
     if kind == "generate":
@@ -37,32 +39,37 @@ def _handle(message: tuple[Any, ...], scheduler: Scheduler, conn: Connection) ->
         done = scheduler.cancel(message[1])
         if done is not None:
             conn.send(("step", [done], scheduler.load()))
+        embeddings.cancel(message[1])
     elif kind == "embed":
-        rid, inputs = message[1], message[2]
-        try:
-            vectors = [scheduler.context.embed(tokens) for tokens in inputs]
-            conn.send(("embedded", rid, vectors, None))
-        except (ValueError, LlamaDecodeError) as exc:
-            conn.send(("embedded", rid, None, str(exc)))
+        refused = embeddings.submit(message[1], message[2])
+        if refused is not None:
+            conn.send(("embedded", *refused))
     elif kind == "shutdown":
         return False
     return True
 
 
 def serve(conn: Connection, scheduler: Scheduler) -> None:
-    """The worker loop: take every pending command, run one step, report its events; sleep when idle."""
+    """The worker loop: take every pending command, run one decode step and one piece of embedding work,
+    report what finished; sleep when there is nothing to do."""
+    embeddings = EmbeddingQueue(scheduler.context)
     running = True
     waiting = command_waiting(conn)
     while running:
-        if scheduler.idle:
-            running = _handle(conn.recv(), scheduler, conn)  # nothing to do: block until a command comes
+        if scheduler.idle and embeddings.idle:
+            running = _handle(conn.recv(), scheduler, embeddings, conn)  # nothing to do: block until told
         while running and waiting():
-            running = _handle(conn.recv(), scheduler, conn)
+            running = _handle(conn.recv(), scheduler, embeddings, conn)
         if not running:
             break
+        started = time.monotonic()
         events = scheduler.step()
+        embeddings.decoded_for(time.monotonic() - started)
         if events:
             conn.send(("step", events, scheduler.load()))
+        finished = embeddings.advance(streams_running=not scheduler.idle)
+        if finished is not None:
+            conn.send(("embedded", *finished))
 
 
 def worker_main(conn: Connection, model_path: str, config: LlamaConfig, log_level: str) -> None:

@@ -29,8 +29,13 @@ _NEG_INF = float("-inf")
 PENALTY_LAST_N = 64
 # llama_token_data as numpy sees it, to build a full candidate array without a Python loop.
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
-# Pooled embeddings need a whole input in one micro-batch; inputs are limited to this many tokens.
+# Longest input to embed: the embedding context's size (its KV cache holds one input at a time).
 EMBEDDING_MAX_TOKENS = 2048
+# Tokens of an input embedded per llama_decode call. Each token costs ~3.5 ms here (mean pooling needs
+# every token's output, and llama.cpp computes the 262k-vocabulary logits of each output too), so a
+# piece takes up to ~0.45 s; between pieces the worker decodes steps for its running streams. Smaller
+# pieces made streams smoother but cost documents of ~100 tokens a fifth of their embedding speed.
+EMBEDDING_CHUNK = 128
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,12 @@ class SequenceSampler:
         if self.grammar is not None:
             llama.llama_sampler_free(self.grammar)
             self.grammar = None
+
+
+def normalised(vector: np.ndarray) -> list[float]:
+    """`vector` scaled to unit length (a zero vector stays as it is), as a list of floats."""
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm > 0 else vector).tolist()  # type: ignore[no-any-return]
 
 
 class BatchContext:
@@ -109,6 +120,8 @@ class BatchContext:
         self._logits_row = ctypes.c_float * self.n_vocab
         self._batch = llama.llama_batch_init(self.n_batch, 0, 1)
         self._embedding_ctx: Any = None
+        self._embedding_batch: Any = None
+        self.n_embd = int(llama.llama_model_n_embd(model))
         self._closed = False
         self._warm_up()
 
@@ -280,38 +293,39 @@ class BatchContext:
 
     # --- embeddings -------------------------------------------------------------------------------
 
-    def embed(self, tokens: Sequence[int]) -> list[float]:
-        """Mean-pooled, L2-normalised embedding of one input (a second context, created on first use)."""
-        if not tokens:
-            raise ValueError("empty input")
-        if len(tokens) > EMBEDDING_MAX_TOKENS:
-            raise ValueError(f"input of {len(tokens)} tokens exceeds {EMBEDDING_MAX_TOKENS}")
+    def embed_chunk(self, tokens: Sequence[int], start: int) -> np.ndarray:
+        """The sum of the final hidden states of one piece of an input (positions start..), float64.
+
+        `start` 0 begins a new input. The embedding context keeps the input's earlier pieces in its KV
+        cache, so causal attention sees the whole input; summing each piece's mean x its length gives
+        the mean over the input. Pieces of one fixed size make the same input give the same vector
+        whatever else the worker is doing, and let the worker decode other requests in between.
+        """
+        if not tokens or len(tokens) > EMBEDDING_CHUNK or start + len(tokens) > EMBEDDING_MAX_TOKENS:
+            raise ValueError(f"an embedding piece must have 1..{EMBEDDING_CHUNK} tokens within the input limit")
         ctx = self._embedding_context()
-        llama.llama_memory_clear(llama.llama_get_memory(ctx), True)
-        batch = llama.llama_batch_init(len(tokens), 0, 1)
-        try:
-            batch.n_tokens = len(tokens)
-            for index, token in enumerate(tokens):
-                batch.token[index] = token
-                batch.pos[index] = index
-                batch.n_seq_id[index] = 1
-                batch.seq_id[index][0] = 0
-                batch.logits[index] = 1
-            status = llama.llama_decode(ctx, batch)
-            if status != 0:
-                raise LlamaDecodeError(f"embedding decode failed (status {status})")
-            pointer = llama.llama_get_embeddings_seq(ctx, 0)
-            vector = np.ctypeslib.as_array(pointer, shape=(llama.llama_model_n_embd(self._model),)).astype(np.float64)
-        finally:
-            llama.llama_batch_free(batch)
-        norm = float(np.linalg.norm(vector))
-        return (vector / norm if norm > 0 else vector).tolist()  # type: ignore[no-any-return]
+        if start == 0:
+            llama.llama_memory_clear(llama.llama_get_memory(ctx), True)
+        batch = self._embedding_batch
+        batch.n_tokens = len(tokens)
+        for index, token in enumerate(tokens):
+            batch.token[index] = token
+            batch.pos[index] = start + index
+            batch.n_seq_id[index] = 1
+            batch.seq_id[index][0] = 0
+            batch.logits[index] = 1  # mean pooling needs every token's output
+        status = llama.llama_decode(ctx, batch)
+        if status != 0:
+            raise LlamaDecodeError(f"embedding decode failed (status {status})")
+        pointer = llama.llama_get_embeddings_seq(ctx, 0)
+        mean = np.ctypeslib.as_array(pointer, shape=(self.n_embd,)).astype(np.float64)
+        return mean * len(tokens)
 
     def _embedding_context(self) -> Any:
         if self._embedding_ctx is None:
             params = llama.llama_context_default_params()
             params.n_ctx = EMBEDDING_MAX_TOKENS
-            params.n_batch = params.n_ubatch = EMBEDDING_MAX_TOKENS
+            params.n_batch = params.n_ubatch = EMBEDDING_CHUNK
             params.n_seq_max = 1
             params.n_threads = self._config.n_threads
             params.n_threads_batch = self._config.n_threads_batch
@@ -322,6 +336,7 @@ class BatchContext:
             if not ctx:
                 raise LlamaDecodeError("could not create the embedding context")
             self._embedding_ctx = ctx
+            self._embedding_batch = llama.llama_batch_init(EMBEDDING_CHUNK, 0, 1)
         return self._embedding_ctx
 
     def close(self) -> None:
@@ -331,6 +346,7 @@ class BatchContext:
         self._closed = True
         llama.llama_batch_free(self._batch)
         if self._embedding_ctx is not None:
+            llama.llama_batch_free(self._embedding_batch)
             llama.llama_free(self._embedding_ctx)
         llama.llama_free(self._ctx)
         llama.llama_model_free(self._model)
