@@ -355,7 +355,8 @@ def test_private_data_in_block_mode_never_reaches_the_cloud(sdk: openai.OpenAI, 
 
 
 def test_private_prompt_only_the_cloud_could_serve_is_refused(sdk: openai.OpenAI, cloud: FakeCloud) -> None:
-    long_private = f"Contact {EMAIL}. " + "The committee met again to review the budget. " * 400
+    # Over 50,000 characters: scanned in a thread rather than on the event loop, with the same verdict.
+    long_private = f"Contact {EMAIL}. " + "The committee met again to review the budget. " * 1200
     with pytest.raises(openai.PermissionDeniedError) as caught:
         chat(sdk, long_private)
     error = caught.value.body

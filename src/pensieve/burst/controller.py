@@ -7,8 +7,11 @@ mode, runs the confidence cascade, and records cost, savings and the decision lo
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from pensieve.burst.complexity import ComplexityWeights, score_complexity
@@ -30,10 +33,12 @@ from pensieve.errors import (
     ServiceUnavailableError,
 )
 from pensieve.privacy.detectors import BUILTIN_DETECTORS
-from pensieve.privacy.scanner import PrivacyConfig, PrivacyScanner
+from pensieve.privacy.scanner import Finding, PrivacyConfig, PrivacyScanner
 
 RouteHeader = Literal["local", "cloud", "auto"]
 AUTO_MODEL = "auto"
+# Request text up to this many characters is scanned on the event loop (~10 ms); longer text in a thread.
+INLINE_TEXT_CHARS = 50_000
 # Used to estimate a cloud call's cost and to price local tokens when max_tokens is unset.
 _ASSUMED_COMPLETION_TOKENS = 256
 
@@ -249,12 +254,18 @@ class BurstController:
             )
         local, local_error = await self._local(local_model, pin)
         texts = request_texts(request)
-        findings = self.scanner.scan(texts) if self.config.privacy_mode != "off" else ()
+        # A long text (up to the 8 MB body limit) would hold the event loop, and so every running stream,
+        # for up to seconds: it is scanned and scored in a thread (~0.2 s a megabyte).
+        off_loop = sum(len(text) for text in texts) > INLINE_TEXT_CHARS
+        findings: Sequence[Finding] = ()
+        if self.config.privacy_mode != "off":
+            findings = await asyncio.to_thread(self.scanner.scan, texts) if off_loop else self.scanner.scan(texts)
         kinds: dict[str, int] = {}
         for finding in findings:
             kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
         prompt_tokens = await local.count_prompt_tokens(request) if local else None
-        complexity = score_complexity("\n".join(texts), self.weights, prompt_tokens=prompt_tokens)
+        score = partial(score_complexity, "\n".join(texts), self.weights, prompt_tokens=prompt_tokens)
+        complexity = await asyncio.to_thread(score) if off_loop else score()
         facts = RequestFacts(
             pin=pin,
             local_model=local_model,
