@@ -122,32 +122,34 @@ def test_long_prompt_is_prefilled_in_slices_while_others_generate() -> None:
     assert any(item.seq == 0 for item in context.batches[-1])  # request 1 kept going in the same step
 
 
-def test_next_turn_reuses_the_cached_prefix() -> None:
+def after_one_request(prompt: list[int]) -> tuple[FakeContext, Scheduler]:
+    """A scheduler that has answered `prompt` (2 tokens; its cache kept), with the batch record cleared."""
     context = FakeContext()
     scheduler = Scheduler(context)  # type: ignore[arg-type]
-    scheduler.submit(job(1, [5, 6, 7, 8], max_tokens=2))
+    scheduler.submit(job(1, prompt, max_tokens=2))
     run_until_idle(scheduler)
     context.batches.clear()
-    scheduler.submit(job(2, [5, 6, 7, 8, 9, 40, 41], max_tokens=1))
-    events = run_until_idle(scheduler)
-    done = next(e for e in events if isinstance(e, DoneEvent))
+    return context, scheduler
+
+
+def done_of(scheduler: Scheduler, request: Job) -> DoneEvent:
+    scheduler.submit(request)
+    return next(e for e in run_until_idle(scheduler) if isinstance(e, DoneEvent))
+
+
+def test_next_turn_reuses_the_cached_prefix() -> None:
+    context, scheduler = after_one_request([5, 6, 7, 8])
+    done = done_of(scheduler, job(2, [5, 6, 7, 8, 9, 40, 41], max_tokens=1))
     assert done.cached_tokens == 5  # 5 6 7 8 and the answer's first token 9 were in the cache
     evaluated = [item.token for batch in context.batches for item in batch]
     assert evaluated == [40, 41]
 
 
 def test_a_request_without_prompt_cache_computes_its_prompt_in_full_and_keeps_others_caches() -> None:
-    context = FakeContext()
-    scheduler = Scheduler(context)  # type: ignore[arg-type]
-    scheduler.submit(job(1, [5, 6, 7, 8], max_tokens=2))
-    run_until_idle(scheduler)
-    context.batches.clear()
+    context, scheduler = after_one_request([5, 6, 7, 8])
     fresh = job(2, [5, 6, 7, 8, 9, 40], max_tokens=1)
     fresh.cache_prompt = False
-    scheduler.submit(fresh)
-    events = run_until_idle(scheduler)
-    done = next(e for e in events if isinstance(e, DoneEvent))
-    assert done.cached_tokens == 0
+    assert done_of(scheduler, fresh).cached_tokens == 0
     evaluated = [item.token for batch in context.batches for item in batch]
     assert evaluated == [5, 6, 7, 8, 9, 40]
     assert {item.seq for batch in context.batches for item in batch} == {1}  # the other, empty slot
