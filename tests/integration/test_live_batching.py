@@ -304,3 +304,17 @@ def test_a_large_embeddings_request_does_not_stall_a_running_stream(client: open
     # Fixed-size pieces: the same text gives the same vector with or without a stream beside it.
     for index in range(2):
         assert result.data[index].embedding == pytest.approx(alone.data[index].embedding, abs=1e-6)
+
+
+def test_an_abandoned_embeddings_request_stops_and_frees_the_worker(
+    server: ServerHandle, client: openai.OpenAI, model_id: str
+) -> None:
+    filler = "The committee reviewed the figures and approved the budget. " * 8
+    documents = [f"Minutes {index}: {filler}" for index in range(150)]  # ~55 s of work on 2 cores
+    body = {"model": model_id, "input": documents, "encoding_format": "float"}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{server.base_url}/v1/embeddings", json=body, timeout=1.5)  # the client gives up
+    # Embedding requests are served in order: this one is answered only if the abandoned one was dropped.
+    quick = make_client(server.base_url, timeout=30)
+    result = quick.embeddings.create(model=model_id, input=["A short note."])
+    assert len(result.data) == 1

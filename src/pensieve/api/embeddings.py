@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import struct
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 
 from pensieve.api.deps import ControllerDep, PoolDep, SettingsDep, require_api_key
+from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, cancel_on_disconnect
 from pensieve.burst.controller import AUTO_MODEL
 from pensieve.errors import InvalidRequestError
 from pensieve.schemas.requests import EmbeddingRequest
@@ -23,8 +24,8 @@ def _base64(vector: list[float]) -> str:
 
 @router.post("/embeddings", response_model=EmbeddingList)
 async def create_embeddings(
-    body: EmbeddingRequest, pool: PoolDep, settings: SettingsDep, controller: ControllerDep
-) -> EmbeddingList:
+    body: EmbeddingRequest, request: Request, pool: PoolDep, settings: SettingsDep, controller: ControllerDep
+) -> EmbeddingList | Response:
     """Embed text(s) or token ids with a local model (`auto` or no model: the default one)."""
     requested = (body.model or "").strip()
     if controller.cloud.resolve(requested) is not None:
@@ -34,8 +35,12 @@ async def create_embeddings(
     model = settings.default_model if requested.lower() in ("", AUTO_MODEL) else requested
     inputs = body.inputs()
     engine = await pool.get(model)
-    with pool.hold(engine.model_id):  # no idle unload while the worker computes
-        vectors, tokens = await engine.embed(inputs)
+    try:
+        with pool.hold(engine.model_id):  # no idle unload while the worker computes
+            # A client that gives up (a timeout, then a retry) must not leave the worker embedding for nobody.
+            vectors, tokens = await cancel_on_disconnect(request, engine.embed(inputs))
+    except ClientDisconnectedError:
+        return Response(status_code=CLIENT_CLOSED)
     data = [
         Embedding(index=index, embedding=_base64(vector) if body.encoding_format == "base64" else vector)
         for index, vector in enumerate(vectors)

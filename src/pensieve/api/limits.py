@@ -84,6 +84,10 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
+# 499 is nginx's "client closed request": logged, never seen by the (gone) client.
+CLIENT_CLOSED = 499
+
+
 class ClientDisconnectedError(Exception):
     """The client went away before its (non-streamed) answer was ready."""
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from pensieve.api.deps import InferenceDep, require_api_key
-from pensieve.api.limits import ClientDisconnectedError, cancel_on_disconnect
+from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, cancel_on_disconnect
 from pensieve.api.sse import event_stream_response
 from pensieve.burst.controller import RouteHeader
 from pensieve.errors import InvalidRequestError
@@ -21,8 +21,6 @@ from pensieve.schemas.responses import ChatCompletion, Completion
 router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_api_key)])
 
 ROUTE_HEADER = "x-pensieve-route"
-# 499 is nginx's "client closed request": logged, never seen by the (gone) client.
-CLIENT_CLOSED = 499
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "JSON body, or SSE chunks when stream=true."}

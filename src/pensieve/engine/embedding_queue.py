@@ -91,7 +91,7 @@ class EmbeddingQueue:
         except (ValueError, LlamaDecodeError) as exc:
             self._jobs.popleft()
             return job.rid, None, str(exc)
-        job.total = piece if job.start == 0 or job.total is None else job.total + piece
+        job.total = piece if job.total is None else job.total + piece
         job.start += EMBEDDING_CHUNK
         if job.start >= len(tokens):
             job.vectors.append(normalised(job.total))

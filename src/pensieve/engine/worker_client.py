@@ -151,7 +151,7 @@ class WorkerClient:
             return await future
         finally:
             self._embeds.pop(rid, None)
-            if not future.done() and self.alive:
+            if (future.cancelled() or not future.done()) and self.alive:
                 self._send(("cancel", rid))  # the caller gave up: the worker drops the rest of the work
 
     # --- the reader thread and what it hands to the event loop -------------------------------------
