@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -306,15 +307,38 @@ def test_a_large_embeddings_request_does_not_stall_a_running_stream(client: open
         assert result.data[index].embedding == pytest.approx(alone.data[index].embedding, abs=1e-6)
 
 
-def test_an_abandoned_embeddings_request_stops_and_frees_the_worker(
-    server: ServerHandle, client: openai.OpenAI, model_id: str
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_short_embeddings_request_is_not_stuck_behind_a_long_one_and_an_abandoned_one_stops(
+    server: ServerHandle, http: httpx.Client, model_id: str
 ) -> None:
     filler = "The committee reviewed the figures and approved the budget. " * 8
     documents = [f"Minutes {index}: {filler}" for index in range(150)]  # ~55 s of work on 2 cores
     body = {"model": model_id, "input": documents, "encoding_format": "float"}
-    with pytest.raises(httpx.TimeoutException):
-        httpx.post(f"{server.base_url}/v1/embeddings", json=body, timeout=1.5)  # the client gives up
-    # Embedding requests are served in order: this one is answered only if the abandoned one was dropped.
+    gave_up: list[BaseException] = []
+
+    def long_request() -> None:
+        try:
+            httpx.post(f"{server.base_url}/v1/embeddings", json=body, timeout=4)  # the client gives up
+        except httpx.TimeoutException as exc:
+            gave_up.append(exc)
+
     quick = make_client(server.base_url, timeout=30)
-    result = quick.embeddings.create(model=model_id, input=["A short note."])
-    assert len(result.data) == 1
+    worker = threading.Thread(target=long_request)
+    worker.start()
+    time.sleep(0.5)
+    # Requests take turns input by input: the short one is answered while the long one is still running.
+    assert len(quick.embeddings.create(model=model_id, input=["A short note."]).data) == 1
+    assert worker.is_alive()
+    worker.join(30)
+    assert gave_up
+    # The abandoned request was dropped: the worker goes idle instead of embedding ~50 s for nobody.
+    pid = int(engine_stats(http, model_id)["extra"]["worker_pid"])
+    time.sleep(1.5)  # the cancel is taken between two pieces (~0.45 s each here)
+    before = cpu_seconds(pid)
+    time.sleep(1.0)
+    assert cpu_seconds(pid) - before < 0.5  # still embedding, it would burn ~2 CPU seconds a second

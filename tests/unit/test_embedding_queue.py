@@ -66,11 +66,16 @@ def test_inputs_are_embedded_in_fixed_pieces_and_normalised() -> None:
     assert vectors == [pytest.approx(list(vector)) for vector in expected]
 
 
-def test_requests_finish_first_come_first_served() -> None:
-    queue, _ = make_queue()
-    queue.submit(1, [[5]] * 3)
+def test_requests_take_turns_by_input_so_a_short_one_is_not_stuck_behind_a_long_one() -> None:
+    queue, context = make_queue()
+    long_input = [1] * (EMBEDDING_CHUNK + 1)  # two pieces, which must follow each other (one KV cache)
+    queue.submit(1, [long_input] * 50)
     queue.submit(2, [[6]])
-    assert [rid for rid, _, _ in drain(queue)] == [1, 2]
+    queue.submit(3, [[7]] * 2)
+    assert [rid for rid, _, _ in drain(queue)] == [2, 3, 1]
+    starts = [start for start, _ in context.pieces]
+    assert starts[:4] == [0, EMBEDDING_CHUNK, 0, 0]  # request 1's first input whole, then 2, then 3
+    assert len(context.pieces) == 100 + 1 + 2
 
 
 @pytest.mark.parametrize("inputs", [[[1], []], [[1] * (EMBEDDING_MAX_TOKENS + 1)]])

@@ -38,7 +38,8 @@ class EmbeddingJob:
 
 
 class EmbeddingQueue:
-    """Embedding requests of one worker, first come first served."""
+    """Embedding requests of one worker, served an input each in turn: a one-line query is not stuck
+    behind a thousand-document ingest that came first."""
 
     def __init__(self, context: BatchContext, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.context = context
@@ -75,7 +76,8 @@ class EmbeddingQueue:
             self._credit = min(self._credit + seconds, MAX_CREDIT_SECONDS)
 
     def advance(self, streams_running: bool) -> EmbeddingResult | None:
-        """Embed the next piece of the oldest request when it is its turn; its result when that finished it."""
+        """Embed the next piece of the request whose turn it is (when embedding work's turn has come at all);
+        its result when that finished it."""
         if not self._jobs or (streams_running and self._credit <= 0):
             return None
         started = self._clock()
@@ -93,10 +95,12 @@ class EmbeddingQueue:
             return job.rid, None, str(exc)
         job.total = piece if job.total is None else job.total + piece
         job.start += EMBEDDING_CHUNK
-        if job.start >= len(tokens):
-            job.vectors.append(normalised(job.total))
-            job.start, job.total = 0, None
+        if job.start < len(tokens):
+            return None  # the embedding context holds this input's KV: its next piece comes next
+        job.vectors.append(normalised(job.total))
+        job.start, job.total = 0, None
         if len(job.vectors) < len(job.inputs):
+            self._jobs.rotate(-1)  # an input done: the next request's turn
             return None
         self._jobs.popleft()
         return job.rid, job.vectors, None
