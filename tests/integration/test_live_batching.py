@@ -262,6 +262,12 @@ def test_prompt_cache_hits_are_reported_and_cache_prompt_false_computes_the_prom
     assert hit.usage is not None and cached_tokens(hit) == hit.usage.prompt_tokens - 1
     again = client.completions.create(**without_cache)
     assert cached_tokens(again) == 0 and again.choices[0].text
+    # Reported also when the server, not the model, ends the answer (a stop sequence at the first token).
+    stopped: dict[str, Any] = {"model": model_id, "prompt": counting_prompt(3), "max_tokens": 8, "stop": [" 9"]}
+    client.completions.create(**stopped, **COUNTING)
+    repeat = client.completions.create(**stopped, **COUNTING)
+    assert repeat.choices[0].finish_reason == "stop" and repeat.usage is not None
+    assert cached_tokens(repeat) == repeat.usage.prompt_tokens - 1
 
 
 def test_a_large_embeddings_request_does_not_stall_a_running_stream(client: openai.OpenAI, model_id: str) -> None:

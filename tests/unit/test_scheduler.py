@@ -139,8 +139,11 @@ def done_of(scheduler: Scheduler, request: Job) -> DoneEvent:
 
 def test_next_turn_reuses_the_cached_prefix() -> None:
     context, scheduler = after_one_request([5, 6, 7, 8])
-    done = done_of(scheduler, job(2, [5, 6, 7, 8, 9, 40, 41], max_tokens=1))
-    assert done.cached_tokens == 5  # 5 6 7 8 and the answer's first token 9 were in the cache
+    scheduler.submit(job(2, [5, 6, 7, 8, 9, 40, 41], max_tokens=1))
+    events = run_until_idle(scheduler)
+    first = next(e for e in events if isinstance(e, TokenEvent))
+    done = next(e for e in events if isinstance(e, DoneEvent))
+    assert done.cached_tokens == first.cached_tokens == 5  # 5 6 7 8 and the answer's first token 9 were in the cache
     evaluated = [item.token for batch in context.batches for item in batch]
     assert evaluated == [40, 41]
 

@@ -245,7 +245,7 @@ class LocalEngine:
         assembler = Utf8Assembler()
         stopper = StopSequenceFilter(prepared.stop)
         trimmer = EdgeWhitespaceTrimmer() if prepared.is_chat else None
-        produced, logprob_sum = 0, 0.0
+        produced, logprob_sum, cached = 0, 0.0, 0
         finish: FinishReason = "length"
         done: DoneEvent | None = None
         job = self._job(prepared, request)
@@ -258,6 +258,7 @@ class LocalEngine:
                         done = event
                         break
                     produced += 1
+                    cached = cached or event.cached_tokens
                     logprob_sum += event.logprob or 0.0
                     if per_token:
                         pending.append(self._token_logprob(event))
@@ -283,7 +284,7 @@ class LocalEngine:
                 yield GenerationChunk(tail, logprobs=tuple(pending))
             finish = "stop" if hit_stop else finish
         mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
-        usage = Usage(len(prepared.tokens), produced, done.cached_tokens if done is not None else 0)
+        usage = Usage(len(prepared.tokens), produced, done.cached_tokens if done is not None else cached)
         yield GenerationChunk("", finish_reason=finish, usage=usage, mean_logprob=mean_logprob)
 
     def _record(self, produced: int, seconds: float) -> None:

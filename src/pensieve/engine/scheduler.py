@@ -55,6 +55,9 @@ class TokenEvent:
     token: int
     logprob: float | None = None
     top: tuple[tuple[int, float], ...] = ()
+    # On a request's first token: prompt tokens reused from the cache (the DoneEvent says it too, but a
+    # request the server stops early, at a stop sequence, never receives its DoneEvent).
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -251,10 +254,11 @@ class Scheduler:
             slot.sampler.grammar = grammar
         if token in self.eog:
             return [self._finish(slot, "stop")]
-        event = TokenEvent(job.rid, token)
+        cached = slot.reused if slot.produced == 0 else 0
+        event = TokenEvent(job.rid, token, cached_tokens=cached)
         if job.top_logprobs >= 0:
             logprob, top = self.context.logprobs(index, token, job.top_logprobs)
-            event = TokenEvent(job.rid, token, logprob, tuple(top))
+            event = TokenEvent(job.rid, token, logprob, tuple(top), cached)
         slot.produced += 1
         slot.next_token = token
         if slot.produced >= job.max_tokens or len(slot.cached) + 1 >= self.context.window:
