@@ -334,13 +334,13 @@ def test_a_short_embeddings_request_is_not_stuck_behind_a_long_one_and_an_abando
             gave_up.append(exc)
 
     quick = make_client(server.base_url, timeout=30)
-    worker = threading.Thread(target=long_request)
-    worker.start()
+    long_client = threading.Thread(target=long_request)
+    long_client.start()
     time.sleep(0.5)
     # Requests take turns input by input: the short one is answered while the long one is still running.
     assert len(quick.embeddings.create(model=model_id, input=["A short note."]).data) == 1
-    assert worker.is_alive()
-    worker.join(30)
+    assert long_client.is_alive()
+    long_client.join(30)
     assert gave_up
     # The abandoned request was dropped: the worker goes idle instead of embedding ~50 s for nobody.
     pid = int(engine_stats(http, model_id)["extra"]["worker_pid"])
