@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     cache_prompt: bool = Field(
         True,
         description="Reuse the cached KV of a shared prompt prefix (a request's cache_prompt wins); off = every "
-        "prompt is computed in full, so an answer never depends on which requests ran before it.",
+        "prompt is computed in full (a reused prefix is the commonest reason a greedy answer changes; see README).",
     )
     keep_alive: float = Field(
         300.0,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
-from pensieve.burst.complexity import ComplexityWeights, score_complexity
+from pensieve.burst.complexity import ComplexityScore, ComplexityWeights, score_complexity
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.policy import Decision, Pin, PolicyConfig, RequestFacts, Signals, decide
 from pensieve.burst.routed_engine import RoutedEngine
@@ -242,6 +242,11 @@ class BurstController:
             estimated_cost_usd=estimated,
         )
 
+    def _read_texts(self, texts: list[str], prompt_tokens: int | None) -> tuple[Sequence[Finding], ComplexityScore]:
+        """The request text's private-data findings (none when privacy is off) and its complexity score."""
+        findings = self.scanner.scan(texts) if self.config.privacy_mode != "off" else ()
+        return findings, score_complexity("\n".join(texts), self.weights, prompt_tokens=prompt_tokens)
+
     async def plan(self, request: GenerationRequest, *, stream: bool, header: RouteHeader | None) -> Plan:
         """Measure the request and the state of both sides, then decide (no generation happens)."""
         pin, local_model, cloud_model = self._pin(request.model, header)
@@ -254,18 +259,15 @@ class BurstController:
             )
         local, local_error = await self._local(local_model, pin)
         texts = request_texts(request)
+        prompt_tokens = await local.count_prompt_tokens(request) if local else None
+        measure = partial(self._read_texts, texts, prompt_tokens)
         # A long text (up to the 8 MB body limit) would hold the event loop, and so every running stream,
         # for up to seconds: it is scanned and scored in a thread (~0.2 s a megabyte).
         off_loop = sum(len(text) for text in texts) > INLINE_TEXT_CHARS
-        findings: Sequence[Finding] = ()
-        if self.config.privacy_mode != "off":
-            findings = await asyncio.to_thread(self.scanner.scan, texts) if off_loop else self.scanner.scan(texts)
+        findings, complexity = await asyncio.to_thread(measure) if off_loop else measure()
         kinds: dict[str, int] = {}
         for finding in findings:
             kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
-        prompt_tokens = await local.count_prompt_tokens(request) if local else None
-        score = partial(score_complexity, "\n".join(texts), self.weights, prompt_tokens=prompt_tokens)
-        complexity = await asyncio.to_thread(score) if off_loop else score()
         facts = RequestFacts(
             pin=pin,
             local_model=local_model,

@@ -333,8 +333,6 @@ class LocalEngine:
             ]
         except InvalidRequestError as exc:
             raise InvalidRequestError(exc.message, param="input") from exc
-        if any(not tokens for tokens in inputs):
-            raise InvalidRequestError("An input to embed is empty.", param="input")
         try:
             vectors = await self.worker.embed(inputs)
         except ValueError as exc:

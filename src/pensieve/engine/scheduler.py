@@ -44,7 +44,7 @@ class Job:
     forbid_eog_first: bool = False
     top_logprobs: int = -1  # -1: none; 0: the sampled token's; n: also the n likeliest
     grammar: str | None = None
-    cache_prompt: bool = True  # False: reuse no cached prefix (the answer cannot depend on earlier requests)
+    cache_prompt: bool = True  # False: reuse no cached prefix; the whole prompt is computed
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class SamplingFields(_Strict):
     cache_prompt: bool | None = Field(
         None,
         description="Extension (as llama.cpp's server): reuse the cached KV of a shared prompt prefix; false = "
-        "compute the prompt in full, so a greedy or seeded answer does not depend on earlier requests.",
+        "compute the prompt in full, removing the commonest reason a greedy or seeded answer changes.",
     )
 
     @field_validator("keep_alive")
