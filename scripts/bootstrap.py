@@ -1,11 +1,15 @@
 """Set up Pensieve in this checkout, fast and idempotently; the run_*.sh / run_*.bat scripts call it.
 
-Steps: create `.venv` (upgrading its pip once), install the pinned dependencies with `pip install -e .`
-(skipped when a stamp in `.venv` shows that pyproject.toml and the extras are unchanged), copy
-`.env.example` to `.env` when missing, create the runtime folders and install the default model.
+Steps: create `.venv` (upgrading its pip once); compile llama-cpp-python with CPU flags chosen for this
+machine (scripts/llama_build.py) and install it; install the other pinned dependencies with
+`pip install -e .`; copy `.env.example` to `.env` when missing; create the runtime folders; install the
+default model; self-test the llama.cpp build in a child process, falling back to safer builds when it
+crashes. A stamp in `.venv` records what was installed and which build passed, so later runs skip it all
+while pyproject.toml, the extras and the CPU are unchanged.
 With `--test` it then runs ruff, ruff format, mypy and pytest (arguments after `--` go to pytest).
 
-Standard library only, and it must keep running on Python 3.10: it runs before any dependency exists.
+Standard library only, and it must keep running on Python 3.10: it runs before any dependency exists
+(it imports the standard-library-only modules of src/pensieve/diagnostics by path).
 
     python scripts/bootstrap.py [--extras dev] [--no-model] [--no-install] [--test] [-- PYTEST_ARGS...]
 """
@@ -24,13 +28,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# llama_build puts src/ on sys.path: the diagnostics modules are standard-library only and shared with
+# the server (`pensieve doctor`), so the set-up and the server describe a CPU and a crash alike.
+import llama_build
+
+from pensieve.diagnostics.cpu_features import BuildCandidate
+from pensieve.diagnostics.self_test import run_self_test
+
 MIN_PYTHON = (3, 10)
 # Newest Python whose wheels every pinned dependency publishes; newer ones make pip compile (e.g. numpy).
 NEWEST_TESTED_PYTHON = (3, 13)
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 STAMP = VENV / "pensieve-setup.json"
-STAMP_FORMAT = 1
+# 2: the stamp records the llama.cpp build and its self-test (a format-1 .venv holds a -march=native build).
+STAMP_FORMAT = 2
 RUNTIME_DIRS = ("models", "data/uploads", "logs")
 WINDOWS = os.name == "nt"
 RUN_APP = "run_app.bat" if WINDOWS else "./run_app.sh"
@@ -167,13 +179,61 @@ def print_pip_hints() -> None:
     )
 
 
-def ensure_dependencies(requested: set[str]) -> None:
-    """`pip install -e .[extras]` unless the stamp shows the same pyproject.toml and at least these extras."""
+def write_stamp(stamp: dict[str, object]) -> None:
+    STAMP.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+
+
+def llama_pin() -> str:
+    pin = pinned_version(llama_build.DISTRIBUTION)
+    if pin is None:
+        raise SetupError("pyproject.toml does not pin llama-cpp-python (name==version).")
+    return pin
+
+
+def install_llama_build(candidate: BuildCandidate, pin: str) -> None:
+    """Install the cached wheel of this build into .venv, compiling it first when it is not cached."""
+    wheel = llama_build.cached_wheel(pin, candidate)
+    if wheel is None:
+        say(
+            f"Compiling llama-cpp-python {pin} for this CPU ({candidate.name}). The first time on a machine this "
+            "takes about 5 minutes on 2 cores (longer on slower machines) and shows no progress; please wait. "
+            f"The wheel is cached in {llama_build.cache_root()}, so later set-ups take seconds."
+        )
+        wheel = llama_build.build_wheel(venv_bin("python"), pin, candidate)
+    say(f"Installing llama-cpp-python {pin}, build {candidate.name}")
+    llama_build.install_wheel(venv_bin("python"), wheel)
+
+
+def install_first_buildable(plan: llama_build.BuildPlan, pin: str) -> dict[str, object]:
+    """Install the best candidate that compiles (an old compiler may not know the newest instructions)."""
+    errors = []
+    for candidate in plan.candidates:
+        try:
+            install_llama_build(candidate, pin)
+        except llama_build.BuildError as exc:
+            errors.append(str(exc))
+            warn(f"{exc}\nTrying the next, safer build.")
+            continue
+        return llama_build.build_record(pin, candidate, plan.cpu)
+    print_pip_hints()
+    raise SetupError("no llama-cpp-python build could be compiled here:\n" + "\n".join(errors))
+
+
+def ensure_dependencies(requested: set[str], plan: llama_build.BuildPlan) -> None:
+    """Install llama-cpp-python's build for this CPU, then `pip install -e .[extras]`.
+
+    Skipped when the stamp shows the same pyproject.toml, at least these extras, and a llama.cpp build
+    chosen for this CPU.
+    """
     pyproject_hash = sha256_file(ROOT / "pyproject.toml")
     stamp = read_stamp()
     current = stamp_is_current(stamp, pyproject_hash)
     installed_extras = stamp_extras(stamp) if current else set()
-    if current and requested <= installed_extras:
+    pin = llama_pin()
+    position = llama_build.recorded_position(stamp.get("llama"), pin, plan) if current else None
+    if position is not None and installed_version(llama_build.DISTRIBUTION) != pin:
+        position = None  # someone reinstalled it by hand
+    if current and requested <= installed_extras and position is not None:
         say("Dependencies are up to date (pyproject.toml unchanged); skipping pip")
         return
     # Keep extras installed earlier (e.g. dev) in step with the pins too.
@@ -183,30 +243,70 @@ def ensure_dependencies(requested: set[str]) -> None:
     if run([python, "-m", "pip", "--version"], quiet=True) != 0:
         say("pip is missing from .venv; installing it")
         run([python, "-m", "ensurepip", "--upgrade"])
-    llama_pin = pinned_version("llama-cpp-python")
-    if llama_pin is None or installed_version("llama-cpp-python") != llama_pin:
-        say(
-            "Note: llama-cpp-python has no prebuilt wheel on PyPI, so pip compiles it from source. The first "
-            "time on this machine that takes about 5 minutes on 2 CPU cores (longer on slower machines) and "
-            "shows little progress; please wait. pip caches the built wheel, so later installs take seconds."
-        )
     STAMP.unlink(missing_ok=True)  # an interrupted install must not look finished
+    record = stamp.get("llama") if position is not None else None
+    if record is None:
+        for note in plan.notes:
+            say(note)
+        record = install_first_buildable(plan, pin)
     say(f"Installing Pensieve and its pinned dependencies: pip install -e {target}")
     if run([python, "-m", "pip", "install", "-e", target]) != 0:
         print_pip_hints()
         raise SetupError("pip install failed (see above).")
-    stamp = {
-        "format": STAMP_FORMAT,
-        "pyproject": pyproject_hash,
-        "extras": sorted(extras),
-        "root": str(ROOT),
-        "python": platform.python_version(),
-    }
-    STAMP.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+    write_stamp(
+        {
+            "format": STAMP_FORMAT,
+            "pyproject": pyproject_hash,
+            "extras": sorted(extras),
+            "root": str(ROOT),
+            "python": platform.python_version(),
+            "llama": record,
+        }
+    )
 
 
-def check_installed() -> None:
-    """For quick start: the set-up must have finished once; warn when pyproject.toml changed since."""
+def ensure_llama_runs(plan: llama_build.BuildPlan, model: Path) -> None:
+    """Self-test the installed llama.cpp build in a child process; on failure fall back to safer builds.
+
+    The build that passed is recorded in the stamp, so later runs skip the test.
+    """
+    stamp = read_stamp()
+    record = stamp.get("llama")
+    pin = llama_pin()
+    position = llama_build.recorded_position(record, pin, plan)
+    if position is None or not isinstance(record, dict):
+        raise SetupError(f"the set-up stamp lost track of the llama.cpp build; run {RUN_APP} again.")
+    candidate = plan.candidates[position]
+    if record.get("self_test") == "passed":
+        say(f"llama.cpp build: {candidate.name} ({candidate.why}); self-test passed at set-up")
+        return
+    say(f"Self-testing the llama.cpp build {candidate.name} in a child process (load the model, generate)")
+    installed = [candidate.key]
+
+    def prepare(next_candidate: BuildCandidate) -> None:
+        if next_candidate.key != installed[0]:
+            install_llama_build(next_candidate, pin)
+            installed[0] = next_candidate.key
+
+    chosen, attempts = llama_build.choose_build(
+        plan.candidates[position:],
+        prepare=prepare,
+        self_test=lambda: run_self_test(venv_bin("python"), model),
+        say=say,
+    )
+    if chosen is None:
+        last = plan.candidates[position:][-1]
+        stamp["llama"] = llama_build.build_record(pin, last, plan.cpu, "failed", attempts[-1].detail)
+        write_stamp(stamp)
+        raise SetupError(llama_build.describe_failure(attempts))
+    stamp["llama"] = llama_build.build_record(pin, chosen, plan.cpu, "passed", attempts[-1].detail)
+    write_stamp(stamp)
+    say(f"llama.cpp build: {chosen.name} ({chosen.why})")
+
+
+def check_installed(plan: llama_build.BuildPlan) -> None:
+    """For quick start: the set-up must have finished once; warn when pyproject.toml or the CPU changed since,
+    or when the llama.cpp build was never self-tested."""
     if not venv_bin("python").exists():
         raise SetupError(f"Pensieve is not set up yet: run {RUN_APP} first (it creates .venv and installs it).")
     stamp = read_stamp()
@@ -214,6 +314,11 @@ def check_installed() -> None:
         raise SetupError(f"the last set-up did not finish: run {RUN_APP} to complete it.")
     if not stamp_is_current(stamp, sha256_file(ROOT / "pyproject.toml")):
         warn(f"pyproject.toml changed since the last set-up; run {RUN_APP} to update the dependencies.")
+    record = stamp.get("llama")
+    if llama_build.recorded_position(record, pinned_version(llama_build.DISTRIBUTION) or "", plan) is None:
+        warn(f"the llama.cpp build was made for another CPU or version; run {RUN_APP} to rebuild it.")
+    elif isinstance(record, dict) and record.get("self_test") != "passed":
+        warn(f"the llama.cpp build has not passed its self-test here; run {RUN_APP} to test it.")
 
 
 # --- Files, folders and the model ------------------------------------------------------------------
@@ -235,16 +340,22 @@ def ensure_runtime_dirs() -> None:
         (ROOT / name).mkdir(parents=True, exist_ok=True)
 
 
-def ensure_model() -> None:
+def ensure_model() -> Path:
+    """Install the default model (instant when present and verified); its path."""
     say("Checking the default model (assembled and verified on the first run)")
-    command: list[str | Path] = [venv_bin("python"), "-m", "pensieve", "models", "install-default"]
+    command: list[str] = [str(venv_bin("python")), "-m", "pensieve", "models", "install-default"]
     if not sys.stderr.isatty():
         command.append("--quiet")  # no progress bar in CI logs
-    if run(command) != 0:
+    # stdout is read for the path it prints last ("Default model ready: <path>"); progress goes to stderr.
+    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    print(result.stdout, end="", flush=True)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines or ": " not in lines[-1]:
         raise SetupError(
             f"installing the default model failed (see above). Try: {RUN_APP} again, or "
             "`python -m pensieve models install-default --force` inside .venv."
         )
+    return Path(lines[-1].split(": ", 1)[1].strip())
 
 
 # --- Checks (run_tests) ---------------------------------------------------------------------------
@@ -305,16 +416,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     extras = {item.strip() for item in args.extras.split(",") if item.strip()}
     try:
+        plan = llama_build.plan_builds()
         if args.no_install:
-            check_installed()
+            check_installed(plan)
         else:
             ensure_venv()
-            ensure_dependencies(extras)
+            ensure_dependencies(extras, plan)
         ensure_env_file()
         ensure_runtime_dirs()
         if not args.no_model:
-            ensure_model()
-    except SetupError as exc:
+            model = ensure_model()
+            if not args.no_install:
+                ensure_llama_runs(plan, model)
+    except (SetupError, llama_build.BuildError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
