@@ -1,4 +1,5 @@
-"""Command-line interface: `pensieve serve | ui | up | models list | models install-default | route explain | version`.
+"""Command-line interface: `pensieve serve | ui | up | doctor | models list | models install-default | route explain |
+version`.
 
 Flags override `PENSIEVE_*` variables, which override `.env`. Invalid settings end the command with
 one line naming the key and the problem (exit status 2).
@@ -247,6 +248,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the install and the machine; exit status 1 when a check failed."""
+    from pensieve.diagnostics.doctor import doctor_main
+
+    return doctor_main(args.env_file, cloud=args.cloud, as_json=args.json)
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     """Print the version."""
     print(f"pensieve {__version__}")
@@ -294,6 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ui-host", help="address the UI binds (PENSIEVE_UI_HOST, default 127.0.0.1)")
     up.add_argument("--ui-port", type=int, help="UI port (PENSIEVE_UI_PORT, default 8501)")
     up.set_defaults(handler=cmd_up)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the install and this machine",
+        description="Check Python, the llama.cpp build against this CPU (with a self-test in a child process), "
+        "the default model, .env, the port, folders and memory; each line says ok, WARN or FAIL and the fix.",
+    )
+    doctor.add_argument("--cloud", action="store_true", help="also check that the cloud providers answer")
+    doctor.add_argument("--json", action="store_true", help="print the results as JSON")
+    doctor.set_defaults(handler=cmd_doctor)
 
     model_cmds = commands.add_parser("models", help="list or install models", description="Manage model files.")
     model_sub = model_cmds.add_subparsers(dest="models_command", metavar="ACTION", required=True)
