@@ -150,6 +150,15 @@ class EngineError(PensieveError):
     default_code = "engine_error"
 
 
+class WorkerCrashedError(EngineError):
+    """The model's worker process died (a signal such as SIGILL, or an unexpected exit) while serving.
+
+    The message says how it died and the likely cause; the next request starts a new worker.
+    """
+
+    default_code = "worker_crashed"
+
+
 class RateLimitedError(PensieveError):
     """Too many requests queued for a model (HTTP 429); `Retry-After` says when to try again."""
 

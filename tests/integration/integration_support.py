@@ -149,7 +149,7 @@ def server_env(work_dir: Path, extra_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _wait_until_ready(handle: ServerHandle, timeout: float) -> None:
+def _wait_until_ready(handle: ServerHandle, timeout: float, status: int = 200) -> None:
     deadline = time.monotonic() + timeout
     last_problem = "no answer yet"
     with httpx.Client(timeout=5.0) as http:
@@ -164,7 +164,7 @@ def _wait_until_ready(handle: ServerHandle, timeout: float) -> None:
             except httpx.HTTPError as exc:
                 last_problem = repr(exc)
             else:
-                if response.status_code == 200:
+                if response.status_code == status:
                     return
                 last_problem = f"/ready answered {response.status_code}: {response.text}"
             time.sleep(0.2)
@@ -180,8 +180,13 @@ def launch_server(
     extra_env: Mapping[str, str] | None = None,
     *,
     ready_timeout: float = READY_TIMEOUT,
+    ready_status: int = 200,
 ) -> ServerHandle:
-    """Start `python -m pensieve serve` on a free port and wait until GET /ready answers 200."""
+    """Start `python -m pensieve serve` on a free port and wait until GET /ready answers `ready_status`.
+
+    /ready answers only once the start-up (and its load of the default model) is over, so a server whose
+    default model cannot load is waited for with `ready_status=503`.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = server_env(work_dir, extra_env or {})
@@ -212,7 +217,7 @@ def launch_server(
     )
     LIVE_SERVERS.append(handle)
     try:
-        _wait_until_ready(handle, ready_timeout)
+        _wait_until_ready(handle, ready_timeout, ready_status)
     except BaseException:
         handle.stop()
         raise
@@ -221,10 +226,15 @@ def launch_server(
 
 @contextlib.contextmanager
 def running_server(
-    name: str, models: ModelsFolder, work_dir: Path, extra_env: Mapping[str, str] | None = None
+    name: str,
+    models: ModelsFolder,
+    work_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    ready_status: int = 200,
 ) -> Iterator[ServerHandle]:
     """`launch_server` as a context manager that stops the server on exit."""
-    handle = launch_server(name, models, work_dir, extra_env)
+    handle = launch_server(name, models, work_dir, extra_env, ready_status=ready_status)
     try:
         yield handle
     finally:

@@ -6,7 +6,10 @@ pages the way the sidebar does. Answers come from the real local model and from 
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -82,6 +85,32 @@ def test_models_page_shows_the_models_and_loads_and_unloads(ui_environment: Serv
     verify.click().run()
     assert not app.exception
     assert "The default model is ready" in _texts(app)
+
+
+def test_models_page_shows_a_crashed_worker_plainly_and_load_restarts_it(ui_environment: ServerHandle) -> None:
+    """A worker killed by SIGILL (what a llama.cpp build this CPU cannot run does) is an error naming the signal,
+    its cause and `pensieve doctor`; after Load starts a new worker, the crash stays as a warning."""
+    model_id, base_url = ui_environment.model_id, ui_environment.base_url
+    [running] = httpx.get(f"{base_url}/api/ps", timeout=10).json()["models"]
+    os.kill(running["pid"], signal.SIGILL)
+    deadline = time.monotonic() + 10
+    while not httpx.get(f"{base_url}/api/ps", timeout=10).json()["failures"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    app = _app().switch_page("views/models.py").run()
+    assert not app.exception
+    errors = [str(error.value) for error in app.error]
+    assert any(
+        model_id in error and "killed by SIGILL (illegal instruction" in error and "pensieve doctor" in error
+        for error in errors
+    ), errors
+    assert any(metric.label == "Loaded" and metric.value == "0" for metric in app.metric)
+
+    app.button(key=f"load_{model_id}").click().run()
+    assert not app.exception and not app.error, [error.value for error in app.error]
+    assert any(metric.label == "Loaded" and metric.value == "1" for metric in app.metric)
+    warnings = [str(warning.value) for warning in app.warning]
+    assert any("a new worker has run it since" in warning and "SIGILL" in warning for warning in warnings), warnings
 
 
 def test_settings_page_masks_keys_applies_live_and_saves(ui_environment: ServerHandle) -> None:

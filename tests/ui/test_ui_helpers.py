@@ -8,7 +8,7 @@ from pensieve.ui.charts import add_sample, throughput_rows
 from pensieve.ui.chat_support import answer_badges, answer_record, api_messages, model_choices
 from pensieve.ui.client import ChatOutcome
 from pensieve.ui.config import UISettings
-from pensieve.ui.format import duration, human_bytes, money, plural, reason_text, route_badge
+from pensieve.ui.format import duration, failure_text, human_bytes, money, plural, reason_text, route_badge
 from pensieve.ui.settings_form import changed_values, label, widget_value
 
 CARDS = [
@@ -25,6 +25,19 @@ def test_formatting() -> None:
     assert plural(1, "request") == "1 request" and plural(2, "request") == "2 requests"
     assert reason_text("privacy") == "private data stays on this machine"
     assert route_badge("cloud").color == "blue" and route_badge("local").color == "green"
+
+
+def test_failure_text_says_which_model_when_what_and_what_to_do() -> None:
+    crash = {"id": "gemma", "stage": "serving", "message": "Killed by SIGILL (...); run `pensieve doctor`."}
+    text = failure_text({**crash, "at": 1.0, "recovered": False})
+    assert text.startswith("**gemma** crashed at ") and "next request for it starts a new worker" in text
+    assert text.count("pensieve doctor") == 1, "the hint is not repeated when the message has it"
+    recovered = failure_text({**crash, "at": 1.0, "recovered": True, "recovered_at": 2.0})
+    assert "a new worker has run it since" in recovered
+    load = failure_text({"id": "bad", "stage": "loading", "message": "Model 'bad' cannot be loaded: not GGUF."})
+    assert load.startswith("**bad** cannot be loaded") and load.endswith(
+        "Run `pensieve doctor` to check the model and the llama.cpp build."
+    )
 
 
 def test_server_url_from_host_and_port() -> None:

@@ -141,7 +141,7 @@ def fake_engine(model_id: str, clock: FakeClock) -> Any:
         alive=True,
         last_used=clock.now,
         info=SimpleNamespace(size_bytes=100 * MB),
-        worker=SimpleNamespace(in_flight=0, kv_cells=0, pid=None),
+        worker=SimpleNamespace(in_flight=0, kv_cells=0, pid=None, crash=None),
         stats=lambda: EngineStats(model=model_id),
         close=close,
         closed=closed,

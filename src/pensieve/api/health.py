@@ -1,4 +1,9 @@
-"""Liveness and readiness probes: GET /health (the process answers) and GET /ready (a model can serve)."""
+"""Liveness and readiness probes: GET /health (the process answers) and GET /ready (a model can serve).
+
+/ready is 503 while the default model cannot load (its load failure, a worker crash among them, is the
+message), unless another loaded model or a cloud model can serve. Its body names the default model's last
+crash until a new worker has loaded it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,13 @@ from fastapi.responses import JSONResponse
 
 from pensieve import __version__
 from pensieve.api.deps import ControllerDep, PoolDep, SettingsDep
+from pensieve.engine.failures import ModelFailure
 
 router = APIRouter(tags=["Health"])
+
+
+def _is_crash(failure: ModelFailure) -> bool:
+    return failure.stage == "serving" or failure.exit_code is not None
 
 
 @router.get("/health")
@@ -21,15 +31,21 @@ async def health() -> dict[str, Any]:
 
 @router.get("/ready")
 async def ready(pool: PoolDep, settings: SettingsDep, controller: ControllerDep) -> JSONResponse:
-    """200 when a loaded (or idle-unloaded) model, or a cloud model with a closed circuit, can serve; else 503."""
+    """200 when a loaded (or idle-unloaded) model, or a cloud model with a closed circuit, can serve; else 503.
+
+    `local_error` is what keeps the default model from serving now (a load failure, or a crash that no new
+    worker has recovered from yet); `last_crash` is that crash's record (exit code, signal, time).
+    """
     loaded = [engine.model_id for engine in pool.loaded()]
     cloud = controller.cloud
     cloud_ready = [m for m in cloud.model_ids() if cloud.breaker(m).would_allow()]
+    current = pool.current_failure(settings.default_model)
     body: dict[str, Any] = {
         "default_model": settings.default_model,
         "loaded_models": loaded,
         "cloud_models_ready": cloud_ready,
-        "local_error": pool.failure(settings.default_model),
+        "local_error": current.message if current else None,
+        "last_crash": current.to_json() if current and _is_crash(current) else None,
     }
     # A default model unloaded after its keep-alive reloads on the next request: still ready.
     if loaded or cloud_ready or pool.loadable(settings.default_model):

@@ -1,4 +1,6 @@
-"""GET /api/ps: the models in memory now, like `ollama ps`: worker, window, KV cache, memory, load, keep-alive."""
+"""GET /api/ps: the models in memory now, like `ollama ps`: worker, window, KV cache, memory, load, keep-alive;
+and the models that failed: a load failure, or the last crash of a worker (how it died, and whether a new
+worker has loaded since)."""
 
 from __future__ import annotations
 
@@ -68,10 +70,14 @@ async def list_loaded_models(pool: PoolDep, settings: SettingsDep) -> dict[str, 
 
     Times are Unix timestamps; `keep_alive_seconds` -1 means the model is never unloaded for idleness, and
     `expires_at` is null while it is busy or kept forever. Memory estimates are explained in the README.
+    `failures` holds, per model, its remembered load failure or its last worker crash: `stage` (loading or
+    serving), `message`, `exit_code`, `signal` ("SIGILL", null for an exit), `at`, and `recovered`/`recovered_at`
+    once a new worker has loaded the model.
     """
     models = [describe_loaded(engine, pool) for engine in pool.loaded()]
     return {
         "models": models,
+        "failures": [failure.to_json() for failure in pool.failures()],
         "max_loaded_models": settings.max_loaded_models,
         "memory_limit_bytes": settings.memory_limit,
         "estimated_memory_in_use_bytes": sum(m["estimated_memory_bytes"] or 0 for m in models),

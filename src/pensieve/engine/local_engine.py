@@ -237,6 +237,8 @@ class LocalEngine:
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         """Stream the completion; errors the client caused are raised before the first chunk."""
         if not self.alive:
+            if self.worker.crash is not None:
+                raise self.worker.dead_error()
             raise EngineError(self.worker.failure or f"Model '{self.model_id}' is unloading.")
         prepared = await self.prepare(request)
         self._check_queue()

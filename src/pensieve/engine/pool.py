@@ -1,7 +1,9 @@
 """The model pool: resolves model ids to loaded engines, loading on first use and unloading what is not used.
 
 A file that fails to load is remembered by (size, mtime) so repeated requests fail fast with the same
-clear error instead of re-reading a broken file; replacing the file clears the failure.
+clear error instead of re-reading a broken file; replacing the file clears the failure. A worker that dies
+while serving is restarted by the next request for its model; its crash (when, exit code, signal, message)
+stays on record (`failures`) for /api/ps and /ready, marked recovered once a new worker has loaded.
 
 Residency (see `residency.py` for the rules): at most PENSIEVE_MAX_LOADED_MODELS models and an estimated
 PENSIEVE_MEMORY_LIMIT bytes are loaded; loading one more first unloads the least recently used idle ones.
@@ -16,14 +18,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from pensieve.config import Settings
+from pensieve.engine.failures import FailureLog, ModelFailure
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.memory import MemoryEstimate, estimate_memory, planned_kv_cells
 from pensieve.engine.registry import ModelInfo, ModelRegistry
 from pensieve.engine.residency import Resident, expires_at, is_busy, is_expired, plan_admission
+from pensieve.engine.worker_client import WorkerCrashError
 from pensieve.errors import ModelLoadError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -33,13 +36,6 @@ logger = logging.getLogger(__name__)
 KEEP_ALIVE_TICK_SECONDS = 1.0
 # Retry-After for a load refused because the models in the way are busy, before any request has finished.
 _ASSUMED_SERVICE_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class _Failure:
-    size_bytes: int
-    modified_ns: int
-    message: str
 
 
 def normalise_model_id(model_id: str) -> str:
@@ -59,7 +55,7 @@ class ModelPool:
         self._clock = clock
         self._engines: dict[str, LocalEngine] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._failures: dict[str, _Failure] = {}
+        self._failures = FailureLog()
         # One load at a time: the eviction decision and the memory it budgets must not interleave.
         self._load_lock = asyncio.Lock()
         self._estimates: dict[str, MemoryEstimate] = {}
@@ -85,17 +81,32 @@ class ModelPool:
         )
 
     def loaded(self) -> list[LocalEngine]:
-        """Engines currently in memory."""
-        return list(self._engines.values())
+        """Engines currently in memory (a worker that died is not: the next request for it restarts it)."""
+        return [engine for engine in self._engines.values() if engine.alive]
 
     def failure(self, model_id: str) -> str | None:
         """The remembered load error of a model, if its last load failed."""
-        failure = self._failures.get(model_id)
+        failure = self._failures.load_failure(model_id)
         return failure.message if failure else None
+
+    def current_failure(self, model_id: str) -> ModelFailure | None:
+        """What keeps a model from serving now: its load failure, or a crash no successful load has followed."""
+        self._notice_crashes()
+        return self._failures.current(normalise_model_id(model_id))
+
+    def failures(self) -> list[ModelFailure]:
+        """Per model that failed: its remembered load failure, else its last worker crash (recovered or not)."""
+        self._notice_crashes()
+        return self._failures.all()
+
+    def _notice_crashes(self) -> None:
+        for engine in self._engines.values():
+            if engine.worker.crash is not None:
+                self._failures.crashed(engine.worker.crash)
 
     def loadable(self, model_id: str) -> bool:
         """True when the model loaded in this process before and has not failed since (it reloads on demand)."""
-        return model_id in self._ever_loaded and model_id not in self._failures
+        return model_id in self._ever_loaded and self._failures.load_failure(model_id) is None
 
     async def available_models(self) -> list[ModelInfo]:
         """Every installed model file (usable or not), from a fresh scan."""
@@ -120,8 +131,8 @@ class ModelPool:
         async with lock:
             engine = self._engines.get(model_id)
             if engine is not None and not engine.alive:
-                # Its worker process died (crash, OOM kill): start a fresh one.
-                logger.warning("model %s: %s; restarting its worker", model_id, engine.worker.failure)
+                # Its worker process died (crash, OOM kill): start a fresh one; `_forget` keeps the crash on record.
+                logger.warning("restarting the worker of model %s: %s", model_id, engine.worker.failure)
                 self._forget(model_id)
                 await engine.close()
                 engine = None
@@ -146,8 +157,8 @@ class ModelPool:
 
     async def _load(self, model_id: str) -> LocalEngine:
         info = await self._installed(model_id)
-        failure = self._failures.get(model_id)
-        if failure and (failure.size_bytes, failure.modified_ns) == (info.size_bytes, info.modified_ns):
+        failure = self._failures.load_failure_for_file(model_id, info.size_bytes, info.modified_ns)
+        if failure is not None:
             raise ModelLoadError(failure.message)
         if info.error is not None:
             raise self._remember(info, f"Model '{model_id}' cannot be loaded: {info.error}.")
@@ -163,15 +174,17 @@ class ModelPool:
                 log_level=self.settings.log_level,
             )
         except (LlamaLoadError, OSError) as exc:
-            raise self._remember(info, f"Model '{model_id}' cannot be loaded: {exc}.") from exc
-        self._failures.pop(model_id, None)
+            raise self._remember(info, f"Model '{model_id}' cannot be loaded: {exc}.", exc) from exc
+        self._failures.loaded(model_id, time.time())
         # The worker reports the cells it really allocated; the budget uses those from now on.
         self._estimates[model_id] = estimate_memory(info, engine.worker.facts.kv_size)
         return engine
 
-    def _remember(self, info: ModelInfo, message: str) -> ModelLoadError:
+    def _remember(self, info: ModelInfo, message: str, exc: BaseException | None = None) -> ModelLoadError:
         logger.error("%s", message)
-        self._failures[info.id] = _Failure(info.size_bytes, info.modified_ns, message)
+        crash = exc if isinstance(exc, WorkerCrashError) else None  # the worker died: also its last crash
+        record = ModelFailure(info.id, "loading", message, time.time(), crash.exit_code if crash else None)
+        self._failures.load_failed(record, info.size_bytes, info.modified_ns, crashed=crash is not None)
         return ModelLoadError(message)
 
     async def _make_room(self, model_id: str, needed: MemoryEstimate) -> None:
@@ -309,7 +322,10 @@ class ModelPool:
     def _forget(self, model_id: str) -> LocalEngine | None:
         self._handed_out.pop(model_id, None)
         self._estimates.pop(model_id, None)
-        return self._engines.pop(model_id, None)
+        engine = self._engines.pop(model_id, None)
+        if engine is not None and engine.worker.crash is not None:
+            self._failures.crashed(engine.worker.crash)
+        return engine
 
     async def unload(self, model_id: str, *, must_exist: bool = False) -> bool:
         """Free a loaded model; False when it was not loaded (ModelNotFoundError instead, with `must_exist`,

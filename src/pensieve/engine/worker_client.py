@@ -2,8 +2,10 @@
 
 The worker is spawned (never forked: the server has threads) and loads the model itself, so an
 unload really returns the model's memory to the operating system and a crash in llama.cpp takes down
-only the worker. One reader thread receives the worker's messages and hands them to the event loop;
-sends go through one sender thread, in order, so a full pipe never blocks the event loop.
+only the worker. A worker that dies is reported with how it ended, in plain words ("killed by SIGILL
+(illegal instruction: ...)"), to the requests it was serving, in the log and in its `crash` record.
+One reader thread receives the worker's messages and hands them to the event loop; sends go through
+one sender thread, in order, so a full pipe never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,17 +25,32 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from pensieve.diagnostics.exit_status import describe_exit
+from pensieve.engine.failures import ModelFailure
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
 from pensieve.engine.pipe_messages import MessageReader
 from pensieve.engine.scheduler import DoneEvent, Job, TokenEvent
 from pensieve.engine.worker import worker_main
-from pensieve.errors import EngineError
+from pensieve.errors import EngineError, WorkerCrashedError
 
 logger = logging.getLogger(__name__)
 
 # Loading a model takes about a second; a huge file on a slow disk may take much longer.
 LOAD_TIMEOUT_SECONDS = 300.0
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+class WorkerCrashError(LlamaLoadError):
+    """The worker process died before it reported its model loaded; `exit_code` says how (-4: SIGILL)."""
+
+    def __init__(self, message: str, exit_code: int | None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def how_it_ended(exit_code: int | None) -> str:
+    """How a worker that is gone ended: "killed by SIGILL (illegal instruction: ...)", "exit code 1"."""
+    return describe_exit(exit_code) if exit_code is not None else "its exit status is unknown"
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,7 @@ class WorkerClient:
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"send-{model_id}")
         self.alive = True
         self.failure: str | None = None
+        self.crash: ModelFailure | None = None  # set when the process died without being asked to
         self.running = 0
         self.waiting = 0
         self.kv_cells = 0
@@ -110,13 +129,15 @@ class WorkerClient:
 
         self._sender.submit(send)
 
-    def _dead_error(self) -> EngineError:
-        return EngineError(self.failure or f"The worker of model '{self.model_id}' is not running.")
+    def dead_error(self) -> EngineError:
+        """The error requests get once the worker is gone: WorkerCrashedError (how it died) after a crash."""
+        message = self.failure or f"The worker of model '{self.model_id}' is not running."
+        return WorkerCrashedError(message) if self.crash is not None else EngineError(message)
 
     async def generate(self, job: Job) -> AsyncGenerator[TokenEvent | DoneEvent, None]:
         """The events of one request; closing the generator early cancels it in the worker."""
         if not self.alive:
-            raise self._dead_error()
+            raise self.dead_error()
         rid = next(self._ids)
         job.rid = rid
         queue: asyncio.Queue[TokenEvent | DoneEvent | BaseException] = asyncio.Queue()
@@ -142,7 +163,7 @@ class WorkerClient:
     async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         """Embedding vectors of tokenized inputs (computed in the worker between two steps)."""
         if not self.alive:
-            raise self._dead_error()
+            raise self.dead_error()
         rid = next(self._ids)
         future: asyncio.Future[list[list[float]]] = self._loop.create_future()
         self._embeds[rid] = future
@@ -220,9 +241,10 @@ class WorkerClient:
         self._process.join(0.5)
         code = self._process.exitcode
         if self.failure is None:
-            self.failure = f"The worker process of model '{self.model_id}' stopped unexpectedly (exit code {code})."
+            self.failure = f"The worker process of model '{self.model_id}' stopped unexpectedly: {how_it_ended(code)}."
+            self.crash = ModelFailure(self.model_id, "serving", self.failure, time.time(), code)
             logger.error("%s", self.failure)
-        error = self._dead_error()
+        error = self.dead_error()
         for queue in self._streams.values():
             queue.put_nowait(error)
         for future in self._embeds.values():
@@ -257,7 +279,8 @@ def _first_message(conn: Connection, process: Any) -> tuple[Any, ...]:
         message: tuple[Any, ...] = conn.recv()
     except (EOFError, OSError):
         process.join(5)
-        raise LlamaLoadError(f"the worker process crashed while loading (exit code {process.exitcode})") from None
+        code = process.exitcode
+        raise WorkerCrashError(f"the worker process crashed while loading: {how_it_ended(code)}", code) from None
     return message
 
 

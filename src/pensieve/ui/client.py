@@ -204,6 +204,10 @@ class PensieveClient:
         """GET /api/models: every .gguf (usable or not, with the reason), load state and engine stats."""
         return dict(self._call("GET", "/api/models"))
 
+    def running_models(self) -> dict[str, Any]:
+        """GET /api/ps: models in memory (`models`) and model failures (`failures`: load failures, last crashes)."""
+        return dict(self._call("GET", "/api/ps"))
+
     def load_model(self, model_id: str) -> dict[str, Any]:
         """POST /api/models/{id}/load."""
         return dict(self._call("POST", f"/api/models/{model_id}/load", timeout=GENERATION_TIMEOUT))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 BadgeColor = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"]
 
@@ -122,6 +122,22 @@ def speed(tokens_per_second: float | None) -> str:
 def clock_time(unix_seconds: float) -> str:
     """Local wall-clock time `HH:MM:SS` of a Unix timestamp."""
     return time.strftime("%H:%M:%S", time.localtime(unix_seconds))
+
+
+def failure_text(failure: dict[str, Any]) -> str:
+    """A model's failure from GET /api/ps `failures`, for an error box: which model, when, the server's message
+    (how its worker died and the likely cause) and what to do."""
+    when = clock_time(failure["at"]) if failure.get("at") else "—"
+    if failure.get("recovered"):
+        since = clock_time(failure["recovered_at"]) if failure.get("recovered_at") else "—"
+        head = f"**{failure['id']}** crashed at {when}; a new worker has run it since {since}."
+    elif failure.get("stage") == "serving":
+        head = f"**{failure['id']}** crashed at {when}; the next request for it starts a new worker."
+    else:
+        head = f"**{failure['id']}** cannot be loaded (since {when})."
+    message = str(failure.get("message") or "")
+    hint = "" if "pensieve doctor" in message else " Run `pensieve doctor` to check the model and the llama.cpp build."
+    return f"{head} {message}{hint}"
 
 
 def plural(count: int, noun: str) -> str:

@@ -1,6 +1,8 @@
 """Models page: the GGUF files in the server's models folder, their details and state; load, unload, install.
 
-Unusable files (not GGUF, truncated, empty) are listed apart with the reason the server gives.
+Unusable files (not GGUF, truncated, empty) are listed apart with the reason the server gives. A model
+that cannot load, or whose worker crashed (e.g. killed by SIGILL: a llama.cpp build this CPU cannot run),
+is shown at the top in an error box with the server's explanation and the hint to run `pensieve doctor`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from pensieve.ui.client import PensieveClient, ServerError
-from pensieve.ui.format import Badge, human_bytes, human_count, plural, speed
+from pensieve.ui.format import Badge, failure_text, human_bytes, human_count, plural, speed
 from pensieve.ui.state import get_client
 from pensieve.ui.widgets import badge_row, page_header, show_error, spec_row
 
@@ -77,6 +79,20 @@ def _load_buttons(client: PensieveClient, model: dict[str, Any]) -> None:
         st.rerun()
 
 
+def _failures(client: PensieveClient) -> None:
+    """Load failures and worker crashes: an error while the model cannot serve, a warning once it recovered."""
+    try:
+        failures = client.running_models().get("failures") or []
+    except ServerError as error:
+        show_error(error, "Reading the model failures")
+        return
+    for failure in failures:
+        if failure.get("recovered"):
+            st.warning(failure_text(failure), icon=":material/restart_alt:")
+        else:
+            st.error(failure_text(failure), icon=":material/report:")
+
+
 def _unusable(models: list[dict[str, Any]]) -> None:
     if not models:
         return
@@ -133,6 +149,7 @@ def render() -> None:
         st.metric("Loaded", sum(1 for model in usable if model["loaded"]), border=True)
         st.metric("Unusable files", len(models) - len(usable), border=True)
         st.metric("Default model", default_id or "—", border=True)
+    _failures(client)
     if not usable:
         st.info("No usable model yet. Install the default model below, or copy a .gguf file into the folder.")
     for model in usable:
