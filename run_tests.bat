@@ -10,7 +10,7 @@ if errorlevel 1 exit /b 1
 exit /b %ERRORLEVEL%
 
 rem First Python 3.10+ that runs: the py launcher (newest tested version first), then python on PATH.
-rem The same finder is in run_app.bat, run_local_api.bat and run_tests.bat: keep them in step.
+rem The same finder is in run_app.bat, run_local_api.bat, run_streamlit.bat and run_tests.bat: keep them in step.
 :find_python
 set "PYTHON="
 for %%C in ("py -3.13" "py -3.12" "py -3.11" "py -3.10" "py -3" "python") do (
