@@ -15,6 +15,7 @@ the worker exits, so no orphan keeps the model's memory.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -74,6 +75,10 @@ def serve(conn: Connection, scheduler: Scheduler) -> None:
 
 def worker_main(conn: Connection, model_path: str, config: LlamaConfig, log_level: str) -> None:
     """Process entry point (spawned): load, report ready or the load error, serve until told to stop."""
+    # Ctrl+C in a terminal signals the whole process group. The server decides when its workers stop (it
+    # sends "shutdown", and a server that dies closes the pipe): a worker that died of the same SIGINT
+    # first would fail requests still finishing and look like a crash in the log.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
