@@ -280,8 +280,10 @@ def ensure_llama_runs(plan: llama_build.BuildPlan, model: Path) -> None:
     if record.get("self_test") == "passed":
         say(f"llama.cpp build: {candidate.name} ({candidate.why}); self-test passed at set-up")
         return
-    say(f"Self-testing the llama.cpp build {candidate.name} in a child process (load the model, generate)")
     installed = [candidate.key]
+    # After a run where no build passed, start from the best again: the user may have changed something.
+    start = 0 if record.get("self_test") == "failed" else position
+    say(f"Self-testing the llama.cpp build {plan.candidates[start].name} in a child process (load the model, generate)")
 
     def prepare(next_candidate: BuildCandidate) -> None:
         if next_candidate.key != installed[0]:
@@ -289,14 +291,13 @@ def ensure_llama_runs(plan: llama_build.BuildPlan, model: Path) -> None:
             installed[0] = next_candidate.key
 
     chosen, attempts = llama_build.choose_build(
-        plan.candidates[position:],
+        plan.candidates[start:],
         prepare=prepare,
         self_test=lambda: run_self_test(venv_bin("python"), model),
         say=say,
     )
     if chosen is None:
-        last = plan.candidates[position:][-1]
-        stamp["llama"] = llama_build.build_record(pin, last, plan.cpu, "failed", attempts[-1].detail)
+        stamp["llama"] = llama_build.build_record(pin, plan.candidates[-1], plan.cpu, "failed", attempts[-1].detail)
         write_stamp(stamp)
         raise SetupError(llama_build.describe_failure(attempts))
     stamp["llama"] = llama_build.build_record(pin, chosen, plan.cpu, "passed", attempts[-1].detail)

@@ -138,6 +138,13 @@ def test_setup_fails_clearly_when_no_build_runs(setup: SetUp, monkeypatch: pytes
     record = bootstrap.read_stamp()["llama"]
     assert isinstance(record, dict) and record["self_test"] == "failed"
 
+    # The user fixes something and runs the set-up again: it starts from the best build, not the last tried.
+    setup.tested.clear()
+    monkeypatch.setattr(bootstrap, "run_self_test", crashing_on(setup, set()))
+    bootstrap.ensure_llama_runs(setup.plan, Path("model.gguf"))
+    assert setup.tested == [setup.plan.candidates[0].key]
+    assert setup.installed[-1] == setup.plan.candidates[0].key
+
 
 def test_a_stamp_from_another_cpu_or_version_is_not_trusted() -> None:
     plan = llama_build.BuildPlan(build_candidates(SAPPHIRE_RAPIDS, arch="x86_64"), "cpu1", [])

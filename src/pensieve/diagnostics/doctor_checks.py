@@ -219,23 +219,15 @@ def available_memory_bytes() -> int | None:
 
 def check_memory(settings: Settings) -> CheckResult:
     """Memory available now against the default model's estimated need with the configured context."""
-    from pensieve.engine.llamacpp.runtime import LlamaConfig
     from pensieve.engine.memory import estimate_memory, planned_kv_cells
+    from pensieve.engine.pool import llama_config
     from pensieve.engine.registry import inspect_model_file
 
     model = default_model_path(settings)
     if not model.is_file():
         return CheckResult("memory", "warn", "no default model to estimate")
     info = inspect_model_file(model)
-    config = LlamaConfig(
-        n_ctx=settings.n_ctx,
-        n_batch=settings.n_batch,
-        n_threads=settings.resolved_n_threads,
-        n_threads_batch=settings.resolved_n_threads_batch,
-        n_parallel=settings.resolved_parallel,
-        kv_cells=settings.kv_cache_tokens,
-    )
-    needed = estimate_memory(info, planned_kv_cells(info, config)).total_bytes
+    needed = estimate_memory(info, planned_kv_cells(info, llama_config(settings))).total_bytes
     available = available_memory_bytes()
     if available is None:
         return CheckResult("memory", "warn", f"the model needs ~{format_bytes(needed)}; available memory unknown here")

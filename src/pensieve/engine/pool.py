@@ -38,6 +38,18 @@ KEEP_ALIVE_TICK_SECONDS = 1.0
 _ASSUMED_SERVICE_SECONDS = 2.0
 
 
+def llama_config(settings: Settings) -> LlamaConfig:
+    """How the settings say models are loaded (context, batch, threads, parallel sequences, KV cells)."""
+    return LlamaConfig(
+        n_ctx=settings.n_ctx,
+        n_batch=settings.n_batch,
+        n_threads=settings.resolved_n_threads,
+        n_threads_batch=settings.resolved_n_threads_batch,
+        n_parallel=settings.resolved_parallel,
+        kv_cells=settings.kv_cache_tokens,
+    )
+
+
 def normalise_model_id(model_id: str) -> str:
     """Accept "name.gguf" and surrounding spaces as well as the bare id."""
     cleaned = model_id.strip()
@@ -70,15 +82,7 @@ class ModelPool:
     @property
     def config(self) -> LlamaConfig:
         """llama.cpp load parameters from the settings."""
-        settings = self.settings
-        return LlamaConfig(
-            n_ctx=settings.n_ctx,
-            n_batch=settings.n_batch,
-            n_threads=settings.resolved_n_threads,
-            n_threads_batch=settings.resolved_n_threads_batch,
-            n_parallel=settings.resolved_parallel,
-            kv_cells=settings.kv_cache_tokens,
-        )
+        return llama_config(self.settings)
 
     def loaded(self) -> list[LocalEngine]:
         """Engines currently in memory (a worker that died is not: the next request for it restarts it)."""
