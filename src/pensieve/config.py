@@ -7,7 +7,6 @@ the `.env` file, the defaults below. Every key is documented in `.env.example`; 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from pensieve.diagnostics.cpu_features import available_cores
 from pensieve.units import parse_byte_size, parse_duration_seconds
 
 ENV_PREFIX = "PENSIEVE_"
@@ -239,13 +239,6 @@ class Settings(BaseSettings):
     def resolved_n_threads_batch(self) -> int:
         """Prompt-processing threads: the setting, or the generation threads."""
         return self.n_threads_batch or self.resolved_n_threads
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and container cpusets)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def mask_secret(secret: SecretStr | None) -> str | None:

@@ -81,6 +81,13 @@ class BuildCandidate:
         return " ".join(self.cmake_args)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and container cpusets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def machine() -> str:
     """The CPU architecture, lower case ("x86_64", "arm64", "aarch64")."""
     return platform.machine().lower()

@@ -10,11 +10,11 @@ in its own interpreter (it passes the virtual environment's Python).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pensieve.diagnostics.cpu_features import available_cores
 from pensieve.diagnostics.exit_status import describe_exit, died_by_signal
 
 SELF_TEST_MODULE = "pensieve.engine.llamacpp.selftest"
@@ -40,8 +40,7 @@ class SelfTestResult:
 
 def default_threads() -> int:
     """Several threads, as the worker uses: every core, and at least two so worker threads run too."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(2, cores)
+    return max(2, available_cores())
 
 
 def self_test_command(python: str | Path, model: Path, threads: int) -> list[str]:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from pensieve.diagnostics.self_test import default_threads
 
 # Long enough that the prompt is evaluated as a batched matrix product (where AMX and AVX-512 kernels run).
 PROMPT = (
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 and a JSON line when the build works; 1 and a JSON line with the error when not."""
     parser = argparse.ArgumentParser(description="Load a model and generate a few tokens (llama.cpp self-test).")
     parser.add_argument("--model", type=Path, required=True, help="a .gguf model file")
-    parser.add_argument("--threads", type=int, default=max(2, os.cpu_count() or 2), help="threads (default: cores)")
+    parser.add_argument("--threads", type=int, default=default_threads(), help="threads (default: cores)")
     parser.add_argument("--tokens", type=int, default=8, help="tokens to generate per sequence")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # llama.cpp's load-time warnings are noise here
