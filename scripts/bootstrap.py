@@ -230,7 +230,8 @@ def ensure_dependencies(requested: set[str], plan: llama_build.BuildPlan) -> Non
     current = stamp_is_current(stamp, pyproject_hash)
     installed_extras = stamp_extras(stamp) if current else set()
     pin = llama_pin()
-    position = llama_build.recorded_position(stamp.get("llama"), pin, plan) if current else None
+    # The build stays valid across other edits of pyproject.toml: only its pin, the CPU or the flags matter.
+    position = llama_build.recorded_position(stamp.get("llama"), pin, plan)
     if position is not None and installed_version(llama_build.DISTRIBUTION) != pin:
         position = None  # someone reinstalled it by hand
     if current and requested <= installed_extras and position is not None:
