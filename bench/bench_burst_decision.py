@@ -1,6 +1,6 @@
-"""Routing-decision overhead of the burst controller for a ~2,000-token prompt, printed as a table.
+"""Routing-decision overhead of the route planner for a ~2,000-token prompt, printed as a table.
 
-Target (issue "Burst controller"): under 1 ms p50 for a 2,000-token prompt. The controller is built
+Target (issue "Burst controller"): under 1 ms p50 for a 2,000-token prompt. The route planner is built
 in-process exactly as the server builds it (real default model for token counting, every privacy
 detector on, complexity scoring, a configured cloud provider — which is never called: deciding does
 no network I/O). Rows:
@@ -25,15 +25,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pensieve.burst.complexity import score_complexity
-from pensieve.burst.controller import BurstController, request_texts
+from pensieve.burst.options import BurstOptions
+from pensieve.burst.planner import RoutePlanner, request_texts
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.policy import decide
-from pensieve.burst.stats import BurstStats
-from pensieve.cloud.registry import CloudRegistry, providers_from_settings
+from pensieve.cloud.registry import CloudRegistry
 from pensieve.config import Settings
 from pensieve.engine.pool import ModelPool
 from pensieve.engine.registry import ModelRegistry
-from pensieve.engine.types import ChatMessage, GenerationRequest, SamplingParams
+from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 
 REPO = Path(__file__).resolve().parents[1]
 PARAGRAPH = (
@@ -71,7 +71,7 @@ async def timed(runs: int, action: Callable[[int], Awaitable[object]]) -> list[f
 
 
 async def main() -> int:
-    """Build the controller, time its parts, print the table."""
+    """Build the route planner, time its parts, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--model", type=Path, default=REPO / "models" / "gemma-3-270m-q4_k_m.gguf")
@@ -94,9 +94,10 @@ async def main() -> int:
         _env_file=None,  # type: ignore[call-arg]
     )
     pool = ModelPool(settings, ModelRegistry(settings.models_dir))
-    cloud = CloudRegistry(providers_from_settings(settings), circuit_failures=3, circuit_cooldown=30)
+    cloud = CloudRegistry.from_settings(settings)
     ledger = SpendLedger(data_dir / "spend.sqlite3")
-    controller = BurstController(settings, pool, cloud, ledger, BurstStats())
+    options = BurstOptions.from_settings(settings)
+    planner = RoutePlanner(options, pool, cloud, ledger)
     engine = await pool.get(settings.default_model)
 
     text = long_prompt(args.prompt_tokens)
@@ -107,23 +108,23 @@ async def main() -> int:
 
     fixed = request()
     tokens = await engine.count_prompt_tokens(fixed)
-    plan = await controller.plan(fixed, stream=False, header=None)
+    plan = await planner.plan(fixed, stream=False, header=None)
     texts = request_texts(fixed)
 
     async def decision_cached(_: int) -> object:
-        return await controller.plan(fixed, stream=False, header=None)
+        return await planner.plan(fixed, stream=False, header=None)
 
     async def decision_fresh(index: int) -> object:
-        return await controller.plan(request(f" Run {index}."), stream=False, header=None)
+        return await planner.plan(request(f" Run {index}."), stream=False, header=None)
 
     async def privacy(_: int) -> object:
-        return controller.scanner.scan(texts)
+        return options.scanner.scan(texts)
 
     async def complexity(_: int) -> object:
-        return score_complexity(texts[0], controller.weights, prompt_tokens=tokens)
+        return score_complexity(texts[0], options.weights, prompt_tokens=tokens)
 
     async def policy(_: int) -> object:
-        return decide(controller.config, plan.facts, plan.signals)
+        return decide(options.policy, plan.facts, plan.signals)
 
     rows = [
         ("decision (prompt tokenized before)", await timed(args.runs, decision_cached)),

@@ -49,7 +49,7 @@ from pensieve.config import Settings, available_cores
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.registry import inspect_model_file
-from pensieve.engine.types import ChatMessage, GenerationRequest, SamplingParams
+from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"

@@ -17,7 +17,7 @@ from fakes.fake_cloud import ALTERNATIVE, ECHO_LOGPROB, FakeCloud
 from pensieve.cloud.circuit import CircuitBreaker
 from pensieve.cloud.engine import CloudEngine
 from pensieve.cloud.providers import CloudModel, ProviderConfig
-from pensieve.engine.types import ChatMessage, GenerationChunk, GenerationRequest, SamplingParams
+from pensieve.engine_api import ChatMessage, GenerationChunk, GenerationRequest, SamplingParams
 from pensieve.errors import CloudError, CloudUnavailableError, InvalidRequestError
 
 KEY = "sk-cloud-engine-test-0001"

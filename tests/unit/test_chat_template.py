@@ -10,7 +10,7 @@ from pensieve.engine.chat_template import (
     looks_instruction_tuned,
     render_chat_prompt,
 )
-from pensieve.engine.types import ChatMessage
+from pensieve.engine_api import ChatMessage
 
 CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"

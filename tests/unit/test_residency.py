@@ -14,7 +14,7 @@ from pensieve.engine.memory import MemoryEstimate
 from pensieve.engine.pool import ModelPool
 from pensieve.engine.registry import ModelRegistry
 from pensieve.engine.residency import HANDOUT_GRACE_SECONDS, Resident, expires_at, is_busy, is_expired, plan_admission
-from pensieve.engine.types import EngineStats
+from pensieve.engine_api import EngineStats
 from pensieve.errors import InvalidRequestError, ServiceUnavailableError
 
 MB = 1_000_000

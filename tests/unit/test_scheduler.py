@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pensieve.engine.llamacpp.batch_context import BatchItem
 from pensieve.engine.scheduler import DoneEvent, Job, Scheduler, TokenEvent
-from pensieve.engine.types import SamplingParams
+from pensieve.engine_api import SamplingParams
 
 EOG = 0
 

@@ -5,88 +5,64 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse
 
 from pensieve import __version__
-from pensieve.api.deps import PoolDep, SettingsDep, require_api_key
-from pensieve.api.ps import process_rss_bytes
+from pensieve.api.deps import PoolDep, ProcessDep, ServicesDep, SettingsDep, require_api_key
 from pensieve.config import SettingsError
 from pensieve.errors import InvalidRequestError, PensieveError
 from pensieve.model_install import install_default_model
+from pensieve.observability import process_rss_bytes, server_rss_bytes
 from pensieve.settings_admin import describe_settings, save_env_file, updated_settings
 from pensieve.units import parse_duration_seconds
 
 router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(require_api_key)])
 
 
-def _env_file(request: Request) -> Path:
-    path: Path = request.app.state.env_file
-    return path
-
-
 @router.get("/admin/settings")
-async def read_settings(request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def read_settings(services: ServicesDep) -> dict[str, Any]:
     """Every setting (secrets masked), grouped, with descriptions, types and which need a restart."""
-    return describe_settings(settings, _env_file(request))
+    return describe_settings(services.settings, services.env_file)
 
 
 @router.patch("/admin/settings")
 async def change_settings(
-    request: Request,
-    settings: SettingsDep,
+    services: ServicesDep,
     changes: dict[str, Any] = Body(..., examples=[{"PENSIEVE_BURST_COMPLEXITY_THRESHOLD": 0.5}]),  # noqa: B008
 ) -> dict[str, Any]:
     """Apply `{PENSIEVE_KEY: value}` to the running server (not to `.env`: POST /api/admin/settings/save)."""
     try:
-        new = updated_settings(settings, changes)
-        await request.app.state.apply_settings(new)
+        new = updated_settings(services.settings, changes)
+        await services.reconfigure(new)
     except SettingsError as exc:
         raise InvalidRequestError(str(exc), code="invalid_setting") from exc
-    return describe_settings(new, _env_file(request))
+    return describe_settings(new, services.env_file)
 
 
 @router.post("/admin/settings/save")
-async def save_settings(request: Request, settings: SettingsDep) -> dict[str, str]:
+async def save_settings(services: ServicesDep) -> dict[str, str]:
     """Write the running settings to `.env` (existing lines and comments are kept in place)."""
-    path = await asyncio.to_thread(save_env_file, settings, _env_file(request))
+    path = await asyncio.to_thread(save_env_file, services.settings, services.env_file)
     return {"saved": str(path.resolve())}
 
 
-def _rss_bytes() -> int:
-    """Resident memory of this process (Linux /proc; elsewhere the peak from getrusage)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
 @router.get("/system")
-async def system(request: Request, pool: PoolDep) -> dict[str, Any]:
+async def system(pool: PoolDep, process: ProcessDep) -> dict[str, Any]:
     """Version, uptime, memory and CPU use of the server process, loaded models."""
-    state = request.app.state
-    now_wall, now_cpu = time.monotonic(), time.process_time()
-    last_wall, last_cpu = state.cpu_sample
-    state.cpu_sample = (now_wall, now_cpu)
-    elapsed = now_wall - last_wall
     return {
         "version": __version__,
-        "uptime_seconds": now_wall - state.started_at,
-        "rss_bytes": _rss_bytes(),
+        "uptime_seconds": process.uptime_seconds,
+        "rss_bytes": server_rss_bytes(),
         # Each loaded model lives in its own worker process: its memory is not in rss_bytes.
         "workers_rss_bytes": sum(process_rss_bytes(engine.worker.pid) or 0 for engine in pool.loaded()),
-        "cpu_percent": 100.0 * (now_cpu - last_cpu) / elapsed if elapsed > 0 else 0.0,
+        "cpu_percent": process.cpu_percent(),
         "cpu_cores": os.cpu_count(),
         "loaded_models": [engine.model_id for engine in pool.loaded()],
     }
@@ -164,10 +140,3 @@ async def install_default(settings: SettingsDep) -> EventSourceResponse:
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(events(), sep="\n")
-
-
-def install_admin_state(app_state: Any, env_file: Path) -> None:
-    """Initial values the admin routes read from `app.state`."""
-    app_state.env_file = env_file
-    app_state.started_at = time.monotonic()
-    app_state.cpu_sample = (time.monotonic(), time.process_time())

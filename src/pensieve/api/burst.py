@@ -1,4 +1,4 @@
-"""Burst controller routes: explain a routing decision without running it, and the routing statistics."""
+"""Routing routes: explain a routing decision without running it, the routing statistics, circuit resets."""
 
 from __future__ import annotations
 
@@ -7,11 +7,43 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import ValidationError
 
-from pensieve.api.deps import ControllerDep, InferenceDep, require_api_key
-from pensieve.api.openai_v1 import RouteHeaderDep
+from pensieve.api.deps import (
+    ChatDep,
+    CloudDep,
+    CompletionsDep,
+    DecisionsDep,
+    LedgerDep,
+    PoolDep,
+    RouteHeaderDep,
+    SettingsDep,
+    require_api_key,
+)
+from pensieve.burst.planner import estimated_wait_ms
 from pensieve.burst.stats import RECENT_DECISIONS
+from pensieve.engine.pool import ModelPool
 from pensieve.errors import InvalidRequestError, NotFoundError
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
+
+
+def local_load(pool: ModelPool) -> list[dict[str, Any]]:
+    """Queue depth, busy flag, speed and estimated wait of every loaded local model."""
+    loads = []
+    for engine in pool.loaded():
+        stats = engine.stats()
+        loads.append(
+            {
+                "model": engine.model_id,
+                "queue_depth": stats.queue_depth,
+                "busy": stats.busy,
+                "busy_sequences": stats.busy_sequences,
+                "parallel": stats.parallel,
+                "estimated_wait_ms": estimated_wait_ms(engine),
+                "recent_tokens_per_second": stats.recent_tokens_per_second,
+                "recent_service_seconds": stats.recent_service_seconds,
+            }
+        )
+    return loads
+
 
 router = APIRouter(prefix="/api", tags=["Routing"], dependencies=[Depends(require_api_key)])
 
@@ -20,7 +52,8 @@ _EXAMPLE = {"model": "auto", "messages": [{"role": "user", "content": "Summarise
 
 @router.post("/route/explain")
 async def explain_route(
-    inference: InferenceDep,
+    chat: ChatDep,
+    completions: CompletionsDep,
     header: RouteHeaderDep,
     payload: dict[str, Any] = Body(..., examples=[_EXAMPLE]),  # noqa: B008 - FastAPI's way to declare a body
 ) -> dict[str, Any]:
@@ -28,26 +61,29 @@ async def explain_route(
 
     Nothing is generated and nothing is sent to a cloud; the response holds no prompt text.
     """
-    schema = ChatCompletionRequest if "messages" in payload else CompletionRequest
     try:
-        body = schema.model_validate({"model": "auto", **payload})
+        if "messages" in payload:
+            return await chat.explain(ChatCompletionRequest.model_validate({"model": "auto", **payload}), header)
+        return await completions.explain(CompletionRequest.model_validate({"model": "auto", **payload}), header)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or None
         raise InvalidRequestError(f"Invalid request to explain: {first['msg']} at '{where}'.", param=where) from exc
-    plan = await inference.controller.plan(inference.routing_request(body), stream=body.stream, header=header)
-    return plan.explain()
 
 
 @router.get("/burst/stats")
 async def burst_stats(
-    controller: ControllerDep, recent: Annotated[int, Query(ge=0, le=RECENT_DECISIONS)] = 50
+    settings: SettingsDep,
+    ledger: LedgerDep,
+    decisions: DecisionsDep,
+    cloud: CloudDep,
+    pool: PoolDep,
+    recent: Annotated[int, Query(ge=0, le=RECENT_DECISIONS)] = 50,
 ) -> dict[str, Any]:
     """Requests by route and reason, cloud spend vs caps, money saved locally, circuits, recent decisions."""
-    settings = controller.settings
-    totals = controller.ledger.totals()
+    totals = ledger.totals()
     return {
-        "requests": controller.stats.counts(),
+        "requests": decisions.counts(),
         "spend": {
             "today_usd": totals.today_usd,
             "month_usd": totals.month_usd,
@@ -60,7 +96,7 @@ async def burst_stats(
             "today_usd": totals.saved_today_usd,
             "month_usd": totals.saved_month_usd,
             "all_time_usd": totals.saved_all_time_usd,
-            "priced_at": controller.cloud.default_model_id,
+            "priced_at": cloud.default_model_id,
         },
         "tokens": {
             "cloud_requests": totals.cloud_requests,
@@ -70,17 +106,17 @@ async def burst_stats(
             "local_prompt_tokens": totals.local_prompt_tokens,
             "local_completion_tokens": totals.local_completion_tokens,
         },
-        "local": controller.local_load(),
-        "providers": controller.cloud.public_info(),
-        "recent": controller.stats.recent_decisions(recent),
+        "local": local_load(pool),
+        "providers": cloud.public_info(),
+        "recent": decisions.recent_decisions(recent),
     }
 
 
 @router.post("/burst/circuits/reset")
-async def reset_circuits(controller: ControllerDep, provider: str | None = None) -> dict[str, Any]:
+async def reset_circuits(cloud: CloudDep, provider: str | None = None) -> dict[str, Any]:
     """Close the circuit breaker of one provider (`?provider=name`) or of all: the provider is known to be back."""
     try:
-        names = controller.cloud.reset_circuits(provider)
+        names = cloud.reset_circuits(provider)
     except KeyError as exc:
         raise NotFoundError(f"No cloud provider is named {provider!r}.", param="provider") from exc
-    return {"reset": names, "providers": controller.cloud.public_info()}
+    return {"reset": names, "providers": cloud.public_info()}

@@ -7,9 +7,9 @@ import struct
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from pensieve.api.deps import ControllerDep, PoolDep, SettingsDep, require_api_key
+from pensieve.api.deps import CloudDep, PoolDep, SettingsDep, require_api_key
 from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, cancel_on_disconnect
-from pensieve.burst.controller import AUTO_MODEL
+from pensieve.burst.planner import AUTO_MODEL
 from pensieve.errors import InvalidRequestError
 from pensieve.schemas.requests import EmbeddingRequest
 from pensieve.schemas.responses import Embedding, EmbeddingList, EmbeddingUsage
@@ -24,11 +24,11 @@ def _base64(vector: list[float]) -> str:
 
 @router.post("/embeddings", response_model=EmbeddingList)
 async def create_embeddings(
-    body: EmbeddingRequest, request: Request, pool: PoolDep, settings: SettingsDep, controller: ControllerDep
+    body: EmbeddingRequest, request: Request, pool: PoolDep, settings: SettingsDep, cloud: CloudDep
 ) -> EmbeddingList | Response:
     """Embed text(s) or token ids with a local model (`auto` or no model: the default one)."""
     requested = (body.model or "").strip()
-    if controller.cloud.resolve(requested) is not None:
+    if cloud.resolve(requested) is not None:
         raise InvalidRequestError(
             "Embeddings run on local models only; name a local model or 'auto'.", param="model", code="model_not_local"
         )

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from pensieve import __version__
-from pensieve.api.deps import ControllerDep, PoolDep, SettingsDep
+from pensieve.api.deps import CloudDep, PoolDep, SettingsDep
 from pensieve.engine.failures import ModelFailure
 
 router = APIRouter(tags=["Health"])
@@ -30,14 +30,13 @@ async def health() -> dict[str, Any]:
 
 
 @router.get("/ready")
-async def ready(pool: PoolDep, settings: SettingsDep, controller: ControllerDep) -> JSONResponse:
+async def ready(pool: PoolDep, settings: SettingsDep, cloud: CloudDep) -> JSONResponse:
     """200 when a loaded (or idle-unloaded) model, or a cloud model with a closed circuit, can serve; else 503.
 
     `local_error` is what keeps the default model from serving now (a load failure, or a crash that no new
     worker has recovered from yet); `last_crash` is that crash's record (exit code, signal, time).
     """
     loaded = [engine.model_id for engine in pool.loaded()]
-    cloud = controller.cloud
     cloud_ready = [m for m in cloud.model_ids() if cloud.breaker(m).would_allow()]
     current = pool.current_failure(settings.default_model)
     body: dict[str, Any] = {

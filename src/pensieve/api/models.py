@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from pensieve.api.deps import ControllerDep, PoolDep, require_api_key
-from pensieve.burst.controller import AUTO_MODEL, BurstController
+from pensieve.api.deps import CloudDep, PoolDep, SettingsDep, require_api_key
+from pensieve.burst.planner import AUTO_MODEL
+from pensieve.cloud.registry import CloudRegistry
 from pensieve.engine.pool import ModelPool, normalise_model_id
 from pensieve.engine.registry import ModelInfo
 from pensieve.errors import ModelNotFoundError
@@ -44,15 +45,14 @@ def _card(info: ModelInfo, pool: ModelPool) -> ModelCard:
     return ModelCard(id=info.id, created=info.modified_ns // 1_000_000_000, details=describe_model(info, pool))
 
 
-def _routing_cards(controller: BurstController) -> list[ModelCard]:
-    """`auto` (the burst controller decides) and every cloud model as `<provider>/<model>`."""
-    cloud = controller.cloud
+def _routing_cards(cloud: CloudRegistry, default_model: str) -> list[ModelCard]:
+    """`auto` (the route planner decides) and every cloud model as `<provider>/<model>`."""
     cards = [
         ModelCard(
             id=AUTO_MODEL,
             created=0,
             owned_by="pensieve",
-            details={"route": "auto", "local": controller.settings.default_model, "cloud": cloud.default_model_id},
+            details={"route": "auto", "local": default_model, "cloud": cloud.default_model_id},
         )
     ]
     for model_id in cloud.model_ids():
@@ -69,20 +69,22 @@ def _routing_cards(controller: BurstController) -> list[ModelCard]:
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def list_models(pool: PoolDep, controller: ControllerDep) -> ModelList:
+async def list_models(pool: PoolDep, cloud: CloudDep, settings: SettingsDep) -> ModelList:
     """Installed local models that can serve, then `auto` and the cloud models (`<provider>/<model>`).
 
     Unreadable model files are listed by GET /api/models.
     """
     models = await pool.available_models()
-    return ModelList(data=[_card(info, pool) for info in models if info.usable] + _routing_cards(controller))
+    return ModelList(
+        data=[_card(info, pool) for info in models if info.usable] + _routing_cards(cloud, settings.default_model)
+    )
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard)
-async def retrieve_model(model_id: str, pool: PoolDep, controller: ControllerDep) -> ModelCard:
+async def retrieve_model(model_id: str, pool: PoolDep, cloud: CloudDep, settings: SettingsDep) -> ModelCard:
     """One model: installed, `auto` or a cloud model."""
-    for card in _routing_cards(controller):
-        if card.id == model_id or card.id == controller.cloud.resolve(model_id):
+    for card in _routing_cards(cloud, settings.default_model):
+        if card.id == model_id or card.id == cloud.resolve(model_id):
             return card
     wanted = normalise_model_id(model_id)
     for info in await pool.available_models():

@@ -5,7 +5,6 @@ worker has loaded since)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -13,21 +12,9 @@ from fastapi import APIRouter, Depends
 from pensieve.api.deps import PoolDep, SettingsDep, require_api_key
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.pool import ModelPool
+from pensieve.observability import process_rss_bytes
 
 router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(require_api_key)])
-
-
-def process_rss_bytes(pid: int | None) -> int | None:
-    """Resident memory of process `pid` from /proc/<pid>/status (Linux); None elsewhere or once it is gone."""
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024  # the kernel reports kB
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def describe_loaded(engine: LocalEngine, pool: ModelPool) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import openai
 
 from pensieve.cloud.circuit import CircuitBreaker
 from pensieve.cloud.providers import CloudModel, ProviderConfig
-from pensieve.engine.types import (
+from pensieve.engine_api import (
     ChatMessage,
     EngineStats,
     FinishReason,

@@ -50,15 +50,42 @@ class CloudRegistry:
     """Every cloud model the server may burst to, with the breakers that guard their providers."""
 
     def __init__(self, providers: list[ProviderConfig], *, circuit_failures: int, circuit_cooldown: float) -> None:
+        self._engines: dict[str, CloudEngine] = {}
+        self._install(providers, circuit_failures, circuit_cooldown)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CloudRegistry:
+        """The registry of the providers the settings declare."""
+        return cls(
+            providers_from_settings(settings),
+            circuit_failures=settings.cloud_circuit_failures,
+            circuit_cooldown=settings.cloud_circuit_cooldown_seconds,
+        )
+
+    def _install(self, providers: list[ProviderConfig], circuit_failures: int, circuit_cooldown: float) -> None:
         self.providers = providers
         self.breakers = {p.name: CircuitBreaker(circuit_failures, circuit_cooldown) for p in providers}
-        self._engines: dict[str, CloudEngine] = {}
         self._models: dict[str, tuple[ProviderConfig, CloudModel]] = {}
         for provider in providers:
             for model in provider.models:
                 self._models[f"{provider.name}/{model.id}"] = (provider, model)
         default = next((p for p in providers if p.default), providers[0] if providers else None)
         self.default_model_id = f"{default.name}/{default.models[0].id}" if default and default.models else None
+
+    async def reconfigure(self, settings: Settings) -> None:
+        """Switch to the providers of `settings` in place (breakers start closed), closing the old clients.
+
+        In place, so every service holding this registry sees the new providers from the next request on.
+        """
+        old_engines = list(self._engines.values())
+        self._engines = {}
+        self._install(
+            providers_from_settings(settings),
+            settings.cloud_circuit_failures,
+            settings.cloud_circuit_cooldown_seconds,
+        )
+        for engine in old_engines:
+            await engine.close()
 
     @property
     def configured(self) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from pensieve.engine.types import ChatMessage, Role
+from pensieve.engine_api import ChatMessage, Role
 from pensieve.errors import InvalidRequestError
 
 Formatter = Callable[[Sequence[ChatMessage], str], str]

@@ -26,7 +26,8 @@ from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.registry import ModelInfo
 from pensieve.engine.scheduler import DoneEvent, Job, TokenEvent
 from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler
-from pensieve.engine.types import (
+from pensieve.engine.worker_client import WorkerClient
+from pensieve.engine_api import (
     EngineStats,
     FinishReason,
     GenerationChunk,
@@ -34,7 +35,6 @@ from pensieve.engine.types import (
     TokenLogprob,
     Usage,
 )
-from pensieve.engine.worker_client import WorkerClient
 from pensieve.errors import ContextLengthExceededError, EngineError, InvalidRequestError, RateLimitedError
 
 logger = logging.getLogger(__name__)

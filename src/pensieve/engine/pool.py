@@ -79,6 +79,11 @@ class ModelPool:
         self._keep_alive_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
+    def reconfigure(self, settings: Settings) -> None:
+        """Use new settings: limits and keep-alive apply now, load parameters to the next load."""
+        self.settings = settings
+        self._wake.set()  # a shorter keep-alive may expire a model now
+
     @property
     def config(self) -> LlamaConfig:
         """llama.cpp load parameters from the settings."""

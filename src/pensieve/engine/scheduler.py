@@ -25,7 +25,7 @@ from typing import Literal
 
 from pensieve.engine.llamacpp.batch_context import BatchContext, BatchItem, SequenceSampler
 from pensieve.engine.llamacpp.runtime import LlamaDecodeError
-from pensieve.engine.types import SamplingParams
+from pensieve.engine_api import SamplingParams
 
 Finish = Literal["stop", "length", "cancelled", "error"]
 # Prompt tokens a step may add while other sequences are generating: ~0.15 s of prefill on 2 cores,

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pensieve.config import Settings
-from pensieve.engine.types import ChatMessage, GenerationRequest, SamplingParams
+from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
 from pensieve.units import parse_duration_seconds
 

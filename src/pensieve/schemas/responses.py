@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
-from pensieve.engine.types import FinishReason, TokenLogprob, Usage
+from pensieve.engine_api import FinishReason, TokenLogprob, Usage
 
 SYSTEM_FINGERPRINT = "pensieve"
 

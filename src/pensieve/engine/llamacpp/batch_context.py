@@ -20,7 +20,7 @@ import numpy as np
 
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaDecodeError, LlamaLoadError, ensure_backend
 from pensieve.engine.llamacpp.vocab import LlamaVocab
-from pensieve.engine.types import SamplingParams
+from pensieve.engine_api import SamplingParams
 
 logger = logging.getLogger(__name__)
 

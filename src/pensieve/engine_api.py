@@ -1,9 +1,33 @@
-"""Plain data passed between the HTTP layer and engines; free of HTTP and of llama.cpp."""
+"""The Engine contract: what the server needs from anything that generates text, and the data it passes.
+
+Both the local llama.cpp engine (`pensieve.engine`) and the cloud providers (`pensieve.cloud`) implement
+`Engine`; the serving and routing layers above depend on this module only, never on an implementation.
+Everything here is plain data, free of HTTP and of llama.cpp, so any process may import it.
+
+Contract:
+- `generate` is an async generator of GenerationChunk; the final chunk has finish_reason and usage.
+- Errors a client caused (context too long, bad parameter) are raised before the first chunk.
+- Closing the generator early (client disconnect) cancels the run within a token or two.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "ChatMessage",
+    "Engine",
+    "EngineStats",
+    "FinishReason",
+    "GenerationChunk",
+    "GenerationRequest",
+    "Role",
+    "SamplingParams",
+    "TokenLogprob",
+    "Usage",
+]
 
 FinishReason = Literal["stop", "length"]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -108,3 +132,34 @@ class EngineStats:
     parallel: int = 1  # sequences the engine decodes together at most
     estimated_wait_seconds: float = 0.0  # how long a new request would wait before it starts
     extra: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded model that can generate text."""
+
+    @property
+    def model_id(self) -> str:
+        """The id clients use for this model."""
+        ...
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the model can attend to (prompt + completion)."""
+        ...
+
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Tokens the request's prompt takes once formatted, without generating anything."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        """Stream the completion of `request`."""
+        ...
+
+    def stats(self) -> EngineStats:
+        """Current load and speed figures."""
+        ...
+
+    async def close(self) -> None:
+        """Stop accepting work and free the model's memory."""
+        ...

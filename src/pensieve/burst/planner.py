@@ -1,0 +1,238 @@
+"""The route planner: measures a request and both sides, asks the pure policy, and hands back a Plan.
+
+Nothing is generated here. The planner reads the signals the policy needs (the prompt's token count on
+the local model, its private-data findings and complexity, the local wait, the cloud's circuit, the spend)
+and returns a `Plan`: the decision, every figure behind it (for `/api/route/explain`), and what running it
+needs (the local engine it already holds, the redactor). A refused plan knows the error that explains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+from pensieve.burst.complexity import ComplexityScore, score_complexity
+from pensieve.burst.ledger import SpendLedger
+from pensieve.burst.options import BurstOptions
+from pensieve.burst.policy import Decision, Pin, RequestFacts, Signals, decide
+from pensieve.cloud.registry import CloudRegistry
+from pensieve.engine.pool import ModelPool, normalise_model_id
+from pensieve.engine_api import Engine, GenerationRequest
+from pensieve.errors import (
+    ContextLengthExceededError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    PensieveError,
+    PrivateDataBlockedError,
+    ServiceUnavailableError,
+)
+from pensieve.privacy.scanner import Finding, PrivacyScanner
+
+RouteHeader = Literal["local", "cloud", "auto"]
+AUTO_MODEL = "auto"
+# Request text up to this many characters is scanned on the event loop; longer text in a thread
+# (bench/README.md, "Burst decision", has the scan's cost per megabyte).
+INLINE_TEXT_CHARS = 50_000
+# Used to estimate a cloud call's cost when max_tokens is unset.
+_ASSUMED_COMPLETION_TOKENS = 256
+
+
+def request_texts(request: GenerationRequest) -> list[str]:
+    """The user-controlled text of a request, one entry per message (or the prompt)."""
+    if request.messages is not None:
+        return [message.content for message in request.messages]
+    return [request.prompt] if isinstance(request.prompt, str) else []
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A decision with everything measured to reach it (for explain) and what running it needs."""
+
+    decision: Decision
+    facts: RequestFacts
+    signals: Signals
+    local: Engine | None
+    local_error: PensieveError | None
+    chat: bool
+    redactor: PrivacyScanner | None
+    confidence_threshold: float
+
+    def explain(self) -> dict[str, Any]:
+        """The decision record and the figures behind it; no prompt text."""
+        facts = self.facts
+        return {
+            **self.decision.as_dict(),
+            "facts": {
+                "pin": facts.pin,
+                "local_model": facts.local_model,
+                "cloud_model": facts.cloud_model,
+                "prompt_tokens": facts.prompt_tokens,
+                "max_tokens": facts.max_tokens,
+                "stream": facts.stream,
+                "complexity_score": facts.complexity_score,
+                "private_data": dict(facts.private_kinds),
+            },
+            "signals": self.signals.__dict__,
+        }
+
+    @property
+    def refused(self) -> bool:
+        """True when no side may run the request."""
+        return self.decision.route is None
+
+    def refusal(self) -> PensieveError:
+        """The client-facing error that explains a refused plan."""
+        decision, facts, signals = self.decision, self.facts, self.signals
+        if decision.error_code == "private_data_blocked":
+            return PrivateDataBlockedError(decision.detail)
+        if decision.error_code == "context_length_exceeded" and facts.prompt_tokens is not None:
+            return ContextLengthExceededError.for_request(
+                n_ctx=signals.local_context_length or 0,
+                prompt_tokens=facts.prompt_tokens,
+                requested=facts.max_tokens or None,
+                chat=self.chat,
+                note=_why_not_cloud(decision, signals),
+            )
+        if decision.error_code == "context_length_exceeded":
+            return ContextLengthExceededError(decision.detail, param="messages" if self.chat else "prompt")
+        if self.local_error is not None:
+            return self.local_error
+        return ServiceUnavailableError(decision.detail)
+
+
+def _why_not_cloud(decision: Decision, signals: Signals) -> str:
+    """Why a request the local model cannot take did not go to the cloud ("" when no cloud exists)."""
+    if not signals.cloud_configured:
+        return ""
+    blocker = next((v for v in decision.verdicts if v.vote == "no_cloud"), None)
+    if blocker is not None:
+        return f"It could not go to the cloud instead: {blocker.detail}."
+    return "Sending it to the cloud instead is switched off (PENSIEVE_BURST_CONTEXT=false)."
+
+
+def estimated_wait_ms(engine: Engine | None) -> float:
+    """How long a new request would wait on `engine` before it starts (0 while a sequence is free)."""
+    return engine.stats().estimated_wait_seconds * 1000 if engine is not None else 0.0
+
+
+class RoutePlanner:
+    """Decides local or cloud for every request, with the reasons; never runs anything."""
+
+    def __init__(self, options: BurstOptions, pool: ModelPool, cloud: CloudRegistry, ledger: SpendLedger) -> None:
+        self.options = options
+        self.pool = pool
+        self.cloud = cloud
+        self.ledger = ledger
+
+    def reconfigure(self, options: BurstOptions) -> None:
+        """Use new options from the next plan on (one assignment: a plan sees old or new, never both)."""
+        self.options = options
+
+    # --- model ids --------------------------------------------------------------------------------
+
+    def _pin(self, model: str, header: RouteHeader | None) -> tuple[Pin | None, str | None, str | None]:
+        """(pin, local model, cloud model) for the requested model id and route header."""
+        model = model.strip()
+        cloud_id = self.cloud.resolve(model) if model.lower() != AUTO_MODEL else None
+        is_auto = model.lower() in (AUTO_MODEL, "")
+        local_id = None if is_auto or cloud_id else normalise_model_id(model)
+        local = local_id or normalise_model_id(self.options.default_model)
+        cloud = cloud_id or self.cloud.default_model_id
+        if header == "local":
+            return "header_local", local, cloud
+        if header == "cloud":
+            return "header_cloud", local, cloud
+        if header == "auto" or is_auto:
+            return None, local, cloud
+        return ("model_cloud" if cloud_id else "model_local"), local, cloud
+
+    # --- signals ----------------------------------------------------------------------------------
+
+    async def _local(self, model: str | None, pin: Pin | None) -> tuple[Engine | None, PensieveError | None]:
+        if model is None:
+            return None, ServiceUnavailableError("No local model is configured.")
+        try:
+            return await self.pool.get(model), None
+        except ModelNotFoundError as exc:
+            if pin in ("model_local", "header_local") and model != normalise_model_id(self.options.default_model):
+                raise  # the client named a model that does not exist: 404, not a burst
+            return None, exc
+        except PensieveError as exc:
+            return None, exc
+
+    def _signals(self, local: Engine | None, local_error: PensieveError | None, facts: RequestFacts) -> Signals:
+        cloud_model = facts.cloud_model
+        breaker = self.cloud.breaker(cloud_model) if cloud_model else None
+        estimated = 0.0
+        if cloud_model:
+            completion = facts.max_tokens or _ASSUMED_COMPLETION_TOKENS
+            estimated = self.cloud.model(cloud_model).cost_usd(facts.prompt_tokens or 0, completion)
+        return Signals(
+            local_available=local is not None,
+            local_unavailable_reason=local_error.message if local_error else None,
+            local_context_length=local.context_length if local else None,
+            local_wait_ms=estimated_wait_ms(local),
+            cloud_configured=self.cloud.configured,
+            circuit_allows=breaker.would_allow() if breaker else False,
+            circuit_state=breaker.state if breaker else "none",
+            spent_today_usd=self.ledger.spent_today(),
+            spent_month_usd=self.ledger.spent_this_month(),
+            daily_cap_usd=self.options.daily_cap_usd,
+            monthly_cap_usd=self.options.monthly_cap_usd,
+            estimated_cost_usd=estimated,
+        )
+
+    def _read_texts(
+        self, options: BurstOptions, texts: list[str], prompt_tokens: int | None
+    ) -> tuple[Sequence[Finding], ComplexityScore]:
+        """The request text's private-data findings (none when privacy is off) and its complexity score."""
+        findings = options.scanner.scan(texts) if options.policy.privacy_mode != "off" else ()
+        return findings, score_complexity("\n".join(texts), options.weights, prompt_tokens=prompt_tokens)
+
+    async def plan(self, request: GenerationRequest, *, stream: bool, header: RouteHeader | None) -> Plan:
+        """Measure the request and the state of both sides, then decide (no generation happens)."""
+        options = self.options  # one configuration for the whole plan, even if settings change meanwhile
+        pin, local_model, cloud_model = self._pin(request.model, header)
+        if pin in ("header_cloud", "model_cloud") and cloud_model is None:
+            raise InvalidRequestError(
+                "This request asks for a cloud model, but no cloud provider is configured "
+                "(set PENSIEVE_CLOUD_BASE_URL and PENSIEVE_CLOUD_MODEL).",
+                param="model",
+                code="cloud_not_configured",
+            )
+        local, local_error = await self._local(local_model, pin)
+        texts = request_texts(request)
+        prompt_tokens = await local.count_prompt_tokens(request) if local else None
+        measure = partial(self._read_texts, options, texts, prompt_tokens)
+        # A long text (up to the 8 MB body limit) would hold the event loop, and so every running stream,
+        # for up to seconds: it is scanned and scored in a thread.
+        off_loop = sum(len(text) for text in texts) > INLINE_TEXT_CHARS
+        findings, complexity = await asyncio.to_thread(measure) if off_loop else measure()
+        kinds: dict[str, int] = {}
+        for finding in findings:
+            kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+        facts = RequestFacts(
+            pin=pin,
+            local_model=local_model,
+            cloud_model=cloud_model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=request.params.max_tokens or 0,
+            stream=stream,
+            complexity_score=complexity.score,
+            complexity_detail=complexity.explain(),
+            private_kinds=kinds,
+        )
+        signals = self._signals(local, local_error, facts)
+        return Plan(
+            decide(options.policy, facts, signals),
+            facts,
+            signals,
+            local,
+            local_error,
+            chat=request.messages is not None,
+            redactor=options.redactor,
+            confidence_threshold=options.confidence_threshold,
+        )

@@ -1,0 +1,166 @@
+"""The route runner: carries out one Plan — run on the chosen side, fall back, cascade — and accounts for it.
+
+Fallback happens only while nothing has been streamed to the client; after the first chunk an error
+ends the stream (the SSE layer sends an error event). `info` always says where the request is running,
+so the serving layer can put it in the response headers once the first chunk (or the whole answer) exists.
+
+The runner gets what it needs and nothing more: the plan, a source of local engines (the model pool), a
+source of cloud engines (the cloud registry) and the recorder. Both sources are protocols, so the
+fallback and cascade logic can be exercised with scripted engines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import replace
+from typing import Protocol
+
+from pensieve.burst.accounting import RouteInfo, RunRecorder, Timing
+from pensieve.burst.planner import Plan
+from pensieve.burst.policy import Route
+from pensieve.engine_api import ChatMessage, Engine, GenerationChunk, GenerationRequest, Usage
+from pensieve.errors import CloudError, InvalidRequestError, NotFoundError, PensieveError
+from pensieve.privacy.redact import redact_texts
+from pensieve.privacy.scanner import PrivacyScanner
+
+
+class LocalEngines(Protocol):
+    """Where the runner gets a local engine for a fallback (the model pool)."""
+
+    async def get(self, model_id: str) -> Engine:
+        """The loaded engine for `model_id`, loading it if needed."""
+        ...
+
+
+class CloudEngines(Protocol):
+    """Where the runner gets a cloud engine (the cloud registry)."""
+
+    def engine(self, model_id: str) -> Engine:
+        """The engine for a cloud model id (`provider/model`)."""
+        ...
+
+
+def may_fall_back(route: Route, error: PensieveError) -> bool:
+    """Local failures of the server's own making, and retryable cloud failures, may try the other side."""
+    if route == "cloud":
+        return isinstance(error, CloudError) and error.retryable
+    return not isinstance(error, InvalidRequestError | NotFoundError)
+
+
+def redacted(request: GenerationRequest, redactor: PrivacyScanner) -> GenerationRequest:
+    """The request with every private finding masked (what the cloud sees in privacy mode `redact`)."""
+    if request.messages is not None:
+        texts = [message.content for message in request.messages]
+        masked = redact_texts(texts, redactor.scan(texts))
+        messages = tuple(ChatMessage(m.role, text, m.name) for m, text in zip(request.messages, masked, strict=True))
+        return replace(request, messages=messages)
+    if isinstance(request.prompt, str):
+        return replace(request, prompt=redact_texts([request.prompt], redactor.scan([request.prompt]))[0])
+    return request
+
+
+class RouteRunner:
+    """Runs the generations of one planned request where the plan says, with fallback and cascade."""
+
+    def __init__(self, plan: Plan, *, local: LocalEngines, cloud: CloudEngines, recorder: RunRecorder) -> None:
+        decision = plan.decision
+        if decision.route is None or decision.model is None:
+            raise ValueError("a refused plan cannot run")
+        self.plan = plan
+        self.info = RouteInfo(decision.route, decision.reason, decision.model)
+        self._local = plan.local
+        self._local_sources = local
+        self._cloud_sources = cloud
+        self._recorder = recorder
+
+    @property
+    def local_model(self) -> str | None:
+        """The local model the request runs on, or None when it runs in the cloud."""
+        return self.info.model if self.info.route == "local" else None
+
+    async def _engine(self, route: Route) -> tuple[Engine, str]:
+        facts = self.plan.facts
+        if route == "cloud":
+            assert facts.cloud_model is not None  # the policy never picks the cloud without a cloud model
+            return self._cloud_sources.engine(facts.cloud_model), facts.cloud_model
+        assert facts.local_model is not None
+        if self._local is None:
+            self._local = await self._local_sources.get(facts.local_model)
+        return self._local, self._local.model_id
+
+    def _prepared(self, route: Route, request: GenerationRequest, model: str) -> GenerationRequest:
+        """The request as the chosen side gets it: its own model id; for the cloud, redacted if configured."""
+        if route == "local":
+            return replace(request, model=model)
+        request = replace(request, model=model.split("/", 1)[1])
+        return redacted(request, self.plan.redactor) if self.plan.redactor is not None else request
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        """Stream the answer from the planned side, falling back before the first chunk if it fails."""
+        started = time.perf_counter()
+        route = self.info.route
+        if self.plan.decision.cascade:
+            async for chunk in self._cascade(request, started):
+                yield chunk
+            return
+        yielded = False
+        try:
+            async for chunk in self._run(route, request, started):
+                yielded = True
+                yield chunk
+            return
+        except PensieveError as error:
+            fallback = self.plan.decision.fallback
+            if yielded or fallback is None or not may_fall_back(route, error):
+                self._failed(error, started)
+                raise
+        reason = "local_failure" if fallback == "cloud" else "cloud_failure"
+        self.info = RouteInfo(fallback, reason, self.info.model, fallback=True)
+        try:
+            async for chunk in self._run(fallback, request, started):
+                yield chunk
+        except PensieveError as error:
+            self._failed(error, started)
+            raise
+
+    async def _run(self, route: Route, request: GenerationRequest, started: float) -> AsyncGenerator[GenerationChunk]:
+        engine, model = await self._engine(route)
+        self.info.model = model
+        first_token: float | None = None
+        async with aclosing(engine.generate(self._prepared(route, request, model))) as chunks:
+            async for chunk in chunks:
+                if first_token is None:
+                    first_token = time.perf_counter()
+                if chunk.finish_reason is not None:
+                    timing = Timing(started, first_token, time.perf_counter())
+                    self._recorder.finished(
+                        self.info, chunk.usage or Usage(0, 0), timing, stream=self.plan.facts.stream
+                    )
+                yield chunk
+
+    async def _cascade(self, request: GenerationRequest, started: float) -> AsyncGenerator[GenerationChunk]:
+        """Answer locally; when the answer's mean token log-probability is low, ask the cloud instead."""
+        local_request = replace(request, params=replace(request.params, logprobs=True))
+        chunks = [chunk async for chunk in self._run("local", local_request, started)]
+        confidence = chunks[-1].mean_logprob if chunks else None
+        if confidence is None or confidence >= self.plan.confidence_threshold:
+            for chunk in chunks:
+                yield chunk
+            return
+        self.info = RouteInfo("cloud", "confidence", self.info.model)
+        try:
+            cloud_chunks = [chunk async for chunk in self._run("cloud", request, time.perf_counter())]
+        except CloudError as error:
+            if not error.retryable:
+                raise
+            local_model = self._local.model_id if self._local else (self.plan.facts.local_model or "")
+            self.info = RouteInfo("local", "cloud_failure", local_model, fallback=True)
+            cloud_chunks = chunks
+        for chunk in cloud_chunks:
+            yield chunk
+
+    def _failed(self, error: PensieveError, started: float) -> None:
+        timing = Timing(started, None, time.perf_counter())
+        self._recorder.failed(self.info, error, timing, stream=self.plan.facts.stream)

@@ -1,0 +1,112 @@
+"""Every long-lived service of one server, built from the settings, reconfigured and closed together.
+
+The lifespan in `app.py` builds one `Services` and keeps it on `app.state.services`; `pensieve.api.deps`
+hands each route the one service it uses. A settings change goes through `reconfigure(new)` only, so
+no service is forgotten when a setting starts to matter somewhere new.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pensieve.burst.accounting import RunRecorder
+from pensieve.burst.ledger import SpendLedger
+from pensieve.burst.options import BurstOptions, check_burst_settings
+from pensieve.burst.planner import RoutePlanner
+from pensieve.burst.stats import DecisionLog
+from pensieve.cloud.registry import CloudRegistry
+from pensieve.config import Settings
+from pensieve.engine.pool import ModelPool
+from pensieve.engine.registry import ModelRegistry
+from pensieve.errors import PensieveError
+from pensieve.observability import Metrics, ProcessClock
+from pensieve.serving import ChatServing, CompletionServing
+
+logger = logging.getLogger(__name__)
+
+# The cloud spend ledger (numbers only) under PENSIEVE_DATA_DIR; it survives restarts.
+LEDGER_FILE = "spend.sqlite3"
+
+
+@dataclass
+class Services:
+    """The services of one running server."""
+
+    settings: Settings
+    env_file: Path  # where POST /api/admin/settings/save writes
+    pool: ModelPool
+    cloud: CloudRegistry
+    ledger: SpendLedger
+    decisions: DecisionLog
+    metrics: Metrics
+    planner: RoutePlanner
+    recorder: RunRecorder
+    chat: ChatServing
+    completions: CompletionServing
+    process: ProcessClock
+
+    @classmethod
+    def build(cls, settings: Settings, env_file: Path) -> Services:
+        """Build every service for `settings` (nothing is loaded or started yet: see `start`)."""
+        check_burst_settings(settings)
+        pool = ModelPool(settings, ModelRegistry(settings.models_dir))
+        cloud = CloudRegistry.from_settings(settings)
+        ledger = SpendLedger(settings.data_dir / LEDGER_FILE)
+        decisions, metrics = DecisionLog(), Metrics()
+        planner = RoutePlanner(BurstOptions.from_settings(settings), pool, cloud, ledger)
+        recorder = RunRecorder(ledger, decisions, metrics, cloud)
+        return cls(
+            settings=settings,
+            env_file=env_file,
+            pool=pool,
+            cloud=cloud,
+            ledger=ledger,
+            decisions=decisions,
+            metrics=metrics,
+            planner=planner,
+            recorder=recorder,
+            chat=ChatServing(settings, planner, pool, cloud, recorder),
+            completions=CompletionServing(settings, planner, pool, cloud, recorder),
+            process=ProcessClock(),
+        )
+
+    async def start(self) -> None:
+        """Start the pool's keep-alive task and, when configured, load the default model."""
+        self.pool.start()
+        if self.cloud.configured:
+            models = ", ".join(self.cloud.model_ids())
+            logger.info("cloud models: %s (auto bursts to %s)", models, self.cloud.default_model_id)
+        if self.settings.preload_default_model:
+            await self._preload_default()
+
+    async def _preload_default(self) -> None:
+        """Load the default model so the first request does not pay for it; a failure is logged, not fatal."""
+        try:
+            engine = await self.pool.get(self.settings.default_model, reserve=False)
+        except PensieveError as exc:
+            logger.error("default model not loaded: %s", exc.message)
+            return
+        logger.info("default model %s ready (context %d tokens)", engine.model_id, engine.context_length)
+
+    async def reconfigure(self, new: Settings) -> None:
+        """Switch every running service to `new` settings (SettingsError if they are inconsistent).
+
+        Settings read only at start-up (socket, folders, thread counts) wait for a restart: the admin
+        view marks them.
+        """
+        check_burst_settings(new)
+        old, self.settings = self.settings, new
+        self.planner.reconfigure(BurstOptions.from_settings(new))
+        self.pool.reconfigure(new)
+        self.chat.settings = self.completions.settings = new
+        cloud_changed = any(getattr(old, f) != getattr(new, f) for f in Settings.model_fields if f.startswith("cloud_"))
+        if cloud_changed:  # otherwise the circuit breakers keep their state
+            await self.cloud.reconfigure(new)
+
+    async def close(self) -> None:
+        """Unload every model, close the cloud clients and the ledger."""
+        await self.pool.close()
+        await self.cloud.close()
+        self.ledger.close()

@@ -1,0 +1,123 @@
+"""The serving layer's common run: a body becomes engine requests ONCE, is planned, and runs to the end.
+
+One serving class per endpoint (`ChatServing`, `CompletionServing`) owns the whole run of its requests,
+the way vLLM's serving_* classes do: `prepare` converts the body and asks the route planner (a refusal
+is recorded and raised here), then `answer` or `stream` runs it on a RouteRunner while the local model
+is held loaded. HTTP concerns (SSE framing, headers, disconnects) stay in `pensieve.api`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator
+from contextlib import AbstractContextManager, aclosing, nullcontext
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from pensieve.burst.accounting import RouteInfo, RunRecorder
+from pensieve.burst.planner import RouteHeader, RoutePlanner
+from pensieve.burst.runner import RouteRunner
+from pensieve.cloud.registry import CloudRegistry
+from pensieve.config import Settings
+from pensieve.engine.pool import ModelPool
+from pensieve.engine_api import GenerationRequest
+from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
+
+Body = TypeVar("Body", ChatCompletionRequest, CompletionRequest)
+
+
+@dataclass
+class PreparedRun(Generic[Body]):
+    """A planned request ready to run: its body, its engine requests (one per prompt) and its runner."""
+
+    body: Body
+    requests: list[GenerationRequest]
+    runner: RouteRunner
+
+    @property
+    def info(self) -> RouteInfo:
+        """Where the request runs now (final once the first chunk exists: fallback happens before it)."""
+        return self.runner.info
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A started stream: its first JSON payload (so errors before it stay HTTP errors) and the rest."""
+
+    first: str
+    rest: AsyncGenerator[str, None]
+    info: RouteInfo
+
+
+def routing_request(requests: list[GenerationRequest]) -> GenerationRequest:
+    """The request the planner decides on: all prompts of a batched text completion joined."""
+    texts = [request.prompt for request in requests if isinstance(request.prompt, str)]
+    if len(requests) == 1 or len(texts) != len(requests):
+        return requests[0]
+    return replace(requests[0], prompt="\n".join(texts))
+
+
+async def _held(hold: AbstractContextManager[None], payloads: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
+    """`payloads` with `hold` entered from the first payload until the stream ends or is closed."""
+    with hold:
+        async with aclosing(payloads) as inner:
+            async for payload in inner:
+                yield payload
+
+
+class GenerationServing(ABC, Generic[Body]):
+    """Plans and runs the requests of one generation endpoint."""
+
+    def __init__(
+        self, settings: Settings, planner: RoutePlanner, pool: ModelPool, cloud: CloudRegistry, recorder: RunRecorder
+    ) -> None:
+        self.settings = settings
+        self.planner = planner
+        self.pool = pool
+        self.cloud = cloud
+        self.recorder = recorder
+
+    @abstractmethod
+    def requests(self, body: Body) -> list[GenerationRequest]:
+        """The engine requests of a body (the only place a body is converted)."""
+
+    @abstractmethod
+    async def _answer(self, run: PreparedRun[Body]) -> BaseModel:
+        """The whole answer object."""
+
+    @abstractmethod
+    def _payloads(self, run: PreparedRun[Body]) -> AsyncGenerator[str, None]:
+        """JSON payloads of the streamed answer; raises client errors before the first one."""
+
+    async def explain(self, body: Body, header: RouteHeader | None) -> dict[str, Any]:
+        """Where `body` would run and why, without running it."""
+        plan = await self.planner.plan(routing_request(self.requests(body)), stream=body.stream, header=header)
+        return plan.explain()
+
+    async def prepare(self, body: Body, header: RouteHeader | None) -> PreparedRun[Body]:
+        """Convert the body, plan it, and build its runner; a refused plan is recorded, then raised."""
+        requests = self.requests(body)
+        plan = await self.planner.plan(routing_request(requests), stream=body.stream, header=header)
+        if plan.refused:
+            self.recorder.refused(plan)
+            raise plan.refusal()
+        runner = RouteRunner(plan, local=self.pool, cloud=self.cloud, recorder=self.recorder)
+        return PreparedRun(body, requests, runner)
+
+    def _hold(self, run: PreparedRun[Body]) -> AbstractContextManager[None]:
+        """Keep the local model loaded until the response is complete (its keep-alive counts from then)."""
+        model = run.runner.local_model
+        return self.pool.hold(model, run.body.keep_alive_seconds) if model else nullcontext()
+
+    async def answer(self, run: PreparedRun[Body]) -> BaseModel:
+        """Run to the end and return the whole answer."""
+        with self._hold(run):
+            return await self._answer(run)
+
+    async def stream(self, run: PreparedRun[Body]) -> Streamed:
+        """Start the stream: wait for its first payload (fallback happens before it), hand back the rest."""
+        payloads = _held(self._hold(run), self._payloads(run))
+        first = await anext(payloads)
+        return Streamed(first, payloads, run.info)

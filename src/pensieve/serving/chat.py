@@ -1,0 +1,78 @@
+"""POST /v1/chat/completions, served: `n` choices of one conversation, whole or as streamed chunks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from pensieve.engine_api import GenerationRequest, Usage
+from pensieve.schemas.requests import ChatCompletionRequest
+from pensieve.schemas.responses import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChoiceLogprobs,
+    ChunkChoice,
+    ChunkDelta,
+    UsageOut,
+    new_id,
+    now,
+)
+from pensieve.serving.base import GenerationServing, PreparedRun
+from pensieve.serving.choices import add_usage, collect_choices, pieces, seeded
+
+
+class ChatServing(GenerationServing[ChatCompletionRequest]):
+    """Chat completions, run where the route planner decides."""
+
+    def requests(self, body: ChatCompletionRequest) -> list[GenerationRequest]:
+        """One engine request: the conversation with the sampling defaults filled in."""
+        return [body.to_request(self.settings)]
+
+    async def _answer(self, run: PreparedRun[ChatCompletionRequest]) -> ChatCompletion:
+        body, request = run.body, run.requests[0]
+        choices: list[ChatChoice] = []
+        usage = Usage(0, 0)
+        for index, result in enumerate(await collect_choices(run.runner, request, body.n)):
+            choices.append(
+                ChatChoice(
+                    index=index,
+                    message=AssistantMessage(content=result.text),
+                    finish_reason=result.finish_reason,
+                    logprobs=ChoiceLogprobs.of(result.logprobs) if body.logprobs else None,
+                )
+            )
+            usage = add_usage(usage, result.usage, count_prompt=index == 0)
+        return ChatCompletion(
+            id=new_id("chatcmpl"), created=now(), model=run.info.model, choices=choices, usage=UsageOut.of(usage)
+        )
+
+    async def _payloads(self, run: PreparedRun[ChatCompletionRequest]) -> AsyncGenerator[str, None]:
+        body, request = run.body, run.requests[0]
+        completion_id, created = new_id("chatcmpl"), now()
+
+        def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
+            return ChatCompletionChunk(
+                id=completion_id,
+                created=created,
+                model=run.info.model,
+                choices=choices,
+                usage=UsageOut.of(usage) if usage else None,
+            ).model_dump_json(exclude_none=False)
+
+        total = Usage(0, 0)
+        for index in range(body.n):
+            announced = False
+            async for piece in pieces(run.runner, seeded(request, index)):
+                if not announced:
+                    # The role comes first, once the model has produced something (errors stay HTTP errors).
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(role="assistant", content=""))])
+                    announced = True
+                if piece.text:
+                    logprobs = ChoiceLogprobs.of(piece.logprobs) if body.logprobs else None
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(content=piece.text), logprobs=logprobs)])
+                if piece.finish_reason is not None:
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=piece.finish_reason)])
+                    total = add_usage(total, piece.usage, count_prompt=index == 0)
+        if body.include_usage:
+            yield chunk([], total)

@@ -1,0 +1,301 @@
+"""The route runner's fallback, cascade, redaction and accounting, driven by two scripted engines.
+
+Pure units: the engines replay scripted chunks or fail at a scripted point, so every branch of the runner
+(fall back before the first chunk, never after; which errors may fall back; the confidence cascade; what
+the cloud sees in redact mode; what the recorder writes) is checked without a model or a network. The live
+tests (tests/integration/test_burst_live.py) cover the same paths end to end with the real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+import pytest
+
+from pensieve.burst.accounting import RunRecorder
+from pensieve.burst.ledger import SpendLedger
+from pensieve.burst.planner import Plan
+from pensieve.burst.policy import Decision, RequestFacts, Route, Signals
+from pensieve.burst.runner import RouteRunner
+from pensieve.burst.stats import DecisionLog
+from pensieve.cloud.providers import CloudModel, ProviderConfig
+from pensieve.cloud.registry import CloudRegistry
+from pensieve.engine_api import (
+    ChatMessage,
+    EngineStats,
+    GenerationChunk,
+    GenerationRequest,
+    SamplingParams,
+    Usage,
+)
+from pensieve.errors import (
+    CloudError,
+    ContextLengthExceededError,
+    EngineError,
+    PensieveError,
+    WorkerCrashedError,
+)
+from pensieve.observability import Metrics
+from pensieve.privacy.scanner import PrivacyConfig, PrivacyScanner
+
+LOCAL, CLOUD = "gemma-local", "acme/big-model"
+EMAIL = "jane.doe@example.com"
+
+
+@dataclass
+class ScriptedEngine:
+    """An Engine that streams `texts` (then a final chunk), or raises `error` after `fail_after` chunks."""
+
+    model_id: str
+    texts: tuple[str, ...] = ("Hello", " world")
+    error: PensieveError | None = None
+    fail_after: int = 0
+    mean_logprob: float | None = None
+    seen: list[GenerationRequest] = field(default_factory=list)
+    context_length: int = 4096
+
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Scripted engines do not tokenize."""
+        return 7
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        """Replay the script."""
+        self.seen.append(request)
+        for index, text in enumerate(self.texts):
+            if self.error is not None and index == self.fail_after:
+                raise self.error
+            yield GenerationChunk(text)
+        if self.error is not None:
+            raise self.error
+        yield GenerationChunk("", finish_reason="stop", usage=Usage(7, len(self.texts)), mean_logprob=self.mean_logprob)
+
+    def stats(self) -> EngineStats:
+        """No load."""
+        return EngineStats(model=self.model_id)
+
+    async def close(self) -> None:
+        """Nothing to free."""
+
+
+@dataclass
+class Sources:
+    """The pool and the cloud registry as the runner sees them: one scripted engine each."""
+
+    local: ScriptedEngine
+    cloud: ScriptedEngine
+    local_loads: int = 0
+
+    async def get(self, model_id: str) -> ScriptedEngine:
+        """The local engine (counted: the runner loads it only when it needs it)."""
+        assert model_id == LOCAL
+        self.local_loads += 1
+        return self.local
+
+    def engine(self, model_id: str) -> ScriptedEngine:
+        """The cloud engine."""
+        assert model_id == CLOUD
+        return self.cloud
+
+
+def _recorder() -> RunRecorder:
+    """A real recorder over an in-memory ledger, priced by a real (never called) cloud registry."""
+    provider = ProviderConfig(
+        name="acme",
+        base_url="http://127.0.0.1:9/v1",
+        api_key=None,
+        models=(CloudModel("big-model", price_input=1.0, price_output=2.0),),
+    )
+    registry = CloudRegistry([provider], circuit_failures=3, circuit_cooldown=30)
+    return RunRecorder(SpendLedger(None), DecisionLog(), Metrics(), registry)
+
+
+def _plan(
+    route: Route,
+    *,
+    fallback: Route | None,
+    cascade: bool = False,
+    redactor: PrivacyScanner | None = None,
+    local: ScriptedEngine | None = None,
+    reason: str = "default",
+) -> Plan:
+    decision = Decision(
+        route=route,
+        reason=reason,
+        model=LOCAL if route == "local" else CLOUD,
+        fallback=fallback,
+        redact=redactor is not None,
+        cascade=cascade,
+        verdicts=(),
+    )
+    facts = RequestFacts(pin=None, local_model=LOCAL, cloud_model=CLOUD, prompt_tokens=7, max_tokens=16, stream=True)
+    signals = Signals(True, None, 4096, 0.0, True, True, "closed", 0.0, 0.0, None, None, 0.0)
+    return Plan(decision, facts, signals, local, None, True, redactor, confidence_threshold=-1.0)
+
+
+def _request(text: str = "Say hello.") -> GenerationRequest:
+    return GenerationRequest(model="auto", params=SamplingParams(max_tokens=16), messages=(ChatMessage("user", text),))
+
+
+def _run(runner: RouteRunner, request: GenerationRequest | None = None) -> str:
+    async def collect() -> str:
+        return "".join([chunk.text async for chunk in runner.generate(request or _request())])
+
+    return asyncio.run(collect())
+
+
+def _routes(recorder: RunRecorder) -> list[tuple[str, str, bool]]:
+    return [(entry.route, entry.reason, entry.fallback) for entry in recorder.log.recent]
+
+
+def test_local_answer_is_recorded_with_what_the_cloud_would_have_cost() -> None:
+    sources, recorder = Sources(ScriptedEngine(LOCAL), ScriptedEngine(CLOUD)), _recorder()
+    runner = RouteRunner(
+        _plan("local", fallback="cloud", local=sources.local), local=sources, cloud=sources, recorder=recorder
+    )
+    assert _run(runner) == "Hello world"
+    assert (runner.info.route, runner.info.reason, runner.info.fallback) == ("local", "default", False)
+    assert sources.cloud.seen == [] and sources.local_loads == 0  # the plan's engine was used, nothing loaded
+    assert sources.local.seen[0].model == LOCAL
+    assert _routes(recorder) == [("local", "default", False)]
+    totals = recorder.ledger.totals()
+    assert totals.local_requests == 1 and totals.cloud_requests == 0
+    assert totals.saved_all_time_usd == pytest.approx((7 * 1.0 + 2 * 2.0) / 1_000_000)
+
+
+def test_a_local_failure_before_the_first_chunk_falls_back_to_the_cloud() -> None:
+    local = ScriptedEngine(LOCAL, error=WorkerCrashedError("worker died"), fail_after=0)
+    sources, recorder = Sources(local, ScriptedEngine(CLOUD, texts=("From", " cloud"))), _recorder()
+    runner = RouteRunner(_plan("local", fallback="cloud", local=local), local=sources, cloud=sources, recorder=recorder)
+    assert _run(runner) == "From cloud"
+    assert (runner.info.route, runner.info.reason, runner.info.fallback) == ("cloud", "local_failure", True)
+    assert runner.info.model == CLOUD
+    assert sources.cloud.seen[0].model == "big-model"  # the provider's own id, without the provider prefix
+    assert _routes(recorder) == [("cloud", "local_failure", True)]
+    assert recorder.ledger.totals().all_time_usd == pytest.approx((7 * 1.0 + 2 * 2.0) / 1_000_000)
+
+
+def test_a_failure_after_the_first_chunk_ends_the_run_without_fallback() -> None:
+    local = ScriptedEngine(LOCAL, error=EngineError("decode failed"), fail_after=1)
+    sources, recorder = Sources(local, ScriptedEngine(CLOUD)), _recorder()
+    runner = RouteRunner(_plan("local", fallback="cloud", local=local), local=sources, cloud=sources, recorder=recorder)
+    with pytest.raises(EngineError):
+        _run(runner)
+    assert sources.cloud.seen == []
+    assert _routes(recorder) == [("error", "default", False)]
+    assert recorder.log.recent[0].error == "engine_error"
+
+
+def test_a_client_error_never_falls_back() -> None:
+    error = ContextLengthExceededError("too long", param="messages")
+    local = ScriptedEngine(LOCAL, error=error, fail_after=0)
+    sources, recorder = Sources(local, ScriptedEngine(CLOUD)), _recorder()
+    runner = RouteRunner(_plan("local", fallback="cloud", local=local), local=sources, cloud=sources, recorder=recorder)
+    with pytest.raises(ContextLengthExceededError):
+        _run(runner)
+    assert sources.cloud.seen == []
+    assert [entry.route for entry in recorder.log.recent] == ["error"]
+
+
+def test_a_plan_without_fallback_reports_the_first_error() -> None:
+    local = ScriptedEngine(LOCAL, error=WorkerCrashedError("worker died"), fail_after=0)
+    sources, recorder = Sources(local, ScriptedEngine(CLOUD)), _recorder()
+    runner = RouteRunner(_plan("local", fallback=None, local=local), local=sources, cloud=sources, recorder=recorder)
+    with pytest.raises(WorkerCrashedError):
+        _run(runner)
+    assert sources.cloud.seen == []
+
+
+def test_a_retryable_cloud_failure_falls_back_to_a_local_model_loaded_on_demand() -> None:
+    cloud = ScriptedEngine(CLOUD, error=CloudError("503 from provider", provider="acme"), fail_after=0)
+    sources, recorder = Sources(ScriptedEngine(LOCAL, texts=("Local",)), cloud), _recorder()
+    runner = RouteRunner(_plan("cloud", fallback="local"), local=sources, cloud=sources, recorder=recorder)
+    assert _run(runner) == "Local"
+    assert (runner.info.route, runner.info.reason, runner.info.model) == ("local", "cloud_failure", LOCAL)
+    assert sources.local_loads == 1
+    assert _routes(recorder) == [("local", "cloud_failure", True)]
+    assert recorder.ledger.totals().all_time_usd == 0.0
+
+
+def test_a_non_retryable_cloud_failure_is_the_clients_answer() -> None:
+    error = CloudError("400: bad parameter", provider="acme", retryable=False, status_code=400)
+    sources, recorder = Sources(ScriptedEngine(LOCAL), ScriptedEngine(CLOUD, error=error)), _recorder()
+    runner = RouteRunner(_plan("cloud", fallback="local"), local=sources, cloud=sources, recorder=recorder)
+    with pytest.raises(CloudError):
+        _run(runner)
+    assert sources.local_loads == 0 and sources.local.seen == []
+    assert _routes(recorder) == [("error", "default", False)]
+
+
+def test_cascade_keeps_a_confident_local_answer() -> None:
+    local = ScriptedEngine(LOCAL, mean_logprob=-0.2)
+    sources, recorder = Sources(local, ScriptedEngine(CLOUD)), _recorder()
+    runner = RouteRunner(
+        _plan("local", fallback="cloud", cascade=True, local=local), local=sources, cloud=sources, recorder=recorder
+    )
+    assert _run(runner) == "Hello world"
+    assert local.seen[0].params.logprobs  # the cascade needs the local answer's log-probabilities
+    assert sources.cloud.seen == []
+    assert runner.info.route == "local"
+
+
+def test_cascade_asks_the_cloud_when_the_local_answer_is_unsure() -> None:
+    local = ScriptedEngine(LOCAL, mean_logprob=-3.0)
+    sources, recorder = Sources(local, ScriptedEngine(CLOUD, texts=("Sure",))), _recorder()
+    runner = RouteRunner(
+        _plan("local", fallback="cloud", cascade=True, local=local), local=sources, cloud=sources, recorder=recorder
+    )
+    assert _run(runner) == "Sure"
+    assert (runner.info.route, runner.info.reason) == ("cloud", "confidence")
+    assert not sources.cloud.seen[0].params.logprobs  # the client's own request goes to the cloud
+    assert _routes(recorder) == [("local", "default", False), ("cloud", "confidence", False)]
+
+
+def test_cascade_falls_back_to_the_local_answer_when_the_cloud_fails() -> None:
+    local = ScriptedEngine(LOCAL, mean_logprob=-3.0)
+    cloud = ScriptedEngine(CLOUD, error=CloudError("timeout", provider="acme"))
+    sources, recorder = Sources(local, cloud), _recorder()
+    runner = RouteRunner(
+        _plan("local", fallback="cloud", cascade=True, local=local), local=sources, cloud=sources, recorder=recorder
+    )
+    assert _run(runner) == "Hello world"
+    assert (runner.info.route, runner.info.reason, runner.info.fallback) == ("local", "cloud_failure", True)
+
+
+def test_redact_mode_masks_private_data_for_the_cloud_only() -> None:
+    scanner = PrivacyScanner(PrivacyConfig())
+    local = ScriptedEngine(LOCAL, error=WorkerCrashedError("worker died"))
+    sources, recorder = Sources(local, ScriptedEngine(CLOUD)), _recorder()
+    plan = _plan("local", fallback="cloud", redactor=scanner, local=local)
+    runner = RouteRunner(plan, local=sources, cloud=sources, recorder=recorder)
+    _run(runner, _request(f"Write to {EMAIL} about the invoice."))
+    assert local.seen[0].messages is not None and EMAIL in local.seen[0].messages[0].content
+    cloud_text = sources.cloud.seen[0].messages[0].content  # type: ignore[index]
+    assert EMAIL not in cloud_text and "the invoice" in cloud_text
+
+
+def test_a_refused_plan_cannot_run_and_is_recorded_as_refused() -> None:
+    sources, recorder = Sources(ScriptedEngine(LOCAL), ScriptedEngine(CLOUD)), _recorder()
+    plan = _plan("local", fallback=None)
+    refused = Plan(
+        Decision(None, "privacy", None, None, False, False, (), "private_data_blocked", "private data"),
+        plan.facts,
+        plan.signals,
+        None,
+        None,
+        True,
+        None,
+        -1.0,
+    )
+    with pytest.raises(ValueError, match="refused"):
+        RouteRunner(refused, local=sources, cloud=sources, recorder=recorder)
+    recorder.refused(refused)
+    entry = recorder.log.recent[0]
+    assert (entry.route, entry.reason, entry.error, entry.prompt_tokens) == (
+        "refused",
+        "privacy",
+        "private_data_blocked",
+        7,
+    )
+    assert refused.refusal().code == "private_data_blocked"
