@@ -81,7 +81,7 @@ async def main() -> int:
         print(f"model not found: {args.model} (run ./run_app.sh or `pensieve models install-default`)", file=sys.stderr)
         return 1
     data_dir = Path(tempfile.mkdtemp(prefix="pensieve-bench-"))
-    settings = Settings(
+    settings = Settings.from_values(
         models_dir=args.model.parent,
         data_dir=data_dir,
         default_model=args.model.stem,
@@ -91,14 +91,13 @@ async def main() -> int:
         cloud_api_key="sk-bench",
         cloud_price_input=0.15,
         cloud_price_output=0.6,
-        _env_file=None,  # type: ignore[call-arg]
     )
-    pool = ModelPool(settings, ModelRegistry(settings.models_dir))
-    cloud = CloudRegistry.from_settings(settings)
+    pool = ModelPool(settings.engine, ModelRegistry(settings.engine.models_dir))
+    cloud = CloudRegistry.from_settings(settings.cloud)
     ledger = SpendLedger(data_dir / "spend.sqlite3")
     options = BurstOptions.from_settings(settings)
     planner = RoutePlanner(options, pool, cloud, ledger)
-    engine = await pool.get(settings.default_model)
+    engine = await pool.get(settings.engine.default_model)
 
     text = long_prompt(args.prompt_tokens)
     params = SamplingParams(max_tokens=256)

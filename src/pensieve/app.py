@@ -56,13 +56,13 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     app.include_router(ps.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    if settings.cors_origins:
+    if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.cors_origins,
+            allow_origins=settings.server.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=["x-pensieve-route", "x-pensieve-reason", "x-pensieve-model"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_request_bytes)
     return app

@@ -51,13 +51,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         preload_default_model=False if args.no_preload else None,
     )
-    configure_logging(settings.log_level, settings.log_dir)
-    settings.models_dir.mkdir(parents=True, exist_ok=True)
-    print(f"Pensieve {__version__} on http://{settings.host}:{settings.port}  (API docs: /docs)", flush=True)
+    configure_logging(settings.server.log_level, settings.server.log_dir)
+    settings.engine.models_dir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"Pensieve {__version__} on http://{settings.server.host}:{settings.server.port}  (API docs: /docs)", flush=True
+    )
     uvicorn.run(
         create_app(settings, env_file=args.env_file or Path(".env")),
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         log_config=None,
         timeout_graceful_shutdown=5,
     )
@@ -69,10 +71,10 @@ def cmd_route_explain(args: argparse.Namespace) -> int:
     import httpx
 
     settings = _settings(args)
-    url = args.url or f"http://{settings.host}:{settings.port}"
+    url = args.url or f"http://{settings.server.host}:{settings.server.port}"
     headers = {"x-pensieve-route": args.route} if args.route else {}
-    if settings.api_key is not None:
-        headers["authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    if settings.server.api_key is not None:
+        headers["authorization"] = f"Bearer {settings.server.api_key.get_secret_value()}"
     payload: dict[str, Any] = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
     if args.max_tokens is not None:
         payload["max_tokens"] = args.max_tokens
@@ -105,7 +107,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from pensieve.engine.registry import ModelRegistry
 
     settings = _settings(args, models_dir=args.models_dir)
-    models = ModelRegistry(settings.models_dir).scan()
+    models = ModelRegistry(settings.engine.models_dir).scan()
     if args.json:
         rows = [
             {
@@ -123,7 +125,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not models:
-        print(f"No models in {settings.models_dir}. Run: pensieve models install-default")
+        print(f"No models in {settings.engine.models_dir}. Run: pensieve models install-default")
         return 0
     header = ("ID", "SIZE", "ARCH", "QUANT", "CONTEXT", "TEMPLATE", "STATUS")
     rows_text = [
@@ -150,7 +152,7 @@ def cmd_models_install_default(args: argparse.Namespace) -> int:
 
     settings = _settings(args, models_dir=args.models_dir)
     try:
-        path = install_default_model(settings.models_dir, force=args.force, show_progress=not args.quiet)
+        path = install_default_model(settings.engine.models_dir, force=args.force, show_progress=not args.quiet)
     except ModelInstallError as exc:
         print(f"pensieve: {exc}", file=sys.stderr)
         return 1
@@ -209,10 +211,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port)
     ui = load_ui_settings(args.env_file)
     host, port = args.ui_host or ui.ui_host, args.ui_port or ui.ui_port
-    server_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    server_url = ui.server_url or f"http://{server_host}:{settings.port}"
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
-    ui_log = settings.log_dir / "ui.log"
+    server_host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
+    server_url = ui.server_url or f"http://{server_host}:{settings.server.port}"
+    settings.server.log_dir.mkdir(parents=True, exist_ok=True)
+    ui_log = settings.server.log_dir / "ui.log"
     with ui_log.open("ab") as log:
         process = subprocess.Popen(
             streamlit_command(host, port),

@@ -22,6 +22,7 @@ from pensieve.engine.pool import ModelPool
 from pensieve.engine.registry import ModelRegistry
 from pensieve.errors import PensieveError
 from pensieve.observability import Metrics, ProcessClock
+from pensieve.schemas.requests import RequestDefaults
 from pensieve.serving import ChatServing, CompletionServing
 
 logger = logging.getLogger(__name__)
@@ -51,12 +52,18 @@ class Services:
     def build(cls, settings: Settings, env_file: Path) -> Services:
         """Build every service for `settings` (nothing is loaded or started yet: see `start`)."""
         check_burst_settings(settings)
-        pool = ModelPool(settings, ModelRegistry(settings.models_dir))
-        cloud = CloudRegistry.from_settings(settings)
-        ledger = SpendLedger(settings.data_dir / LEDGER_FILE)
+        pool = ModelPool(
+            settings.engine,
+            ModelRegistry(settings.engine.models_dir),
+            default_max_tokens=settings.sampling.max_tokens,
+            log_level=settings.server.log_level,
+        )
+        cloud = CloudRegistry.from_settings(settings.cloud)
+        ledger = SpendLedger(settings.persistence.data_dir / LEDGER_FILE)
         decisions, metrics = DecisionLog(), Metrics()
         planner = RoutePlanner(BurstOptions.from_settings(settings), pool, cloud, ledger)
         recorder = RunRecorder(ledger, decisions, metrics, cloud)
+        defaults = RequestDefaults.of(settings)
         return cls(
             settings=settings,
             env_file=env_file,
@@ -67,8 +74,8 @@ class Services:
             metrics=metrics,
             planner=planner,
             recorder=recorder,
-            chat=ChatServing(settings, planner, pool, cloud, recorder),
-            completions=CompletionServing(settings, planner, pool, cloud, recorder),
+            chat=ChatServing(defaults, planner, pool, cloud, recorder),
+            completions=CompletionServing(defaults, planner, pool, cloud, recorder),
             process=ProcessClock(),
         )
 
@@ -78,13 +85,13 @@ class Services:
         if self.cloud.configured:
             models = ", ".join(self.cloud.model_ids())
             logger.info("cloud models: %s (auto bursts to %s)", models, self.cloud.default_model_id)
-        if self.settings.preload_default_model:
+        if self.settings.engine.preload_default_model:
             await self._preload_default()
 
     async def _preload_default(self) -> None:
         """Load the default model so the first request does not pay for it; a failure is logged, not fatal."""
         try:
-            engine = await self.pool.get(self.settings.default_model, reserve=False)
+            engine = await self.pool.get(self.settings.engine.default_model, reserve=False)
         except PensieveError as exc:
             logger.error("default model not loaded: %s", exc.message)
             return
@@ -99,11 +106,10 @@ class Services:
         check_burst_settings(new)
         old, self.settings = self.settings, new
         self.planner.reconfigure(BurstOptions.from_settings(new))
-        self.pool.reconfigure(new)
-        self.chat.settings = self.completions.settings = new
-        cloud_changed = any(getattr(old, f) != getattr(new, f) for f in Settings.model_fields if f.startswith("cloud_"))
-        if cloud_changed:  # otherwise the circuit breakers keep their state
-            await self.cloud.reconfigure(new)
+        self.pool.reconfigure(new.engine, default_max_tokens=new.sampling.max_tokens)
+        self.chat.defaults = self.completions.defaults = RequestDefaults.of(new)
+        if old.cloud != new.cloud:  # otherwise the circuit breakers keep their state
+            await self.cloud.reconfigure(new.cloud)
 
     async def close(self) -> None:
         """Unload every model, close the cloud clients and the ledger."""

@@ -1,7 +1,9 @@
 """Settings as the admin API shows and edits them: grouped, typed, secrets masked, saved to `.env` on request.
 
-Keys are the `PENSIEVE_*` names users see in `.env`. Changes are validated by building a whole new
-Settings object, so a bad value is refused with the same one-line message start-up would print.
+Keys are the `PENSIEVE_*` names users see in `.env`. Groups are the settings' sections and the
+restart-only keys are the fields marked `RESTART`, both read from the declarations in
+`pensieve.settings_sections`. Changes are validated by building a whole new Settings object, so a bad
+value is refused with the same one-line message start-up would print.
 """
 
 from __future__ import annotations
@@ -11,38 +13,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
 
-from pensieve.config import ENV_PREFIX, Settings, SettingsError, describe_validation_error, mask_secret
-
-# Group of each field, by name prefix (first match wins); the order is the order a UI shows them in.
-_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Burst", ("burst_",)),
-    ("Privacy", ("privacy_",)),
-    ("Budget", ("budget_",)),
-    ("Cloud", ("cloud_",)),
-    (
-        "Sampling",
-        (
-            "default_temperature",
-            "default_top",
-            "default_min",
-            "default_repeat",
-            "default_presence",
-            "default_frequency",
-            "default_max",
-        ),
-    ),
-    ("Local engine", ("default_model", "preload_", "n_", "chat_format", "max_loaded_", "memory_limit", "keep_alive")),
-    ("Server", ("",)),
-)
-# These are read once when the server starts (socket, folders, loaded models), so a change waits for a restart.
-RESTART_REQUIRED = frozenset(
-    {
-        "host", "port", "api_key", "cors_origins", "max_request_bytes", "models_dir", "data_dir", "log_dir",
-        "log_level", "preload_default_model", "n_threads", "n_threads_batch", "n_ctx", "n_batch", "chat_format",
-    }
-)  # fmt: skip
+from pensieve.config import ENV_PREFIX, Settings, SettingsError, env_fields, mask_secret, section_class
 
 
 def env_key(field: str) -> str:
@@ -73,10 +47,6 @@ def _type_name(annotation: Any) -> str:
     return "str"
 
 
-def _group_of(field: str) -> str:
-    return next(group for group, prefixes in _GROUPS if any(field.startswith(prefix) for prefix in prefixes))
-
-
 def _public_value(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return mask_secret(value)
@@ -85,19 +55,25 @@ def _public_value(value: Any) -> Any:
     return value
 
 
+def _restart_required(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and extra.get("restart_required") is True
+
+
 def describe_settings(settings: Settings, env_file: Path) -> dict[str, Any]:
-    """The admin view: values (secrets masked), groups, descriptions, types, restart-only keys."""
-    fields = Settings.model_fields
-    groups: dict[str, list[str]] = {group: [] for group, _ in _GROUPS}
-    for name in fields:
-        groups[_group_of(name)].append(env_key(name))
+    """The admin view: values (secrets masked), groups (the sections), descriptions, types, restart-only keys."""
+    fields = list(env_fields())
+    groups: dict[str, list[str]] = {}
+    for name, section, _, _ in fields:
+        groups.setdefault(section_class(section).title, []).append(env_key(name))
+    values = settings.flat()
     return {
-        "settings": {env_key(name): _public_value(getattr(settings, name)) for name in fields},
+        "settings": {env_key(name): _public_value(values[name]) for name, *_ in fields},
         "groups": groups,
-        "descriptions": {env_key(name): info.description or "" for name, info in fields.items()},
-        "types": {env_key(name): _type_name(info.annotation) for name, info in fields.items()},
+        "descriptions": {env_key(name): info.description or "" for name, _, _, info in fields},
+        "types": {env_key(name): _type_name(info.annotation) for name, _, _, info in fields},
         "env_file": str(env_file.resolve()),
-        "restart_required": sorted(env_key(name) for name in RESTART_REQUIRED),
+        "restart_required": sorted(env_key(name) for name, _, _, info in fields if _restart_required(info)),
     }
 
 
@@ -106,20 +82,17 @@ def updated_settings(settings: Settings, changes: dict[str, Any]) -> Settings:
 
     A secret sent back exactly as masked means "unchanged", so a UI can round-trip the form safely.
     """
-    values = {name: getattr(settings, name) for name in Settings.model_fields}
+    values = settings.flat()
     for key, value in changes.items():
         name = field_name(key)
-        if name not in Settings.model_fields:
+        if name not in values:
             raise SettingsError(f"unknown setting {key!r}")
         current = values[name]
         if isinstance(current, SecretStr) and value == mask_secret(current):
             continue
         values[name] = value
-    try:
-        # Built from explicit values only: the environment and .env must not sneak back in.
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-    except ValidationError as error:
-        raise SettingsError(describe_validation_error(error)) from error
+    # Built from explicit values only: the environment and .env must not sneak back in.
+    return Settings.from_values(**values)
 
 
 def _env_text(value: Any) -> str:
@@ -146,7 +119,7 @@ def _quoted(text: str) -> str:
 def save_env_file(settings: Settings, env_file: Path) -> Path:
     """Write every setting into `env_file`, replacing existing `KEY=` lines in place (comments stay)."""
     lines = env_file.read_text(encoding="utf-8").splitlines() if env_file.exists() else []
-    pending = {env_key(name): _quoted(_env_text(getattr(settings, name))) for name in Settings.model_fields}
+    pending = {env_key(name): _quoted(_env_text(value)) for name, value in settings.flat().items()}
     pattern = re.compile(r"^\s*(?:export\s+)?(PENSIEVE_[A-Z0-9_]+)\s*=")
     for index, line in enumerate(lines):
         match = pattern.match(line)

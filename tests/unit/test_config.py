@@ -13,9 +13,9 @@ from pensieve.config import SettingsError, load_settings
 def test_defaults_bind_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
-    assert settings.host == "127.0.0.1"
-    assert settings.port == 8000
-    assert settings.api_key is None
+    assert settings.server.host == "127.0.0.1"
+    assert settings.server.port == 8000
+    assert settings.server.api_key is None
 
 
 def test_flags_beat_environment_which_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,9 +23,9 @@ def test_flags_beat_environment_which_beats_env_file(tmp_path: Path, monkeypatch
     env_file.write_text("PENSIEVE_PORT=7000\nPENSIEVE_N_CTX=1024\nPENSIEVE_LOG_LEVEL=DEBUG\n")
     monkeypatch.setenv("PENSIEVE_N_CTX", "2048")
     settings = load_settings(env_file=env_file, port=9000)
-    assert settings.port == 9000
-    assert settings.n_ctx == 2048
-    assert settings.log_level == "debug"
+    assert settings.server.port == 9000
+    assert settings.engine.n_ctx == 2048
+    assert settings.server.log_level == "debug"
 
 
 def test_invalid_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,12 +41,12 @@ def test_api_key_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PENSIEVE_API_KEY", "sekrit")
     settings = load_settings()
     assert "sekrit" not in repr(settings)
-    assert settings.api_key is not None and settings.api_key.get_secret_value() == "sekrit"
+    assert settings.server.api_key is not None and settings.server.api_key.get_secret_value() == "sekrit"
 
 
 def test_cors_origins_accept_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PENSIEVE_CORS_ORIGINS", "http://a.test, http://b.test")
-    assert load_settings().cors_origins == ["http://a.test", "http://b.test"]
+    assert load_settings().server.cors_origins == ["http://a.test", "http://b.test"]
 
 
 def test_cli_stops_with_one_clear_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

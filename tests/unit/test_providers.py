@@ -49,7 +49,7 @@ price_output = 2
 
 
 def settings(tmp_path: Path, **values: object) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp_path, **values)  # type: ignore[call-arg]
+    return Settings.from_values(data_dir=tmp_path, **values)
 
 
 def test_cost_is_per_million_tokens() -> None:
@@ -81,7 +81,7 @@ def test_registry_resolves_ids_and_picks_the_default(tmp_path: Path, monkeypatch
     config = settings(
         tmp_path, cloud_base_url="https://api.openai.com/v1", cloud_model="gpt-4o-mini", cloud_providers_file=path
     )
-    registry = CloudRegistry(providers_from_settings(config), circuit_failures=3, circuit_cooldown=30)
+    registry = CloudRegistry(providers_from_settings(config.cloud), circuit_failures=3, circuit_cooldown=30)
     assert registry.model_ids() == [
         "cloud/gpt-4o-mini",
         "groq/llama-3.1-8b-instant",
@@ -99,9 +99,9 @@ def test_registry_resolves_ids_and_picks_the_default(tmp_path: Path, monkeypatch
 
 def test_env_provider_alone_is_the_default(tmp_path: Path) -> None:
     config = settings(tmp_path, cloud_base_url="http://127.0.0.1:9/v1", cloud_model="m", cloud_api_key="sk-x")
-    registry = CloudRegistry(providers_from_settings(config), circuit_failures=3, circuit_cooldown=30)
+    registry = CloudRegistry(providers_from_settings(config.cloud), circuit_failures=3, circuit_cooldown=30)
     assert registry.configured and registry.default_model_id == "cloud/m"
-    empty = CloudRegistry(providers_from_settings(settings(tmp_path)), circuit_failures=3, circuit_cooldown=30)
+    empty = CloudRegistry(providers_from_settings(settings(tmp_path).cloud), circuit_failures=3, circuit_cooldown=30)
     assert not empty.configured and empty.default_model_id is None
 
 
@@ -141,7 +141,7 @@ def test_invalid_toml_and_duplicate_env_name(tmp_path: Path) -> None:
     path.write_text('[[providers]]\nname = "cloud"\nbase_url = "http://x"\n[[providers.models]]\nid = "m"\n')
     config = settings(tmp_path, cloud_base_url="http://y/v1", cloud_model="m", cloud_providers_file=path)
     with pytest.raises(ProviderConfigError, match="also declared"):
-        providers_from_settings(config)
+        providers_from_settings(config.cloud)
 
 
 def test_env_provider_validates_its_url() -> None:

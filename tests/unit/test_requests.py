@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pensieve.api.errors import describe_validation
 from pensieve.config import Settings, load_settings
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
-from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RequestDefaults
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def chat(**fields: Any) -> ChatCompletionRequest:
 
 
 def test_unset_sampling_values_come_from_settings(settings: Settings) -> None:
-    request = chat(top_p=0.5, max_completion_tokens=12).to_request(settings)
-    assert request.model == settings.default_model
+    request = chat(top_p=0.5, max_completion_tokens=12).to_request(RequestDefaults.of(settings))
+    assert request.model == settings.engine.default_model
     assert request.params.temperature == 0.3
     assert request.params.top_k == 7
     assert request.params.top_p == 0.5
@@ -38,7 +38,7 @@ def test_text_parts_are_joined(settings: Settings) -> None:
     body = ChatCompletionRequest.model_validate(
         {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}
     )
-    messages = body.to_request(settings).messages
+    messages = body.to_request(RequestDefaults.of(settings)).messages
     assert messages is not None and messages[0].content == "a\nb"
 
 
@@ -54,7 +54,7 @@ def test_text_parts_are_joined(settings: Settings) -> None:
 )
 def test_unsupported_features_are_refused_clearly(settings: Settings, fields: dict[str, Any], param: str) -> None:
     with pytest.raises(UnsupportedParameterError) as caught:
-        chat(**fields).to_request(settings)
+        chat(**fields).to_request(RequestDefaults.of(settings))
     assert caught.value.param == param
 
 
@@ -94,23 +94,25 @@ def test_unknown_fields_are_ignored() -> None:
     ],
 )
 def test_completion_prompt_shapes(settings: Settings, prompt: Any, expected: list[Any]) -> None:
-    requests = CompletionRequest.model_validate({"prompt": prompt}).to_requests(settings)
+    requests = CompletionRequest.model_validate({"prompt": prompt}).to_requests(RequestDefaults.of(settings))
     assert [r.prompt for r in requests] == expected
     assert all(r.params.max_tokens == 16 for r in requests)  # OpenAI's default for this endpoint
 
 
 def test_completion_refuses_suffix(settings: Settings) -> None:
     with pytest.raises(UnsupportedParameterError):
-        CompletionRequest.model_validate({"prompt": "x", "suffix": "y"}).to_requests(settings)
+        CompletionRequest.model_validate({"prompt": "x", "suffix": "y"}).to_requests(RequestDefaults.of(settings))
 
 
 def test_response_format_and_logprobs_reach_the_engine(settings: Settings) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
     fields = {"json_schema": {"name": "answer", "schema": schema}, "type": "json_schema"}
-    params = chat(response_format=fields, logprobs=True, top_logprobs=3).to_request(settings).params
+    params = chat(response_format=fields, logprobs=True, top_logprobs=3).to_request(RequestDefaults.of(settings)).params
     assert params.response_format == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
     assert params.logprobs and params.top_logprobs == 3
-    assert chat(response_format={"type": "text"}).to_request(settings).params.response_format is None
+    assert (
+        chat(response_format={"type": "text"}).to_request(RequestDefaults.of(settings)).params.response_format is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,7 +121,7 @@ def test_response_format_and_logprobs_reach_the_engine(settings: Settings) -> No
 )
 def test_bad_response_format_or_logprobs_are_refused(settings: Settings, fields: dict[str, Any]) -> None:
     with pytest.raises((InvalidRequestError, ValidationError)):
-        chat(**fields).to_request(settings)
+        chat(**fields).to_request(RequestDefaults.of(settings))
 
 
 @pytest.mark.parametrize(

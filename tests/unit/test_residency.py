@@ -149,8 +149,8 @@ def fake_engine(model_id: str, clock: FakeClock) -> Any:
 
 
 def pool_with(tmp_path: Path, clock: FakeClock, *ids: str, keep_alive: float = 300) -> ModelPool:
-    settings = Settings(_env_file=None, keep_alive=keep_alive, models_dir=tmp_path)  # type: ignore[call-arg]
-    pool = ModelPool(settings, ModelRegistry(tmp_path), clock=clock)
+    settings = Settings.from_values(keep_alive=keep_alive, models_dir=tmp_path)
+    pool = ModelPool(settings.engine, ModelRegistry(tmp_path), clock=clock)
     for model_id in ids:
         pool._engines[model_id] = fake_engine(model_id, clock)
     return pool

@@ -12,7 +12,7 @@ from pensieve.settings_admin import describe_settings, mask_secret, save_env_fil
 
 
 def base(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings.from_values(**values)
 
 
 def test_secrets_are_masked_everywhere_in_the_view(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_secrets_are_masked_everywhere_in_the_view(tmp_path: Path) -> None:
 def test_changes_are_validated_like_start_up() -> None:
     settings = base()
     changed = updated_settings(settings, {"PENSIEVE_BURST_COMPLEXITY_THRESHOLD": 0.3, "privacy_mode": "redact"})
-    assert changed.burst_complexity_threshold == 0.3 and changed.privacy_mode == "redact"
+    assert changed.burst.complexity_threshold == 0.3 and changed.privacy.mode == "redact"
     with pytest.raises(SettingsError, match="PENSIEVE_BURST_COMPLEXITY_THRESHOLD"):
         updated_settings(settings, {"PENSIEVE_BURST_COMPLEXITY_THRESHOLD": 7})
     with pytest.raises(SettingsError, match="unknown setting"):
@@ -44,8 +44,8 @@ def test_changes_are_validated_like_start_up() -> None:
 def test_masked_secret_sent_back_means_unchanged() -> None:
     settings = base(cloud_api_key="sk-live-abcdefghijklmnop1234")
     same = updated_settings(settings, {"PENSIEVE_CLOUD_API_KEY": "sk-…1234"})
-    assert same.cloud_api_key is not None
-    assert same.cloud_api_key.get_secret_value() == "sk-live-abcdefghijklmnop1234"
+    assert same.cloud.api_key is not None
+    assert same.cloud.api_key.get_secret_value() == "sk-live-abcdefghijklmnop1234"
 
 
 def test_save_keeps_comments_and_round_trips(tmp_path: Path) -> None:
@@ -62,8 +62,8 @@ def test_save_keeps_comments_and_round_trips(tmp_path: Path) -> None:
     text = env.read_text(encoding="utf-8")
     assert text.startswith("# my comment\nPENSIEVE_PORT=9001\nOTHER=1\n")
     again = load_settings(env_file=env)
-    assert again.port == 9001
-    assert again.privacy_keywords == ["bluebird", "red kite"]
-    assert again.privacy_patterns == {"emp": r"EMP-\d{6}"}
-    assert again.cloud_api_key is not None and again.cloud_api_key.get_secret_value() == "sk-it's-secret"
-    assert again.budget_daily_usd is None
+    assert again.server.port == 9001
+    assert again.privacy.keywords == ["bluebird", "red kite"]
+    assert again.privacy.patterns == {"emp": r"EMP-\d{6}"}
+    assert again.cloud.api_key is not None and again.cloud.api_key.get_secret_value() == "sk-it's-secret"
+    assert again.budget.daily_usd is None

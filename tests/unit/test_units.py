@@ -75,10 +75,10 @@ def test_settings_accept_sizes_and_durations_and_name_the_key_when_wrong(
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     for key in ("PENSIEVE_MEMORY_LIMIT", "PENSIEVE_KEEP_ALIVE", "PENSIEVE_MAX_LOADED_MODELS"):
         monkeypatch.delenv(key, raising=False)
-    settings = load_settings(memory_limit="8GB", keep_alive="5m", max_loaded_models=0)
-    assert (settings.memory_limit, settings.keep_alive, settings.max_loaded_models) == (8_000_000_000, 300.0, 0)
-    assert load_settings(keep_alive=-7).keep_alive == FOREVER
-    defaults = load_settings()
+    engine = load_settings(memory_limit="8GB", keep_alive="5m", max_loaded_models=0).engine
+    assert (engine.memory_limit, engine.keep_alive, engine.max_loaded_models) == (8_000_000_000, 300.0, 0)
+    assert load_settings(keep_alive=-7).engine.keep_alive == FOREVER
+    defaults = load_settings().engine
     assert (defaults.memory_limit, defaults.keep_alive, defaults.max_loaded_models) == (0, 300.0, 2)
     with pytest.raises(SettingsError, match=r"PENSIEVE_MEMORY_LIMIT='lots'.*8GB"):
         load_settings(memory_limit="lots")

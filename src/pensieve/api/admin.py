@@ -128,7 +128,7 @@ async def install_default(settings: SettingsDep) -> EventSourceResponse:
             error = exc if isinstance(exc, PensieveError) else PensieveError(f"Installing the model failed: {exc}")
             await queue.put(error.to_body())
 
-    task = asyncio.create_task(run(settings.models_dir))
+    task = asyncio.create_task(run(settings.engine.models_dir))
 
     async def events() -> AsyncGenerator[dict[str, str], None]:
         while True:

@@ -88,9 +88,9 @@ async def burst_stats(
             "today_usd": totals.today_usd,
             "month_usd": totals.month_usd,
             "all_time_usd": totals.all_time_usd,
-            "daily_cap_usd": settings.budget_daily_usd,
-            "monthly_cap_usd": settings.budget_monthly_usd,
-            "caps_enforced": settings.burst_budget,
+            "daily_cap_usd": settings.budget.daily_usd,
+            "monthly_cap_usd": settings.budget.monthly_usd,
+            "caps_enforced": settings.burst.budget,
         },
         "saved": {
             "today_usd": totals.saved_today_usd,

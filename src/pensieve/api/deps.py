@@ -107,11 +107,11 @@ RouteHeaderDep = Annotated[RouteHeader | None, Depends(route_header)]
 
 def require_api_key(request: Request, settings: SettingsDep) -> None:
     """When PENSIEVE_API_KEY is set, demand it as a Bearer token (constant-time comparison)."""
-    if settings.api_key is None:
+    if settings.server.api_key is None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    expected = settings.api_key.get_secret_value()
+    expected = settings.server.api_key.get_secret_value()
     if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), expected.encode()):
         raise AuthenticationError(
             "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>' (the server's PENSIEVE_API_KEY)."

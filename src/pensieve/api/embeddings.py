@@ -32,7 +32,7 @@ async def create_embeddings(
         raise InvalidRequestError(
             "Embeddings run on local models only; name a local model or 'auto'.", param="model", code="model_not_local"
         )
-    model = settings.default_model if requested.lower() in ("", AUTO_MODEL) else requested
+    model = settings.engine.default_model if requested.lower() in ("", AUTO_MODEL) else requested
     inputs = body.inputs()
     engine = await pool.get(model)
     try:

@@ -38,18 +38,18 @@ async def ready(pool: PoolDep, settings: SettingsDep, cloud: CloudDep) -> JSONRe
     """
     loaded = [engine.model_id for engine in pool.loaded()]
     cloud_ready = [m for m in cloud.model_ids() if cloud.breaker(m).would_allow()]
-    current = pool.current_failure(settings.default_model)
+    current = pool.current_failure(settings.engine.default_model)
     body: dict[str, Any] = {
-        "default_model": settings.default_model,
+        "default_model": settings.engine.default_model,
         "loaded_models": loaded,
         "cloud_models_ready": cloud_ready,
         "local_error": current.message if current else None,
         "last_crash": current.to_json() if current and _is_crash(current) else None,
     }
     # A default model unloaded after its keep-alive reloads on the next request: still ready.
-    if loaded or cloud_ready or pool.loadable(settings.default_model):
+    if loaded or cloud_ready or pool.loadable(settings.engine.default_model):
         return JSONResponse({"status": "ready", **body})
-    failure = pool.failure(settings.default_model)
+    failure = pool.failure(settings.engine.default_model)
     reason = failure or "No model is loaded yet (the default model loads at start-up or on first request)."
     body["error"] = {"message": reason, "type": "server_error", "param": None, "code": "model_not_ready"}
     return JSONResponse({"status": "not_ready", **body}, status_code=503)

@@ -76,14 +76,15 @@ async def list_models(pool: PoolDep, cloud: CloudDep, settings: SettingsDep) -> 
     """
     models = await pool.available_models()
     return ModelList(
-        data=[_card(info, pool) for info in models if info.usable] + _routing_cards(cloud, settings.default_model)
+        data=[_card(info, pool) for info in models if info.usable]
+        + _routing_cards(cloud, settings.engine.default_model)
     )
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard)
 async def retrieve_model(model_id: str, pool: PoolDep, cloud: CloudDep, settings: SettingsDep) -> ModelCard:
     """One model: installed, `auto` or a cloud model."""
-    for card in _routing_cards(cloud, settings.default_model):
+    for card in _routing_cards(cloud, settings.engine.default_model):
         if card.id == model_id or card.id == cloud.resolve(model_id):
             return card
     wanted = normalise_model_id(model_id)

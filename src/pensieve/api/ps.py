@@ -65,8 +65,8 @@ async def list_loaded_models(pool: PoolDep, settings: SettingsDep) -> dict[str, 
     return {
         "models": models,
         "failures": [failure.to_json() for failure in pool.failures()],
-        "max_loaded_models": settings.max_loaded_models,
-        "memory_limit_bytes": settings.memory_limit,
+        "max_loaded_models": settings.engine.max_loaded_models,
+        "memory_limit_bytes": settings.engine.memory_limit,
         "estimated_memory_in_use_bytes": sum(m["estimated_memory_bytes"] or 0 for m in models),
-        "default_keep_alive_seconds": settings.keep_alive,
+        "default_keep_alive_seconds": settings.engine.keep_alive,
     }

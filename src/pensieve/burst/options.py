@@ -22,26 +22,26 @@ from pensieve.privacy.scanner import PrivacyConfig, PrivacyScanner
 def policy_config(settings: Settings) -> PolicyConfig:
     """The policy's switches and thresholds from the settings."""
     return PolicyConfig(
-        default_route=settings.burst_default_route,
-        explicit=settings.burst_explicit,
-        context=settings.burst_context,
-        load=settings.burst_load,
-        max_local_wait_ms=settings.burst_max_local_wait_ms,
-        local_failure=settings.burst_local_failure,
-        cloud_failure=settings.burst_cloud_failure,
-        pinned_local_fallback=settings.burst_pinned_local_fallback,
-        complexity=settings.burst_complexity,
-        complexity_threshold=settings.burst_complexity_threshold,
-        confidence=settings.burst_confidence,
-        budget=settings.burst_budget,
-        circuit=settings.burst_circuit,
-        privacy_mode=settings.privacy_mode,
+        default_route=settings.burst.default_route,
+        explicit=settings.burst.explicit,
+        context=settings.burst.context,
+        load=settings.burst.load,
+        max_local_wait_ms=settings.burst.max_local_wait_ms,
+        local_failure=settings.burst.local_failure,
+        cloud_failure=settings.burst.cloud_failure,
+        pinned_local_fallback=settings.burst.pinned_local_fallback,
+        complexity=settings.burst.complexity,
+        complexity_threshold=settings.burst.complexity_threshold,
+        confidence=settings.burst.confidence,
+        budget=settings.burst.budget,
+        circuit=settings.burst.circuit,
+        privacy_mode=settings.privacy.mode,
     )
 
 
 def privacy_scanner(settings: Settings) -> PrivacyScanner:
     """The detectors the settings switch on, plus the user's own patterns and keywords."""
-    wanted = {name.strip().lower() for name in settings.privacy_detectors}
+    wanted = {name.strip().lower() for name in settings.privacy.detectors}
     unknown = wanted - set(BUILTIN_DETECTORS) - {"all"}
     if unknown:
         raise ValueError(
@@ -52,8 +52,8 @@ def privacy_scanner(settings: Settings) -> PrivacyScanner:
     return PrivacyScanner(
         PrivacyConfig(
             detectors=detectors,
-            custom_patterns=tuple(settings.privacy_patterns.items()),
-            keywords=tuple(settings.privacy_keywords),
+            custom_patterns=tuple(settings.privacy.patterns.items()),
+            keywords=tuple(settings.privacy.keywords),
         )
     )
 
@@ -76,11 +76,11 @@ class BurstOptions:
         return cls(
             policy=policy_config(settings),
             scanner=privacy_scanner(settings),
-            weights=ComplexityWeights.from_mapping(settings.burst_complexity_weights),
-            default_model=settings.default_model,
-            daily_cap_usd=settings.budget_daily_usd,
-            monthly_cap_usd=settings.budget_monthly_usd,
-            confidence_threshold=settings.burst_confidence_threshold,
+            weights=ComplexityWeights.from_mapping(settings.burst.complexity_weights),
+            default_model=settings.engine.default_model,
+            daily_cap_usd=settings.budget.daily_usd,
+            monthly_cap_usd=settings.budget.monthly_usd,
+            confidence_threshold=settings.burst.confidence_threshold,
         )
 
     @property
@@ -95,9 +95,9 @@ def check_burst_settings(settings: Settings) -> None:
         ("PENSIEVE_PRIVACY_PATTERNS / PENSIEVE_PRIVACY_DETECTORS", lambda: privacy_scanner(settings)),
         (
             "PENSIEVE_BURST_COMPLEXITY_WEIGHTS",
-            lambda: ComplexityWeights.from_mapping(settings.burst_complexity_weights),
+            lambda: ComplexityWeights.from_mapping(settings.burst.complexity_weights),
         ),
-        ("PENSIEVE_CLOUD_PROVIDERS_FILE", lambda: providers_from_settings(settings)),
+        ("PENSIEVE_CLOUD_PROVIDERS_FILE", lambda: providers_from_settings(settings.cloud)),
     ]
     for key, build in checks:
         try:

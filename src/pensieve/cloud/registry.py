@@ -17,31 +17,31 @@ from pensieve.cloud.providers import (
     load_providers_file,
     provider_from_env,
 )
-from pensieve.config import Settings
+from pensieve.settings_sections import CloudSettings
 
 
-def providers_from_settings(settings: Settings) -> list[ProviderConfig]:
+def providers_from_settings(settings: CloudSettings) -> list[ProviderConfig]:
     """The `.env` provider (when base URL and model are set) followed by those of the providers file."""
     providers: list[ProviderConfig] = []
-    if settings.cloud_base_url and settings.cloud_model:
+    if settings.base_url and settings.model:
         providers.append(
             provider_from_env(
-                name=settings.cloud_name,
-                base_url=settings.cloud_base_url,
-                api_key=settings.cloud_api_key,
-                model=settings.cloud_model,
-                price_input=settings.cloud_price_input,
-                price_output=settings.cloud_price_output,
-                timeout_seconds=settings.cloud_timeout_seconds,
-                first_token_timeout_seconds=settings.cloud_first_token_timeout_seconds,
+                name=settings.name,
+                base_url=settings.base_url,
+                api_key=settings.api_key,
+                model=settings.model,
+                price_input=settings.price_input,
+                price_output=settings.price_output,
+                timeout_seconds=settings.timeout_seconds,
+                first_token_timeout_seconds=settings.first_token_timeout_seconds,
             )
         )
-    if settings.cloud_providers_file is not None:
-        providers.extend(load_providers_file(Path(settings.cloud_providers_file)))
+    if settings.providers_file is not None:
+        providers.extend(load_providers_file(Path(settings.providers_file)))
     names = [provider.name for provider in providers]
     if len(set(names)) != len(names):
         raise ProviderConfigError(
-            f"provider name {settings.cloud_name!r} (PENSIEVE_CLOUD_NAME) is also declared in the providers file"
+            f"provider name {settings.name!r} (PENSIEVE_CLOUD_NAME) is also declared in the providers file"
         )
     return providers
 
@@ -54,12 +54,12 @@ class CloudRegistry:
         self._install(providers, circuit_failures, circuit_cooldown)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CloudRegistry:
+    def from_settings(cls, settings: CloudSettings) -> CloudRegistry:
         """The registry of the providers the settings declare."""
         return cls(
             providers_from_settings(settings),
-            circuit_failures=settings.cloud_circuit_failures,
-            circuit_cooldown=settings.cloud_circuit_cooldown_seconds,
+            circuit_failures=settings.circuit_failures,
+            circuit_cooldown=settings.circuit_cooldown_seconds,
         )
 
     def _install(self, providers: list[ProviderConfig], circuit_failures: int, circuit_cooldown: float) -> None:
@@ -72,7 +72,7 @@ class CloudRegistry:
         default = next((p for p in providers if p.default), providers[0] if providers else None)
         self.default_model_id = f"{default.name}/{default.models[0].id}" if default and default.models else None
 
-    async def reconfigure(self, settings: Settings) -> None:
+    async def reconfigure(self, settings: CloudSettings) -> None:
         """Switch to the providers of `settings` in place (breakers start closed), closing the old clients.
 
         In place, so every service holding this registry sees the new providers from the next request on.
@@ -81,8 +81,8 @@ class CloudRegistry:
         self._engines = {}
         self._install(
             providers_from_settings(settings),
-            settings.cloud_circuit_failures,
-            settings.cloud_circuit_cooldown_seconds,
+            settings.circuit_failures,
+            settings.circuit_cooldown_seconds,
         )
         for engine in old_engines:
             await engine.close()

@@ -103,7 +103,7 @@ def check_llama_build(stamp: dict[str, object] | None, self_test: SelfTestResult
 
 def default_model_path(settings: Settings) -> Path:
     """Where the default model's file is expected."""
-    return settings.models_dir / f"{settings.default_model}.gguf"
+    return settings.engine.models_dir / f"{settings.engine.default_model}.gguf"
 
 
 def check_self_test(settings: Settings) -> tuple[CheckResult, SelfTestResult | None]:
@@ -124,7 +124,7 @@ def check_models(settings: Settings) -> CheckResult:
     """The models folder exists and holds the default model; the default model file matches its sha256."""
     from pensieve.model_install import ModelInstallError, default_model_source, sha256_of
 
-    folder, model = settings.models_dir, default_model_path(settings)
+    folder, model = settings.engine.models_dir, default_model_path(settings)
     install = "pensieve models install-default"
     if not folder.is_dir():
         return CheckResult("models", "fail", f"the models folder {folder} does not exist", install)
@@ -164,13 +164,13 @@ def check_env_file(env_file: Path | None) -> CheckResult:
 
 def check_port(settings: Settings) -> CheckResult:
     """The server's port is free (or a Pensieve already answers there)."""
-    address = f"{settings.host}:{settings.port}"
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    address = f"{settings.server.host}:{settings.server.port}"
+    family = socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind((settings.host, settings.port))
+            probe.bind((settings.server.host, settings.server.port))
         except OSError as exc:
-            running = _pensieve_version_at(settings.host, settings.port)
+            running = _pensieve_version_at(settings.server.host, settings.server.port)
             if running:
                 return CheckResult("port", "warn", f"{address} is in use by a running Pensieve {running}")
             fix = "stop the program using it, or set PENSIEVE_PORT / --port"
@@ -192,7 +192,7 @@ def _pensieve_version_at(host: str, port: int) -> str | None:
 def check_writable(settings: Settings) -> CheckResult:
     """The data and logs folders exist (or can be made) and accept a file."""
     problems, seen = [], []
-    for folder in (settings.data_dir, settings.log_dir):
+    for folder in (settings.persistence.data_dir, settings.server.log_dir):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / f".doctor-{os.getpid()}"
@@ -227,11 +227,11 @@ def check_memory(settings: Settings) -> CheckResult:
     if not model.is_file():
         return CheckResult("memory", "warn", "no default model to estimate")
     info = inspect_model_file(model)
-    needed = estimate_memory(info, planned_kv_cells(info, llama_config(settings))).total_bytes
+    needed = estimate_memory(info, planned_kv_cells(info, llama_config(settings.engine))).total_bytes
     available = available_memory_bytes()
     if available is None:
         return CheckResult("memory", "warn", f"the model needs ~{format_bytes(needed)}; available memory unknown here")
-    detail = f"{format_bytes(available)} available; {settings.default_model} needs ~{format_bytes(needed)}"
+    detail = f"{format_bytes(available)} available; {settings.engine.default_model} needs ~{format_bytes(needed)}"
     if available < needed:
         fix = "free memory, or lower PENSIEVE_N_CTX / PENSIEVE_PARALLEL / PENSIEVE_KV_CACHE_TOKENS"
         return CheckResult("memory", "fail", detail, fix)
@@ -257,7 +257,7 @@ def check_cloud(settings: Settings) -> list[CheckResult]:
     from pensieve.cloud.registry import providers_from_settings
 
     try:
-        providers = providers_from_settings(settings)
+        providers = providers_from_settings(settings.cloud)
     except (ProviderConfigError, OSError, ValueError) as exc:
         return [CheckResult("cloud", "fail", f"the cloud configuration is invalid: {exc}", "fix PENSIEVE_CLOUD_*")]
     if not providers:

@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from pensieve.config import Settings
 from pensieve.engine.failures import FailureLog, ModelFailure
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
 from pensieve.engine.local_engine import LocalEngine
@@ -28,6 +27,7 @@ from pensieve.engine.registry import ModelInfo, ModelRegistry
 from pensieve.engine.residency import Resident, expires_at, is_busy, is_expired, plan_admission
 from pensieve.engine.worker_client import WorkerCrashError
 from pensieve.errors import ModelLoadError, ModelNotFoundError
+from pensieve.settings_sections import EngineSettings
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ KEEP_ALIVE_TICK_SECONDS = 1.0
 _ASSUMED_SERVICE_SECONDS = 2.0
 
 
-def llama_config(settings: Settings) -> LlamaConfig:
+def llama_config(settings: EngineSettings) -> LlamaConfig:
     """How the settings say models are loaded (context, batch, threads, parallel sequences, KV cells)."""
     return LlamaConfig(
         n_ctx=settings.n_ctx,
@@ -60,9 +60,17 @@ class ModelPool:
     """Loaded LocalEngines by model id, with load-on-demand, eviction, keep-alive and remembered load failures."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, *, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: EngineSettings,
+        registry: ModelRegistry,
+        *,
+        default_max_tokens: int = 0,
+        log_level: str = "info",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.default_max_tokens = default_max_tokens  # PENSIEVE_DEFAULT_MAX_TOKENS, handed to each engine
+        self.log_level = log_level  # the workers log at the server's level
         self.registry = registry
         self._clock = clock
         self._engines: dict[str, LocalEngine] = {}
@@ -79,9 +87,10 @@ class ModelPool:
         self._keep_alive_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
-    def reconfigure(self, settings: Settings) -> None:
+    def reconfigure(self, settings: EngineSettings, *, default_max_tokens: int) -> None:
         """Use new settings: limits and keep-alive apply now, load parameters to the next load."""
         self.settings = settings
+        self.default_max_tokens = default_max_tokens
         self._wake.set()  # a shorter keep-alive may expire a model now
 
     @property
@@ -178,9 +187,9 @@ class ModelPool:
                 info,
                 config,
                 chat_format=self.settings.chat_format,
-                default_max_tokens=self.settings.default_max_tokens,
+                default_max_tokens=self.default_max_tokens,
                 max_queue=self.settings.max_queue,
-                log_level=self.settings.log_level,
+                log_level=self.log_level,
             )
         except (LlamaLoadError, OSError) as exc:
             raise self._remember(info, f"Model '{model_id}' cannot be loaded: {exc}.", exc) from exc

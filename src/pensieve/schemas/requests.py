@@ -7,7 +7,7 @@ engine's GenerationRequest, filling unset sampling values from the server's defa
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,10 +15,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pensieve.config import Settings
 from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
+from pensieve.settings_sections import SamplingSettings
 from pensieve.units import parse_duration_seconds
 
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 16
+
+
+@dataclass(frozen=True)
+class RequestDefaults:
+    """What a request gets for what it leaves out: sampling values, the model, prompt-cache reuse."""
+
+    sampling: SamplingSettings
+    model: str
+    cache_prompt: bool
+
+    @classmethod
+    def of(cls, settings: Settings) -> RequestDefaults:
+        """The defaults the server's settings give."""
+        return cls(settings.sampling, settings.engine.default_model, settings.engine.cache_prompt)
 
 
 class _Strict(BaseModel):
@@ -131,7 +146,7 @@ class SamplingFields(_Strict):
         stops = [self.stop] if isinstance(self.stop, str) else self.stop
         return tuple(stop for stop in stops if stop)
 
-    def sampling(self, settings: Settings, max_tokens: int | None) -> SamplingParams:
+    def sampling(self, defaults: RequestDefaults, max_tokens: int | None) -> SamplingParams:
         """Engine sampling parameters: this request's values, else the server's defaults."""
 
         def pick(value: Any, default: Any) -> Any:
@@ -139,25 +154,25 @@ class SamplingFields(_Strict):
 
         return SamplingParams(
             max_tokens=max_tokens,
-            temperature=pick(self.temperature, settings.default_temperature),
-            top_p=pick(self.top_p, settings.default_top_p),
-            top_k=pick(self.top_k, settings.default_top_k),
-            min_p=pick(self.min_p, settings.default_min_p),
-            repeat_penalty=pick(self.repeat_penalty, settings.default_repeat_penalty),
-            presence_penalty=pick(self.presence_penalty, settings.default_presence_penalty),
-            frequency_penalty=pick(self.frequency_penalty, settings.default_frequency_penalty),
+            temperature=pick(self.temperature, defaults.sampling.temperature),
+            top_p=pick(self.top_p, defaults.sampling.top_p),
+            top_k=pick(self.top_k, defaults.sampling.top_k),
+            min_p=pick(self.min_p, defaults.sampling.min_p),
+            repeat_penalty=pick(self.repeat_penalty, defaults.sampling.repeat_penalty),
+            presence_penalty=pick(self.presence_penalty, defaults.sampling.presence_penalty),
+            frequency_penalty=pick(self.frequency_penalty, defaults.sampling.frequency_penalty),
             seed=self.seed,
             stop=self.stop_sequences(),
             logit_bias=tuple((int(token), bias) for token, bias in (self.logit_bias or {}).items()),
         )
 
-    def model_id(self, settings: Settings) -> str:
+    def model_id(self, defaults: RequestDefaults) -> str:
         """The requested model, or the default one."""
-        return self.model.strip() if self.model and self.model.strip() else settings.default_model
+        return self.model.strip() if self.model and self.model.strip() else defaults.model
 
-    def reuses_cached_prompt(self, settings: Settings) -> bool:
+    def reuses_cached_prompt(self, defaults: RequestDefaults) -> bool:
         """Whether a cached prompt prefix may be reused: this request's cache_prompt, else the server's."""
-        return settings.cache_prompt if self.cache_prompt is None else self.cache_prompt
+        return defaults.cache_prompt if self.cache_prompt is None else self.cache_prompt
 
     @property
     def keep_alive_seconds(self) -> float | None:
@@ -210,7 +225,7 @@ class ChatCompletionRequest(SamplingFields):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
 
-    def to_request(self, settings: Settings) -> GenerationRequest:
+    def to_request(self, defaults: RequestDefaults) -> GenerationRequest:
         """The engine request; refuses features this server does not offer yet."""
         self._refuse_unsupported()
         messages = tuple(
@@ -219,16 +234,16 @@ class ChatCompletionRequest(SamplingFields):
         )
         max_tokens = self.max_completion_tokens or self.max_tokens
         params = replace(
-            self.sampling(settings, max_tokens),
+            self.sampling(defaults, max_tokens),
             logprobs=bool(self.logprobs),
             top_logprobs=self.top_logprobs or 0,
             response_format=self.response_format.as_dict() if self.response_format else None,
         )
         return GenerationRequest(
-            model=self.model_id(settings),
+            model=self.model_id(defaults),
             params=params,
             messages=messages,
-            cache_prompt=self.reuses_cached_prompt(settings),
+            cache_prompt=self.reuses_cached_prompt(defaults),
         )
 
     def _refuse_unsupported(self) -> None:
@@ -263,17 +278,17 @@ class CompletionRequest(SamplingFields):
             return [tuple(int(item) for item in prompt)]  # type: ignore[arg-type]
         return [tuple(item) for item in prompt if isinstance(item, list)]
 
-    def to_requests(self, settings: Settings) -> list[GenerationRequest]:
+    def to_requests(self, defaults: RequestDefaults) -> list[GenerationRequest]:
         """One engine request per prompt."""
         if self.suffix:
             raise UnsupportedParameterError("suffix (fill-in-the-middle) is not supported.", param="suffix")
         if self.best_of is not None and self.best_of != self.n:
             raise UnsupportedParameterError("best_of must equal n.", param="best_of")
-        params = self.sampling(settings, self.max_tokens)
+        params = self.sampling(defaults, self.max_tokens)
         if self.logprobs is not None:
             # The legacy API's `logprobs: n` asks for the sampled token's and the n likeliest ones.
             params = replace(params, logprobs=True, top_logprobs=self.logprobs)
-        model, cache_prompt = self.model_id(settings), self.reuses_cached_prompt(settings)
+        model, cache_prompt = self.model_id(defaults), self.reuses_cached_prompt(defaults)
         return [
             GenerationRequest(model=model, params=params, prompt=prompt, cache_prompt=cache_prompt)
             for prompt in self.prompts()

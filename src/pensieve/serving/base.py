@@ -20,10 +20,9 @@ from pensieve.burst.accounting import RouteInfo, RunRecorder
 from pensieve.burst.planner import RouteHeader, RoutePlanner
 from pensieve.burst.runner import RouteRunner
 from pensieve.cloud.registry import CloudRegistry
-from pensieve.config import Settings
 from pensieve.engine.pool import ModelPool
 from pensieve.engine_api import GenerationRequest
-from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
+from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, RequestDefaults
 
 Body = TypeVar("Body", ChatCompletionRequest, CompletionRequest)
 
@@ -71,9 +70,14 @@ class GenerationServing(ABC, Generic[Body]):
     """Plans and runs the requests of one generation endpoint."""
 
     def __init__(
-        self, settings: Settings, planner: RoutePlanner, pool: ModelPool, cloud: CloudRegistry, recorder: RunRecorder
+        self,
+        defaults: RequestDefaults,
+        planner: RoutePlanner,
+        pool: ModelPool,
+        cloud: CloudRegistry,
+        recorder: RunRecorder,
     ) -> None:
-        self.settings = settings
+        self.defaults = defaults
         self.planner = planner
         self.pool = pool
         self.cloud = cloud

@@ -27,7 +27,7 @@ class ChatServing(GenerationServing[ChatCompletionRequest]):
 
     def requests(self, body: ChatCompletionRequest) -> list[GenerationRequest]:
         """One engine request: the conversation with the sampling defaults filled in."""
-        return [body.to_request(self.settings)]
+        return [body.to_request(self.defaults)]
 
     async def _answer(self, run: PreparedRun[ChatCompletionRequest]) -> ChatCompletion:
         body, request = run.body, run.requests[0]

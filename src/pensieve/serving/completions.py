@@ -21,7 +21,7 @@ class CompletionServing(GenerationServing[CompletionRequest]):
 
     def requests(self, body: CompletionRequest) -> list[GenerationRequest]:
         """One engine request per prompt, with the sampling defaults filled in."""
-        return body.to_requests(self.settings)
+        return body.to_requests(self.defaults)
 
     async def _answer(self, run: PreparedRun[CompletionRequest]) -> Completion:
         body = run.body
