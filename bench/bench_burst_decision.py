@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pensieve.burst.complexity import score_complexity
+from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.options import BurstOptions
 from pensieve.burst.planner import RoutePlanner, request_texts
-from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.policy import decide
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.config import Settings
