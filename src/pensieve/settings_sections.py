@@ -130,7 +130,10 @@ class EngineSettings(Section):
         512, ge=16, le=65536, description="Prompt tokens evaluated per llama_decode call.", json_schema_extra=RESTART
     )
     parallel: int = Field(
-        0, ge=0, le=256, description="Requests decoded together per model (continuous batching); 0 = auto (see README)."
+        0,
+        ge=0,
+        le=256,
+        description="Requests decoded together per model (continuous batching); 0 = auto (see docs/engine.md).",
     )
     kv_cache_tokens: int = Field(
         0, ge=0, description="KV cache cells shared by a model's sequences; 0 = n_ctx x min(parallel, 4)."
@@ -140,7 +143,7 @@ class EngineSettings(Section):
     )
     chat_format: ChatFormat = Field(
         "auto",
-        description="auto, template, gemma, chatml, phi3 or dialogue; auto picks per model (see README).",
+        description="auto, template, gemma, chatml, phi3 or dialogue; auto picks per model (see docs/engine.md).",
         json_schema_extra=RESTART,
     )
     max_loaded_models: int = Field(
@@ -154,7 +157,8 @@ class EngineSettings(Section):
     cache_prompt: bool = Field(
         True,
         description="Reuse the cached KV of a shared prompt prefix (a request's cache_prompt wins); off = every "
-        "prompt is computed in full (a reused prefix is the commonest reason a greedy answer changes; see README).",
+        "prompt is computed in full (a reused prefix is the commonest reason a greedy answer changes; "
+        "see docs/engine.md).",
     )
     keep_alive: float = Field(
         300.0,
@@ -182,8 +186,8 @@ class EngineSettings(Section):
     def resolved_parallel(self) -> int:
         """Sequences per model: the setting, or 8 per core between 4 and 16.
 
-        Batched decoding on a CPU gains little at 2-4 sequences and 2-3x at 8-16 (memory bandwidth is
-        shared); more sequences than that mostly add latency to each.
+        Batched decoding on a CPU gains little at a few sequences and most at 8-16 (memory bandwidth is
+        shared); more sequences mostly add latency to each. The figures: bench/README.md, bench_batching.py.
         """
         return self.parallel or max(4, min(16, 8 * available_cores()))
 

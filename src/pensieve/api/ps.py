@@ -56,7 +56,7 @@ async def list_loaded_models(pool: PoolDep, settings: SettingsDep) -> dict[str, 
     """Loaded models with their worker pid, context, KV cells, estimated and real memory, load and keep-alive.
 
     Times are Unix timestamps; `keep_alive_seconds` -1 means the model is never unloaded for idleness, and
-    `expires_at` is null while it is busy or kept forever. Memory estimates are explained in the README.
+    `expires_at` is null while it is busy or kept forever. Memory estimates are explained in docs/engine.md.
     `failures` holds, per model, its remembered load failure or its last worker crash: `stage` (loading or
     serving), `message`, `exit_code`, `signal` ("SIGILL", null for an exit), `at`, and `recovered`/`recovered_at`
     once a new worker has loaded the model.

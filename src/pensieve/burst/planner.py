@@ -34,7 +34,7 @@ from pensieve.privacy.scanner import Finding, PrivacyScanner
 RouteHeader = Literal["local", "cloud", "auto"]
 AUTO_MODEL = "auto"
 # Request text up to this many characters is scanned on the event loop; longer text in a thread
-# (bench/README.md, "Burst decision", has the scan's cost per megabyte).
+# (bench/README.md, "Figures formerly quoted in code comments", has the scan's cost).
 INLINE_TEXT_CHARS = 50_000
 # Used to estimate a cloud call's cost when max_tokens is unset.
 _ASSUMED_COMPLETION_TOKENS = 256

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 BadgeColor = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"]
 
-# x-pensieve-reason codes in plain words (README "Routing").
+# x-pensieve-reason codes in plain words (docs/routing.md).
 REASONS: dict[str, str] = {
     "default": "no criterion asked for the cloud",
     "explicit": "the model or header asked for this side",
