@@ -61,7 +61,7 @@ async def system(pool: PoolDep, process: ProcessDep) -> dict[str, Any]:
         "uptime_seconds": process.uptime_seconds,
         "rss_bytes": server_rss_bytes(),
         # Each loaded model lives in its own worker process: its memory is not in rss_bytes.
-        "workers_rss_bytes": sum(process_rss_bytes(engine.worker.pid) or 0 for engine in pool.loaded()),
+        "workers_rss_bytes": sum(process_rss_bytes(engine.pid) or 0 for engine in pool.loaded()),
         "cpu_percent": process.cpu_percent(),
         "cpu_cores": os.cpu_count(),
         "loaded_models": [engine.model_id for engine in pool.loaded()],

@@ -98,4 +98,4 @@ async def retrieve_model(model_id: str, pool: PoolDep, cloud: CloudDep, settings
 async def list_model_files(pool: PoolDep) -> dict[str, Any]:
     """Every model file in the models folder, with its metadata, load state and any error."""
     models = await pool.available_models()
-    return {"models_dir": str(pool.registry.models_dir), "data": [describe_model(info, pool) for info in models]}
+    return {"models_dir": str(pool.models_dir), "data": [describe_model(info, pool) for info in models]}

@@ -19,18 +19,18 @@ router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(require_
 
 def describe_loaded(engine: LocalEngine, pool: ModelPool) -> dict[str, Any]:
     """One row of /api/ps."""
-    facts, stats = engine.worker.facts, engine.stats()
+    facts, stats = engine.facts, engine.stats()
     estimate = pool.estimate(engine.model_id)
     keep_alive = pool.keep_alive_for(engine.model_id)
     expires_in = pool.expires_in(engine)
     return {
         "id": engine.model_id,
-        "pid": engine.worker.pid,
+        "pid": engine.pid,
         "loaded_at": engine.loaded_at,
         "context_length": facts.window,
         "parallel": facts.n_parallel,
         "kv_cells": facts.kv_size,
-        "kv_cells_in_use": engine.worker.kv_cells,
+        "kv_cells_in_use": engine.kv_cells_in_use,
         "estimated_memory_bytes": estimate.total_bytes if estimate else None,
         "estimated_memory": {
             "weights_bytes": estimate.weights_bytes,
@@ -39,7 +39,7 @@ def describe_loaded(engine: LocalEngine, pool: ModelPool) -> dict[str, Any]:
         }
         if estimate
         else None,
-        "rss_bytes": process_rss_bytes(engine.worker.pid),
+        "rss_bytes": process_rss_bytes(engine.pid),
         "busy": pool.in_use(engine),
         "busy_sequences": stats.busy_sequences,
         "queue_depth": stats.queue_depth,

@@ -26,7 +26,7 @@ from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.registry import ModelInfo
 from pensieve.engine.scheduler import DoneEvent, Job, TokenEvent
 from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler
-from pensieve.engine.worker_client import WorkerClient
+from pensieve.engine.worker_client import WorkerClient, WorkerFacts
 from pensieve.engine_api import (
     EngineStats,
     FinishReason,
@@ -139,6 +139,21 @@ class LocalEngine:
     def alive(self) -> bool:
         """False once the worker process has died (the pool then starts a new one on the next request)."""
         return self.worker.alive and not self._closed
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id (None once it has exited)."""
+        return self.worker.pid
+
+    @property
+    def facts(self) -> WorkerFacts:
+        """What the worker reported when it loaded the model: window, parallel sequences, KV cells."""
+        return self.worker.facts
+
+    @property
+    def kv_cells_in_use(self) -> int:
+        """KV cache cells the worker's sequences hold now (from its last step report)."""
+        return self.worker.kv_cells
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens in the formatted prompt of `request`."""

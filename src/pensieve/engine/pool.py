@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from pensieve.engine.failures import FailureLog, ModelFailure
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
@@ -125,6 +126,11 @@ class ModelPool:
     def loadable(self, model_id: str) -> bool:
         """True when the model loaded in this process before and has not failed since (it reloads on demand)."""
         return model_id in self._ever_loaded and self._failures.load_failure(model_id) is None
+
+    @property
+    def models_dir(self) -> Path:
+        """The folder scanned for model files."""
+        return self.registry.models_dir
 
     async def available_models(self) -> list[ModelInfo]:
         """Every installed model file (usable or not), from a fresh scan."""
