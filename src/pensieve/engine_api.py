@@ -48,7 +48,7 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logit_bias: tuple[tuple[int, float], ...] = ()
-    logprobs: bool = False  # measure each sampled token's log-probability (costs ~1 ms per token)
+    logprobs: bool = False  # measure each sampled token's log-probability (has a per-token cost)
     top_logprobs: int = 0  # with logprobs: also report this many likeliest alternatives per token
     # OpenAI's response_format ({"type": "json_object"} or {"type": "json_schema", ...}); None = free text.
     # Local engines turn it into a grammar; cloud engines pass it on.

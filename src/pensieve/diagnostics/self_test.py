@@ -18,7 +18,7 @@ from pensieve.diagnostics.cpu_features import available_cores
 from pensieve.diagnostics.exit_status import describe_exit, died_by_signal
 
 SELF_TEST_MODULE = "pensieve.engine.llamacpp.selftest"
-# Loading takes about a second and 16 tokens well under one; a slow disk or a loaded machine gets room.
+# A load and 16 tokens take seconds at most (bench/README.md); a slow disk or a loaded machine gets room.
 SELF_TEST_TIMEOUT_SECONDS = 180.0
 
 

@@ -1,8 +1,9 @@
 """Embedding requests inside a model worker, computed one small piece at a time between decode steps.
 
 One embedding request can hold thousands of inputs: computed in one go it would freeze every running
-stream of the model for as long as it takes (150 documents of ~100 tokens: ~50 s here). Instead the
-worker loop advances the oldest request by one piece (`EMBEDDING_CHUNK` tokens, <= ~0.45 s) at a time,
+stream of the model for as long as it takes (tens of seconds for a few hundred short documents: see
+bench/README.md). Instead the worker loop advances the oldest request by one piece (`EMBEDDING_CHUNK`
+tokens, well under a second) at a time,
 between the scheduler's decode steps, and a new chat request is admitted within a piece. While streams
 are running, embedding work gets as much time as decoding has had (half the worker each), so a batch
 of documents neither stalls the streams nor starves.

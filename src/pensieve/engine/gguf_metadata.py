@@ -1,9 +1,9 @@
 """Read and validate a GGUF file's header without loading its weights.
 
-`gguf.GGUFReader` parses every tokenizer entry into numpy views, which takes ~20 s for Gemma 3's
-262,144-token vocabulary. Listing models must be instant, so this reader walks the header with
-`struct` over an mmap, keeps scalar values and short arrays, and skips long arrays. It uses the
-`gguf` package's own constants for value types, tensor types and block sizes, and checks that every
+`gguf.GGUFReader` parses every tokenizer entry into numpy views, which takes many seconds for Gemma 3's
+262,144-token vocabulary (bench/README.md has the figure). Listing models must be instant, so this
+reader walks the header with `struct` over an mmap, keeps scalar values and short arrays, and skips long
+arrays. It uses the `gguf` package's own constants for value types, tensor types and block sizes, and checks that every
 tensor's data lies inside the file, which catches truncated downloads before llama.cpp sees them.
 """
 

@@ -8,9 +8,9 @@ estimate = file size (the weights are mmapped and end up resident)
            the worker's Python interpreter).
 
 Sliding-window models (Gemma 2/3) are loaded with `swa_full` (see `BatchContext`), so their SWA layers
-hold a full-size cache too: every layer counts with all cells. Checked against llama.cpp's own report for
-Gemma 3 270M at 16,384 cells: 48 MiB (3 global layers) + 240 MiB (15 SWA layers) = 288 MiB, exactly the
-formula above; the worker's whole RSS was within 3% of the estimate. It is an estimate, not a promise.
+hold a full-size cache too: every layer counts with all cells. The formula matched llama.cpp's own report
+for Gemma 3 270M exactly, and the worker's whole RSS came close to the estimate (the check is recorded in
+bench/README.md). It is an estimate, not a promise.
 """
 
 from __future__ import annotations

@@ -31,11 +31,11 @@ PENALTY_LAST_N = 64
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 # Longest input to embed: the embedding context's size (its KV cache holds one input at a time).
 EMBEDDING_MAX_TOKENS = 2048
-# Tokens of an input embedded per llama_decode call. Embedding costs ~3.5 ms a token here, 2.3x a plain
-# prefill of the same tokens (mean pooling needs every token's output, and each output's 262k-vocabulary
-# logits are computed too), so a piece takes up to ~0.45 s; between pieces the worker decodes steps for
-# its running streams. Smaller pieces made streams smoother but cost ~100-token documents a fifth of
-# their embedding speed.
+# Tokens of an input embedded per llama_decode call. Embedding costs about twice a plain prefill of the
+# same tokens (mean pooling needs every token's output, and each output's 262k-vocabulary logits are
+# computed too), so a piece is kept short; between pieces the worker decodes steps for its running
+# streams. Smaller pieces made streams smoother but cost short documents much of their embedding speed.
+# The figures: bench/README.md, "Figures formerly quoted in code comments".
 EMBEDDING_CHUNK = 128
 
 
@@ -54,7 +54,7 @@ class SequenceSampler:
 
     `greedy` holds (token ids, biases) when the chain is plain greedy decoding with logit biases only:
     the argmax is then taken with numpy on the logits in place, without building llama.cpp's
-    262k-entry candidate array (about 0.15 ms a token saved, ~3% of a 16-sequence step).
+    262k-entry candidate array (a few percent of a 16-sequence step: bench/README.md).
     """
 
     def __init__(self, chain: Any, grammar: Any | None, greedy: tuple[Any, Any] | None = None) -> None:
@@ -117,7 +117,7 @@ class BatchContext:
         self.n_batch = config.n_batch
         self.n_vocab = self.vocab.n_vocab
         # One ctypes array type for a row of logits, made once: numpy's as_array() builds a new one on every
-        # call (~60 us, paid per sequence and step).
+        # call, paid per sequence and step (bench/README.md has the cost).
         self._logits_row = ctypes.c_float * self.n_vocab
         self._batch = llama.llama_batch_init(self.n_batch, 0, 1)
         self._embedding_ctx: Any = None
@@ -128,7 +128,7 @@ class BatchContext:
 
     def _warm_up(self) -> None:
         """One prompt batch and one single-token step, then forget them: page faults and buffer set-up
-        (~0.3 s here) are paid at load instead of by the first request."""
+        are paid at load instead of by the first request (bench/README.md has the figure)."""
         try:
             warm = self.vocab.tokenize("Hello, world. This warms the model up.", add_special=True, parse_special=False)
             self.decode([BatchItem(t, i, 0, False) for i, t in enumerate(warm[:-1])])
@@ -180,9 +180,9 @@ class BatchContext:
             array = (llama.llama_logit_bias * len(biases))(*[llama.llama_logit_bias(t, b) for t, b in biases])
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_logit_bias(self.n_vocab, len(biases), array))
         penalised = params.repeat_penalty != 1.0 or bool(params.presence_penalty) or bool(params.frequency_penalty)
-        # top_k before the penalties: penalising 262k candidates every token costs ~10% of the speed. Plain
-        # greedy decoding needs no top_k at all (the argmax is the argmax): skipping its partial sort of
-        # the whole vocabulary saves ~1 ms a token.
+        # top_k before the penalties: penalising all 262k candidates every token costs a noticeable share of
+        # the speed. Plain greedy decoding needs no top_k at all (the argmax is the argmax): skipping its
+        # partial sort of the whole vocabulary saves time on every token (figures: bench/README.md).
         if params.top_k > 0 and (params.temperature > 0.0 or penalised):
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_k(params.top_k))
         if penalised:
