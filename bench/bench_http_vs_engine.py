@@ -45,7 +45,8 @@ import httpx
 import openai
 
 from pensieve import __version__ as pensieve_version
-from pensieve.config import Settings, available_cores
+from pensieve.config import Settings
+from pensieve.diagnostics.cpu_features import available_cores
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.registry import inspect_model_file
@@ -1047,7 +1048,7 @@ def report(plan: Plan, samples: Sequence[Sample]) -> tuple[str, list[Summary], l
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
-    fields = Settings.model_fields
+    defaults = Settings.from_values()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="GGUF file (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: %(default)s)")
@@ -1057,12 +1058,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--n-threads", type=int, default=0, help="threads for every backend; 0 = the server's default (all cores)"
     )
     parser.add_argument(
-        "--n-ctx", type=int, default=fields["n_ctx"].default, help="context size (default: %(default)s)"
+        "--n-ctx", type=int, default=defaults.engine.n_ctx, help="context size (default: %(default)s)"
     )
     parser.add_argument(
         "--repeat-penalty",
         type=float,
-        default=fields["default_repeat_penalty"].default,
+        default=defaults.sampling.repeat_penalty,
         help="sent to every backend (default: the server's default, %(default)s; 1.0 = plain greedy)",
     )
     parser.add_argument(
@@ -1098,7 +1099,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == [WORKER_FLAG]:
         return baseline_worker(argv[1])
     args = parse_args(argv)
-    fields = Settings.model_fields
+    defaults = Settings.from_values()
     n_threads = args.n_threads or available_cores()
     plan = Plan(
         model=args.model.resolve(),
@@ -1107,12 +1108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prompt_tokens=args.prompt_tokens,
         endpoints=args.endpoints,
         config=LlamaConfig(
-            n_ctx=args.n_ctx, n_batch=fields["n_batch"].default, n_threads=n_threads, n_threads_batch=n_threads
+            n_ctx=args.n_ctx, n_batch=defaults.engine.n_batch, n_threads=n_threads, n_threads_batch=n_threads
         ),
         sampling=Sampling(
-            top_k=fields["default_top_k"].default,
-            top_p=fields["default_top_p"].default,
-            min_p=fields["default_min_p"].default,
+            top_k=defaults.sampling.top_k,
+            top_p=defaults.sampling.top_p,
+            min_p=defaults.sampling.min_p,
             repeat_penalty=args.repeat_penalty,
         ),
         with_baseline=args.with_baseline,
