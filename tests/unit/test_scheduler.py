@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pensieve.engine.llamacpp.batch_context import BatchItem
-from pensieve.engine.scheduler import DoneEvent, Job, Scheduler, TokenEvent
+from pensieve.engine.scheduler import Scheduler
 from pensieve.engine.types import SamplingParams
+from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent
 
 EOG = 0
 

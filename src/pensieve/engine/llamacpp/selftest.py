@@ -36,8 +36,9 @@ def run(model: Path, threads: int, tokens: int) -> dict[str, object]:
 
     from pensieve.engine.llamacpp.batch_context import BatchContext
     from pensieve.engine.llamacpp.runtime import LlamaConfig
-    from pensieve.engine.scheduler import DoneEvent, Job, Scheduler, TokenEvent
+    from pensieve.engine.scheduler import Scheduler
     from pensieve.engine.types import SamplingParams
+    from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent
 
     started = time.perf_counter()
     config = LlamaConfig(n_ctx=512, n_batch=512, n_threads=threads, n_threads_batch=threads, n_parallel=2)
