@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pensieve.engine.llamacpp.batch_context import BatchItem
-from pensieve.engine.scheduler import DoneEvent, Job, Scheduler, TokenEvent
+from pensieve.engine.scheduler import Scheduler
+from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent
 from pensieve.engine_api import SamplingParams
 
 EOG = 0

@@ -3,8 +3,9 @@
 The server process keeps only the model's vocabulary (a few MB): it renders chat prompts, tokenizes,
 checks the context window and turns the worker's token ids back into text (UTF-8 assembly, stop
 sequences, edge whitespace). The worker process holds the weights and runs the batching scheduler
-(see `scheduler.py`); many requests decode together there. Closing a request's generator (client
-disconnect, stop sequence seen) cancels its sequence in the worker within a step.
+(see `scheduler.py`); many requests decode together there. `worker_protocol` holds what the two
+exchange. Closing a request's generator (client disconnect, stop sequence seen) cancels its sequence
+in the worker within a step. Everything here runs in the server process.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from pensieve.engine.llamacpp.grammar import GrammarError, grammar_for
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.registry import ModelInfo
-from pensieve.engine.scheduler import DoneEvent, Job, TokenEvent
 from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler
-from pensieve.engine.worker_client import WorkerClient, WorkerFacts
+from pensieve.engine.worker_client import WorkerClient
+from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent, WorkerFacts
 from pensieve.engine_api import (
     EngineStats,
     FinishReason,

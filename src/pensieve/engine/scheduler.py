@@ -14,6 +14,7 @@ turn of a conversation) and only its new suffix is computed. Cached prefixes are
 least-recently-used first when room is needed.
 
 The scheduler is synchronous and owns the BatchContext; the worker loop feeds it commands between steps.
+Everything here runs in the worker process; its jobs and events are defined in `worker_protocol`.
 """
 
 from __future__ import annotations
@@ -21,55 +22,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pensieve.engine.llamacpp.batch_context import BatchContext, BatchItem, SequenceSampler
 from pensieve.engine.llamacpp.runtime import LlamaDecodeError
-from pensieve.engine_api import SamplingParams
+from pensieve.engine.worker_protocol import DoneEvent, Event, Finish, Job, Load, TokenEvent
 
-Finish = Literal["stop", "length", "cancelled", "error"]
-# Prompt tokens a step may add while other sequences are generating: ~0.15 s of prefill on 2 cores,
-# so running streams keep flowing while a long prompt enters.
+# Prompt tokens a step may add while other sequences are generating: a short slice of prefill (its time
+# on 2 cores is in bench/README.md), so running streams keep flowing while a long prompt enters.
 PREFILL_SLICE_WHILE_GENERATING = 128
-
-
-@dataclass
-class Job:
-    """A generation request as the worker receives it (token ids in, token ids out)."""
-
-    rid: int
-    prompt: list[int]
-    params: SamplingParams
-    max_tokens: int
-    forbid_eog_first: bool = False
-    top_logprobs: int = -1  # -1: none; 0: the sampled token's; n: also the n likeliest
-    grammar: str | None = None
-    cache_prompt: bool = True  # False: reuse no cached prefix; the whole prompt is computed
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    """One sampled token of a request, with its log-probabilities when asked for."""
-
-    rid: int
-    token: int
-    logprob: float | None = None
-    top: tuple[tuple[int, float], ...] = ()
-    # On a request's first token: prompt tokens reused from the cache (the DoneEvent says it too, but a
-    # request the server stops early, at a stop sequence, never receives its DoneEvent).
-    cached_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class DoneEvent:
-    """A request ended: why, and its token counts (`cached` prompt tokens were reused, not computed)."""
-
-    rid: int
-    finish: Finish
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    error: str | None = None
 
 
 @dataclass
@@ -127,7 +87,7 @@ class Scheduler:
         """Nothing to run and nothing waiting."""
         return not self.waiting and all(slot.job is None for slot in self.slots)
 
-    def load(self) -> tuple[int, int, int]:
+    def load(self) -> Load:
         """(sequences running, requests waiting, KV cells in use or reserved)."""
         running = sum(1 for slot in self.slots if slot.job is not None)
         return running, len(self.waiting), sum(slot.reserved for slot in self.slots)
@@ -194,10 +154,10 @@ class Scheduler:
 
     # --- one step ---------------------------------------------------------------------------------
 
-    def step(self) -> list[TokenEvent | DoneEvent]:
+    def step(self) -> list[Event]:
         """Admit, build one batch, decode it, sample; the events of this step."""
         self._admit()
-        events: list[TokenEvent | DoneEvent] = list(self._rejected)
+        events: list[Event] = list(self._rejected)
         self._rejected.clear()
         items, sampled = self._build_batch()
         if not items:
@@ -240,7 +200,7 @@ class Scheduler:
             room -= len(piece)
         return items, sampled
 
-    def _sample(self, slot: Slot, index: int) -> list[TokenEvent | DoneEvent]:
+    def _sample(self, slot: Slot, index: int) -> list[Event]:
         job, sampler = slot.job, slot.sampler
         assert job is not None and sampler is not None
         token = self.context.sample(sampler, index)

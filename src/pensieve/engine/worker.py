@@ -1,11 +1,9 @@
 """The model worker process: loads one model and runs the continuous-batching scheduler for it.
 
-The server talks to it over a multiprocessing pipe with plain picklable messages:
-
-    server -> worker   ("generate", Job) | ("cancel", rid) | ("embed", rid, [[token, ...], ...]) | ("shutdown",)
-    worker -> server   ("ready", facts) | ("load_error", message)
-                       ("step", [TokenEvent | DoneEvent, ...], (running, waiting, kv_cells))
-                       ("embedded", rid, [[float, ...], ...] | None, error | None)
+Everything here runs in the worker process (spawned by `worker_client` in the server process). It
+speaks the protocol of `worker_protocol` over a multiprocessing pipe: commands come in between decode
+steps (`generate`, `cancel`, `embed`, `shutdown`); the model's facts, each step's events and each
+embedding request's result go out.
 
 A crash here (a hostile model file, an out-of-memory kill) ends this process only: the server sees
 the pipe close and fails the requests in flight. When the server goes away, the pipe closes too and
@@ -20,39 +18,38 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from pensieve.engine.embedding_queue import EmbeddingQueue
 from pensieve.engine.llamacpp.batch_context import BatchContext
 from pensieve.engine.llamacpp.runtime import LlamaConfig
-from pensieve.engine.pipe_messages import command_waiting
 from pensieve.engine.scheduler import Scheduler
+from pensieve.engine.worker_protocol import Message, ToServer, ToWorker, WorkerFacts, command_waiting, ready_message
 
 logger = logging.getLogger("pensieve.worker")
 
 
-def _handle(message: tuple[Any, ...], scheduler: Scheduler, embeddings: EmbeddingQueue, conn: Connection) -> bool:
+def _handle(message: Message, scheduler: Scheduler, embeddings: EmbeddingQueue, conn: Connection) -> bool:
     """Apply one command; False when the worker should stop."""
     kind = message[0]
-    if kind == "generate":
+    if kind == ToWorker.GENERATE:
         scheduler.submit(message[1])
-    elif kind == "cancel":
+    elif kind == ToWorker.CANCEL:
         done = scheduler.cancel(message[1])
         if done is not None:
-            conn.send(("step", [done], scheduler.load()))
+            conn.send((ToServer.STEP, [done], scheduler.load()))
         embeddings.cancel(message[1])
-    elif kind == "embed":
+    elif kind == ToWorker.EMBED:
         refused = embeddings.submit(message[1], message[2])
         if refused is not None:
-            conn.send(("embedded", *refused))
-    elif kind == "shutdown":
+            conn.send((ToServer.EMBEDDED, *refused))
+    elif kind == ToWorker.SHUTDOWN:
         return False
     return True
 
 
 def serve(conn: Connection, scheduler: Scheduler) -> None:
-    """The worker loop: take every pending command, run one decode step and one piece of embedding work,
-    report what finished; sleep when there is nothing to do."""
+    """The worker loop (worker process): take every pending command, run one decode step and one piece of
+    embedding work, report what finished; sleep when there is nothing to do."""
     embeddings = EmbeddingQueue(scheduler.context)
     running = True
     waiting = command_waiting(conn)
@@ -67,14 +64,14 @@ def serve(conn: Connection, scheduler: Scheduler) -> None:
         events = scheduler.step()
         embeddings.decoded_for(time.monotonic() - started)
         if events:
-            conn.send(("step", events, scheduler.load()))
+            conn.send((ToServer.STEP, events, scheduler.load()))
         finished = embeddings.advance(streams_running=not scheduler.idle)
         if finished is not None:
-            conn.send(("embedded", *finished))
+            conn.send((ToServer.EMBEDDED, *finished))
 
 
 def worker_main(conn: Connection, model_path: str, config: LlamaConfig, log_level: str) -> None:
-    """Process entry point (spawned): load, report ready or the load error, serve until told to stop."""
+    """The worker process's entry point (spawned): load, report ready or the load error, serve until told to stop."""
     # Ctrl+C in a terminal signals the whole process group. The server decides when its workers stop (it
     # sends "shutdown", and a server that dies closes the pipe): a worker that died of the same SIGINT
     # first would fail requests still finishing and look like a crash in the log.
@@ -85,15 +82,10 @@ def worker_main(conn: Connection, model_path: str, config: LlamaConfig, log_leve
     try:
         context = BatchContext(Path(model_path), config)
     except Exception as exc:  # reported to the server, which shows it to the client
-        conn.send(("load_error", str(exc)))
+        conn.send((ToServer.LOAD_ERROR, str(exc)))
         conn.close()
         return
-    conn.send(
-        (
-            "ready",
-            {"window": context.window, "kv_size": context.kv_size, "n_parallel": context.n_parallel},
-        )
-    )
+    conn.send(ready_message(WorkerFacts(context.window, context.kv_size, context.n_parallel)))
     try:
         serve(conn, Scheduler(context))
     except (EOFError, OSError):

@@ -1,5 +1,8 @@
 """The server's side of a model worker process: start it, talk to it, notice when it dies, stop it.
 
+Everything here runs in the server process; the messages it exchanges with the worker are those of
+`worker_protocol`.
+
 The worker is spawned (never forked: the server has threads) and loads the model itself, so an
 unload really returns the model's memory to the operating system and a crash in llama.cpp takes down
 only the worker. A worker that dies is reported with how it ended, in plain words ("killed by SIGILL
@@ -20,7 +23,6 @@ import threading
 import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,17 @@ from typing import Any
 from pensieve.diagnostics.exit_status import describe_exit
 from pensieve.engine.failures import ModelFailure
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
-from pensieve.engine.pipe_messages import MessageReader
-from pensieve.engine.scheduler import DoneEvent, Job, TokenEvent
 from pensieve.engine.worker import worker_main
+from pensieve.engine.worker_protocol import (
+    DoneEvent,
+    Event,
+    Job,
+    Message,
+    MessageReader,
+    ToServer,
+    ToWorker,
+    WorkerFacts,
+)
 from pensieve.errors import EngineError, WorkerCrashedError
 
 logger = logging.getLogger(__name__)
@@ -53,15 +63,6 @@ def how_it_ended(exit_code: int | None) -> str:
     return describe_exit(exit_code) if exit_code is not None else "its exit status is unknown"
 
 
-@dataclass(frozen=True)
-class WorkerFacts:
-    """What the worker reported once the model was loaded."""
-
-    window: int  # tokens one request may use
-    kv_size: int  # KV cells shared by all sequences
-    n_parallel: int  # sequences decoded together
-
-
 class WorkerClient:
     """One running worker process and the requests in flight on it."""
 
@@ -71,7 +72,7 @@ class WorkerClient:
         self._process = process
         self._conn = conn
         self._loop = asyncio.get_running_loop()
-        self._streams: dict[int, asyncio.Queue[TokenEvent | DoneEvent | BaseException]] = {}
+        self._streams: dict[int, asyncio.Queue[Event | BaseException]] = {}
         self._embeds: dict[int, asyncio.Future[list[list[float]]]] = {}
         self._ids = itertools.count(1)
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"send-{model_id}")
@@ -103,12 +104,11 @@ class WorkerClient:
             parent.close()
             await asyncio.to_thread(_reap, process)
             raise
-        if ready[0] == "load_error":
+        if ready[0] == ToServer.LOAD_ERROR:
             parent.close()
             await asyncio.to_thread(_reap, process)
             raise LlamaLoadError(ready[1])
-        facts = ready[1]
-        return cls(model_id, process, parent, WorkerFacts(facts["window"], facts["kv_size"], facts["n_parallel"]))
+        return cls(model_id, process, parent, WorkerFacts(**ready[1]))
 
     @property
     def pid(self) -> int | None:
@@ -122,7 +122,7 @@ class WorkerClient:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def _send(self, message: Message) -> None:
         def send() -> None:
             with contextlib.suppress(OSError, ValueError):  # the worker is gone; the reader thread reports it
                 self._conn.send(message)
@@ -134,15 +134,15 @@ class WorkerClient:
         message = self.failure or f"The worker of model '{self.model_id}' is not running."
         return WorkerCrashedError(message) if self.crash is not None else EngineError(message)
 
-    async def generate(self, job: Job) -> AsyncGenerator[TokenEvent | DoneEvent, None]:
+    async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
         """The events of one request; closing the generator early cancels it in the worker."""
         if not self.alive:
             raise self.dead_error()
         rid = next(self._ids)
         job.rid = rid
-        queue: asyncio.Queue[TokenEvent | DoneEvent | BaseException] = asyncio.Queue()
+        queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         self._streams[rid] = queue
-        self._send(("generate", job))
+        self._send((ToWorker.GENERATE, job))
         finished = False
         try:
             while True:
@@ -158,7 +158,7 @@ class WorkerClient:
         finally:
             self._streams.pop(rid, None)
             if not finished and self.alive:
-                self._send(("cancel", rid))
+                self._send((ToWorker.CANCEL, rid))
 
     async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         """Embedding vectors of tokenized inputs (computed in the worker between two steps)."""
@@ -167,13 +167,13 @@ class WorkerClient:
         rid = next(self._ids)
         future: asyncio.Future[list[list[float]]] = self._loop.create_future()
         self._embeds[rid] = future
-        self._send(("embed", rid, inputs))
+        self._send((ToWorker.EMBED, rid, inputs))
         try:
             return await future
         finally:
             self._embeds.pop(rid, None)
             if (future.cancelled() or not future.done()) and self.alive:
-                self._send(("cancel", rid))  # the caller gave up: the worker drops the rest of the work
+                self._send((ToWorker.CANCEL, rid))  # the caller gave up: the worker drops the rest of the work
 
     # --- the reader thread and what it hands to the event loop -------------------------------------
 
@@ -218,15 +218,15 @@ class WorkerClient:
         with contextlib.suppress(RuntimeError):  # the event loop is closed: the server is shutting down
             self._loop.call_soon_threadsafe(callback, *args)
 
-    def _dispatch(self, message: tuple[Any, ...]) -> None:
+    def _dispatch(self, message: Message) -> None:
         kind = message[0]
-        if kind == "step":
+        if kind == ToServer.STEP:
             events, (self.running, self.waiting, self.kv_cells) = message[1], message[2]
             for event in events:
                 queue = self._streams.get(event.rid)
                 if queue is not None:
                     queue.put_nowait(event)
-        elif kind == "embedded":
+        elif kind == ToServer.EMBEDDED:
             future = self._embeds.get(message[1])
             if future is not None and not future.done():
                 if message[3] is not None:
@@ -257,7 +257,7 @@ class WorkerClient:
         """Stop the worker (running requests end with an error) and wait until its process is gone."""
         if self.alive:
             self.failure = f"Model '{self.model_id}' was unloaded."
-            self._send(("shutdown",))
+            self._send((ToWorker.SHUTDOWN,))
         await asyncio.to_thread(_reap, self._process, SHUTDOWN_TIMEOUT_SECONDS)
         if self._reader is None:
             self._stop_watching()
@@ -270,13 +270,13 @@ class WorkerClient:
         self._process.kill()
 
 
-def _first_message(conn: Connection, process: Any) -> tuple[Any, ...]:
+def _first_message(conn: Connection, process: Any) -> Message:
     """The worker's ready/load_error message, or LlamaLoadError if it dies or hangs first."""
     if not conn.poll(LOAD_TIMEOUT_SECONDS):
         process.kill()
         raise LlamaLoadError(f"the model did not load within {LOAD_TIMEOUT_SECONDS:.0f} s")
     try:
-        message: tuple[Any, ...] = conn.recv()
+        message: Message = conn.recv()
     except (EOFError, OSError):
         process.join(5)
         code = process.exitcode

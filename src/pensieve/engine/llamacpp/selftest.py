@@ -36,7 +36,8 @@ def run(model: Path, threads: int, tokens: int) -> dict[str, object]:
 
     from pensieve.engine.llamacpp.batch_context import BatchContext
     from pensieve.engine.llamacpp.runtime import LlamaConfig
-    from pensieve.engine.scheduler import DoneEvent, Job, Scheduler, TokenEvent
+    from pensieve.engine.scheduler import Scheduler
+    from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent
     from pensieve.engine_api import SamplingParams
 
     started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""The server's pipe reader against real multiprocessing Connection output (CPython's framing)."""
+"""The worker protocol: message kinds, the ready message, and the server's pipe reader against real
+multiprocessing Connection output (CPython's framing)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,25 @@ import multiprocessing
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
 import pytest
 
-from pensieve.engine.pipe_messages import READ_SIZE, MessageReader, command_waiting
-from pensieve.engine.scheduler import DoneEvent, TokenEvent
+from pensieve.engine.worker_protocol import (
+    READ_SIZE,
+    DoneEvent,
+    MessageReader,
+    TokenEvent,
+    ToServer,
+    ToWorker,
+    WorkerFacts,
+    command_waiting,
+    ready_message,
+)
 
 
 @pytest.fixture
@@ -80,3 +92,30 @@ def test_command_waiting_sees_a_message_and_a_closed_pipe(pipe: tuple[Connection
     assert not waiting()
     writer_end.close()
     assert waiting()  # end of file is "readable": the worker's recv() then ends its loop
+
+
+def test_message_kinds_are_the_plain_strings_on_the_wire() -> None:
+    to_worker = {ToWorker.GENERATE, ToWorker.CANCEL, ToWorker.EMBED, ToWorker.SHUTDOWN}
+    to_server = {ToServer.READY, ToServer.LOAD_ERROR, ToServer.STEP, ToServer.EMBEDDED}
+    assert to_worker == {"generate", "cancel", "embed", "shutdown"}
+    assert to_server == {"ready", "load_error", "step", "embedded"}
+    assert all(type(kind) is str for kind in to_worker | to_server)  # pickled as str: no class to import
+
+
+def test_the_ready_message_carries_the_facts_as_a_dict(pipe: tuple[Connection, Connection]) -> None:
+    reader_end, writer_end = pipe
+    facts = WorkerFacts(window=2048, kv_size=4096, n_parallel=2)
+    writer_end.send(ready_message(facts))
+    kind, sent = reader_end.recv()
+    assert (kind, sent) == ("ready", {"window": 2048, "kv_size": 4096, "n_parallel": 2})
+    assert WorkerFacts(**sent) == facts
+
+
+def test_the_protocol_imports_neither_llama_cpp_nor_numpy() -> None:
+    # The server process imports it too; it must stay as light as the standard library.
+    code = (
+        "import sys, pensieve.engine.worker_protocol; "
+        "print(sorted(m for m in ('llama_cpp', 'numpy') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
