@@ -13,12 +13,12 @@ from contextlib import aclosing
 import pytest
 from pydantic import SecretStr
 
-from fakes.fake_cloud import ALTERNATIVE, ECHO_LOGPROB, FakeCloud
 from pensieve.cloud.circuit import CircuitBreaker
 from pensieve.cloud.engine import CloudEngine
 from pensieve.cloud.providers import CloudModel, ProviderConfig
 from pensieve.engine_api import ChatMessage, GenerationChunk, GenerationRequest, SamplingParams
 from pensieve.errors import CloudError, CloudUnavailableError, InvalidRequestError
+from support.fake_cloud import ALTERNATIVE, ECHO_LOGPROB, FakeCloud
 
 KEY = "sk-cloud-engine-test-0001"
 

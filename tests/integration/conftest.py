@@ -2,39 +2,27 @@
 
 The models folder is temporary: the real model (a symlink, or a copy) plus three hostile files,
 `not-gguf.gguf` (random bytes), `truncated.gguf` (the first 2 MB of the model) and `empty.gguf`.
-The launcher itself lives in `integration_support.py`.
+The launcher and the models folder come from `tests/support`, shared with the UI suite and the benches.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
 
 import httpx
 import openai
 import pytest
-from integration_support import (
-    LIVE_SERVERS,
-    ModelsFolder,
-    ServerFactory,
-    ServerHandle,
-    make_client,
-    place_real_model,
-    running_server,
-)
+
+from support.checks import make_client
+from support.models import ModelsFolder, make_models_folder
+from support.server import LIVE_SERVERS, ServerFactory, ServerHandle, running_server
 
 
 @pytest.fixture(scope="session")
 def models_folder(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
     """A models folder with the real model and the `not-gguf`, `truncated` and `empty` model files."""
-    models_dir = tmp_path_factory.mktemp("models")
-    model_file = place_real_model(models_dir)
-    (models_dir / "not-gguf.gguf").write_bytes(b"NOPE" + random.Random(1234).randbytes(256 * 1024))
-    with model_file.open("rb") as handle:
-        (models_dir / "truncated.gguf").write_bytes(handle.read(2 * 1024 * 1024))
-    (models_dir / "empty.gguf").write_bytes(b"")
-    return ModelsFolder(path=models_dir, model_id=model_file.stem, model_file=model_file)
+    return make_models_folder(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integration_support import ServerFactory, ServerHandle
+
+from support.server import ServerFactory, ServerHandle
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from integration_support import END_TOKEN_BIAS, ServerFactory, ServerHandle, engine_stats, make_client
 
-from fakes.fake_cloud import FakeCloud
+from support.checks import END_TOKEN_BIAS, engine_stats, make_client
+from support.fake_cloud import FakeCloud
+from support.server import ServerFactory, ServerHandle
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_support import DEFAULT_MODEL_FILE, find_real_model, link_or_copy
 
-from fakes.fake_cloud import FakeCloud
+from support.fake_cloud import FakeCloud
+from support.models import DEFAULT_MODEL_FILE, find_real_model, link_or_copy
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from integration_support import ServerFactory, ServerHandle, assert_openai_error, make_client
+
+from support.checks import assert_openai_error, make_client
+from support.server import ServerFactory, ServerHandle
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from integration_support import END_TOKEN_BIAS, ServerFactory, ServerHandle, engine_stats, make_client
+
+from support.checks import END_TOKEN_BIAS, engine_stats, make_client
+from support.server import ServerFactory, ServerHandle
 
 pytestmark = pytest.mark.integration
 

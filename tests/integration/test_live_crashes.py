@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from integration_support import END_TOKEN_BIAS, ModelsFolder, ServerFactory, ServerHandle, make_client, running_server
 
 from pensieve.engine.worker_client import WorkerCrashError, _first_message
+from support.checks import END_TOKEN_BIAS, make_client
+from support.models import ModelsFolder
+from support.server import ServerFactory, ServerHandle, running_server
 
 pytestmark = [
     pytest.mark.integration,

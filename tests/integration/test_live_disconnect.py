@@ -7,7 +7,9 @@ import time
 import httpx
 import openai
 import pytest
-from integration_support import END_TOKEN_BIAS, ServerHandle, engine_stats, wait_for_idle
+
+from support.checks import END_TOKEN_BIAS, engine_stats, wait_for_idle
+from support.server import ServerHandle
 
 pytestmark = pytest.mark.integration
 

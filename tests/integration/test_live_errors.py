@@ -8,8 +8,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from integration_support import N_CTX, ServerFactory, ServerHandle, assert_openai_error
 from openai.types.chat import ChatCompletionMessageParam
+
+from support.checks import assert_openai_error
+from support.server import N_CTX, ServerFactory, ServerHandle
 
 pytestmark = pytest.mark.integration
 

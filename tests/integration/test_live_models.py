@@ -7,8 +7,11 @@ import time
 import httpx
 import openai
 import pytest
-from integration_support import BAD_MODELS, ModelsFolder, ServerHandle, assert_openai_error, make_client
 from openai.types.chat import ChatCompletionMessageParam
+
+from support.checks import assert_openai_error, make_client
+from support.models import BAD_MODELS, ModelsFolder
+from support.server import ServerHandle
 
 pytestmark = pytest.mark.integration
 

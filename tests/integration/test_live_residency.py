@@ -14,14 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from integration_support import (
-    END_TOKEN_BIAS,
-    ModelsFolder,
-    ServerFactory,
-    ServerHandle,
-    assert_openai_error,
-    running_server,
-)
+
+from support.checks import END_TOKEN_BIAS, assert_openai_error
+from support.models import ModelsFolder
+from support.server import ServerFactory, ServerHandle, running_server
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,9 @@ import httpx
 import openai
 import pytest
 
-from integration.integration_support import DEFAULT_MODEL_FILE, free_port, make_client
+from support.checks import make_client
+from support.models import DEFAULT_MODEL_FILE
+from support.server import free_port
 
 pytestmark = pytest.mark.integration
 

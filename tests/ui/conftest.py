@@ -1,8 +1,8 @@
 """Fixtures of the UI suite: a real Pensieve server (real model, fake cloud on loopback) for the UI to talk to.
 
-The server is started with the integration suite's launcher. Its models folder holds the real model
+The server is started with the shared launcher (`tests/support`). Its models folder holds the real model
 and one file that is not GGUF, so the Models page shows both kinds. The cloud is the fake one from
-`tests/fakes`, so the chat can route to a cloud model and the settings show a masked key.
+`tests/support/fake_cloud`, so the chat can route to a cloud model and the settings show a masked key.
 """
 
 from __future__ import annotations
@@ -14,22 +14,15 @@ from pathlib import Path
 import pytest
 from ui_support import CLOUD_KEY, OUTPUT_DIR
 
-from fakes.fake_cloud import FakeCloud
-from integration.integration_support import (
-    ModelsFolder,
-    ServerHandle,
-    place_real_model,
-    running_server,
-)
+from support.fake_cloud import FakeCloud
+from support.models import ModelsFolder, make_models_folder
+from support.server import ServerHandle, running_server
 
 
 @pytest.fixture(scope="session")
 def ui_models(tmp_path_factory: pytest.TempPathFactory) -> ModelsFolder:
     """The real model (linked or copied) and `not-gguf.gguf`."""
-    models_dir = tmp_path_factory.mktemp("ui-models")
-    target = place_real_model(models_dir)
-    (models_dir / "not-gguf.gguf").write_bytes(b"NOPE" + bytes(64 * 1024))
-    return ModelsFolder(path=models_dir, model_id=target.stem, model_file=target, bad_ids=("not-gguf",))
+    return make_models_folder(tmp_path_factory.mktemp("ui-models"), bad=("not-gguf",))
 
 
 @pytest.fixture(scope="session")

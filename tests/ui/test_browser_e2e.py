@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from integration.integration_support import ServerHandle, free_port
+from support.server import ServerHandle, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from ui_support import APP_PATH, CLOUD_KEY, CLOUD_MODEL
 
-from integration.integration_support import ServerHandle
+from support.server import ServerHandle
 
 pytestmark = pytest.mark.integration
 

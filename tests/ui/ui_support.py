@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integration.integration_support import REPO_ROOT
+from support.models import REPO_ROOT
 
 CLOUD_KEY = "sk-ui-test-cloud-key-7781"
 CLOUD_MODEL = "fake/big-model"

@@ -1,4 +1,4 @@
-"""The fake cloud itself (tests/fakes/fake_cloud.py), checked with the official openai SDK and httpx."""
+"""The fake cloud itself (tests/support/fake_cloud/), checked with the official openai SDK and httpx."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from fakes.fake_cloud import FakeCloud, word_pieces
+from support.fake_cloud import FakeCloud, word_pieces
 
 KEY = "sk-fake-unit-1234"
 HELLO = "Say hello."

@@ -1,155 +1,41 @@
-"""A fake cloud provider: a real OpenAI-compatible HTTP server on loopback, for integration tests.
-
-`FakeCloud` runs a `ThreadingHTTPServer` on 127.0.0.1 (a free port picked by the OS) in a background
-thread. Every connection is served by its own daemon thread, so a hanging request never blocks the others.
-
-What it does:
-
-- `POST /v1/chat/completions` and `POST /v1/completions` answer by echoing the last user message (or the
-  prompt) as ``"Echo: <text>"``, streamed (SSE over chunked transfer encoding) or not, with deterministic
-  token counts. `max_tokens` is ignored on purpose: tests rely on the full text coming back. Streamed
-  answers carry logprobs when asked (`logprobs` / `top_logprobs`): every echoed piece counts as one token
-  of log-probability `ECHO_LOGPROB`, with `ALTERNATIVE` as its runner-up.
-- `GET /v1/models` (and `GET /v1/models/<id>`) list the configured models.
-- Every request on a generation endpoint is recorded in `requests`, faulted or not.
-- `set_fault` queues faults for the next generation requests: an HTTP status, a 429 with `Retry-After`,
-  a hang, a connection dropped mid-stream, added latency.
-
-Faults and the request log only concern the two generation endpoints; `/v1/models` is always answered
-normally (after the API key check).
-
-Example::
-
-    fake = FakeCloud(api_key="sk-test")
-    fake.start()
-    client = openai.OpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
-    fake.set_fault(status=500)
-    ...
-    fake.stop()
-"""
+"""The fake cloud's HTTP side: a threading server and the handler that answers, records and misbehaves."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
-import re
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-__all__ = ["FakeCloud", "chat_prompt_tokens", "word_pieces"]
+from support.fake_cloud.bodies import (
+    chat_logprobs,
+    chat_prompt_tokens,
+    completion_logprobs,
+    error_body,
+    prompt_of,
+    text_of,
+    token_count,
+    word_pieces,
+)
+from support.fake_cloud.faults import ConnectionDroppedError, Fault
+
+if TYPE_CHECKING:
+    from support.fake_cloud.server import FakeCloud
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 MODELS_PATH = "/v1/models"
 GENERATION_PATHS = frozenset({CHAT_PATH, COMPLETIONS_PATH})
-HANG_SECONDS = 60.0
-CHUNK_DELAY_SECONDS = 0.005
-_WORD_PIECES = re.compile(r"\S+\s*|\s+")
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
-class _ConnectionDroppedError(Exception):
-    """Raised inside a handler when the client went away (or a fault closed the connection)."""
-
-
-@dataclass
-class _Fault:
-    """One queued fault; `remaining` counts the requests it still applies to."""
-
-    status: int | None
-    hang: bool
-    retry_after: float | None
-    drop_after_chunks: int | None
-    latency: float
-    remaining: int
-
-
-def _error_body(status: int, message: str) -> dict[str, Any]:
-    """The OpenAI error object for an HTTP status."""
-    kinds: dict[int, tuple[str, str | None]] = {
-        400: ("invalid_request_error", None),
-        401: ("invalid_request_error", "invalid_api_key"),
-        403: ("permission_error", None),
-        404: ("invalid_request_error", "unknown_url"),
-        429: ("requests", "rate_limit_exceeded"),
-    }
-    error_type, code = kinds.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
-    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-
-
-def _text_of(content: Any) -> str:
-    """The text of an OpenAI message content: a string, a list of content parts, or nothing."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return str(content)
-
-
-def _prompt_of(prompt: Any) -> str:
-    """The text of a legacy completions prompt: a string, or the first item of a list."""
-    if isinstance(prompt, list):
-        return str(prompt[0]) if prompt else ""
-    return "" if prompt is None else str(prompt)
-
-
-def _completion_tokens(text: str) -> int:
-    """Deterministic completion token count: one token per four characters, at least one."""
-    return max(1, math.ceil(len(text) / 4))
-
-
-def chat_prompt_tokens(messages: list[Any]) -> int:
-    """Deterministic prompt token count of chat messages: 3 + sum(4 + ceil(len(content) / 4))."""
-    total = 3
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        total += 4 + math.ceil(len(_text_of(content)) / 4)
-    return total
-
-
-# The log-probability the fake cloud reports for every token it echoes, and for its one alternative.
-ECHO_LOGPROB = -0.25
-ALTERNATIVE = (" maybe", -2.5)
-
-
-def chat_logprobs(piece: str, top: int) -> dict[str, Any]:
-    """A chat chunk's `logprobs` for one echoed piece (one token), with `top` alternatives at most."""
-    tops = [(piece, ECHO_LOGPROB), ALTERNATIVE][:top]
-    entry = {"token": piece, "logprob": ECHO_LOGPROB, "bytes": list(piece.encode())}
-    entry["top_logprobs"] = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in tops]
-    return {"content": [entry]}
-
-
-def completion_logprobs(piece: str, offset: int, top: int) -> dict[str, Any]:
-    """A text completion chunk's legacy `logprobs` for one echoed piece."""
-    return {
-        "tokens": [piece],
-        "token_logprobs": [ECHO_LOGPROB],
-        "top_logprobs": [dict([(piece, ECHO_LOGPROB), ALTERNATIVE][:top])],
-        "text_offset": [offset],
-    }
-
-
-def word_pieces(text: str) -> list[str]:
-    """`text` split into word pieces that keep their spaces: joining them gives `text` back exactly."""
-    return _WORD_PIECES.findall(text)
-
-
-class _Server(ThreadingHTTPServer):
+class CloudHTTPServer(ThreadingHTTPServer):
     """The HTTP server: daemon handler threads, a link back to its `FakeCloud`, open connections tracked."""
 
     daemon_threads = True
@@ -161,7 +47,7 @@ class _Server(ThreadingHTTPServer):
         self.cloud = cloud
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(("127.0.0.1", port), Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that went away; report anything else (a bug in the fake)."""
@@ -179,12 +65,12 @@ class _Server(ThreadingHTTPServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     """One connection of the fake cloud (HTTP/1.1, keep-alive)."""
 
     protocol_version = "HTTP/1.1"
     server_version = "FakeCloud/1.0"
-    server: _Server
+    server: CloudHTTPServer
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -216,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Route one request; a dropped connection ends it quietly."""
         try:
             self._route(method)
-        except (_ConnectionDroppedError, *_CONNECTION_ERRORS):
+        except (ConnectionDroppedError, *_CONNECTION_ERRORS):
             self.close_connection = True
 
     def _read_body(self) -> bytes:
@@ -226,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
             while True:
                 size_line = self.rfile.readline()
                 if not size_line:
-                    raise _ConnectionDroppedError
+                    raise ConnectionDroppedError
                 size = int(size_line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
@@ -252,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         """Send an OpenAI-shaped error."""
-        self._send_json(status, _error_body(status, message), headers)
+        self._send_json(status, error_body(status, message), headers)
 
     def _drop(self) -> None:
         """Close the connection now, without sending anything more."""
@@ -261,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         with contextlib.suppress(OSError):
             self.request.shutdown(socket.SHUT_RDWR)
-        raise _ConnectionDroppedError
+        raise ConnectionDroppedError
 
     def _authorized(self) -> bool:
         """Whether the request carries the expected bearer key (any key when none is configured)."""
@@ -309,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_error(404, f"Invalid URL ({method} {path})")
 
-    def _apply_fault(self, fault: _Fault) -> bool:
+    def _apply_fault(self, fault: Fault) -> bool:
         """Apply the latency, hang, status and rate-limit parts of a fault; True when the request is done."""
         cloud = self.server.cloud
         if fault.latency > 0:
@@ -364,9 +250,9 @@ class _Handler(BaseHTTPRequestHandler):
         last_user = next(
             (m.get("content") for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), ""
         )
-        text = f"Echo: {_text_of(last_user)}"
+        text = f"Echo: {text_of(last_user)}"
         prompt_tokens = chat_prompt_tokens(messages)
-        completion_tokens = _completion_tokens(text)
+        completion_tokens = token_count(text)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -440,10 +326,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(model, str) or "prompt" not in body:
             self._send_error(400, "'model' and 'prompt' are required properties.")
             return
-        prompt = _prompt_of(body.get("prompt"))
+        prompt = prompt_of(body.get("prompt"))
         text = f"Echo: {prompt}"
-        prompt_tokens = _completion_tokens(prompt)
-        completion_tokens = _completion_tokens(text)
+        prompt_tokens = token_count(prompt)
+        completion_tokens = token_count(text)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -504,154 +390,3 @@ class _Handler(BaseHTTPRequestHandler):
         """Write one HTTP chunk and flush it."""
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
-
-
-class FakeCloud:
-    """A fake OpenAI-compatible cloud provider on loopback that records requests and injects faults."""
-
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        models: tuple[str, ...] = ("big-model",),
-        hang_seconds: float = HANG_SECONDS,
-        chunk_delay: float = CHUNK_DELAY_SECONDS,
-    ) -> None:
-        """Configure the fake; nothing listens until `start()`.
-
-        `api_key`: the bearer key every request must carry (None accepts any). `models`: what `/v1/models`
-        lists. `hang_seconds`: how long a hang fault lasts at most. `chunk_delay`: pause between streamed events.
-        """
-        self.api_key = api_key
-        self.models = tuple(models)
-        self.hang_seconds = hang_seconds
-        self.chunk_delay = chunk_delay
-        self._lock = threading.Lock()
-        self._requests: list[dict[str, Any]] = []
-        self._faults: deque[_Fault] = deque()
-        self._wake = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
-
-    # --- lifecycle -------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start the server thread (idempotent). After `stop()`, starts again on the same port."""
-        with self._lock:
-            if self._server is not None:
-                return
-            self._wake = threading.Event()
-            server = _Server(self._port, self)
-            self._port = int(server.server_address[1])
-            thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-cloud", daemon=True
-            )
-            self._server, self._thread = server, thread
-        thread.start()
-
-    def stop(self) -> None:
-        """Shut the server down, waking hanging handlers and closing open connections (idempotent)."""
-        with self._lock:
-            server, thread = self._server, self._thread
-            self._server, self._thread = None, None
-            self._wake.set()
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> FakeCloud:
-        """Start the server: `with FakeCloud() as fake: ...`."""
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        """Stop the server."""
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The TCP port the server listens on (only meaningful once started)."""
-        if not self._port:
-            raise RuntimeError("FakeCloud is not started")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """The OpenAI base URL of the fake: ``http://127.0.0.1:<port>/v1``."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    # --- the request log and faults ----------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        """Every request received on a generation endpoint, in order (a copy).
-
-        Each entry: ``{"path": ..., "headers": {lower-cased name: value}, "body": parsed JSON}``; a body
-        that is not a JSON object is recorded as ``{"_raw": ...}``.
-        """
-        with self._lock:
-            return list(self._requests)
-
-    def reset(self) -> None:
-        """Forget recorded requests and queued faults, and wake every request currently hanging."""
-        with self._lock:
-            self._requests.clear()
-            self._faults.clear()
-            self._wake.set()
-            self._wake = threading.Event()
-
-    def set_fault(
-        self,
-        *,
-        status: int | None = None,
-        hang: bool = False,
-        rate_limit_retry_after: float | None = None,
-        drop_after_chunks: int | None = None,
-        latency: float = 0.0,
-        times: int = 1,
-    ) -> None:
-        """Queue a fault for the next `times` generation requests (faults are consumed in order).
-
-        `status`: answer with that HTTP status and an OpenAI error body. `hang`: send nothing until
-        `reset()`/`stop()` or `hang_seconds`, then close. `rate_limit_retry_after`: answer 429 with that
-        `Retry-After`. `drop_after_chunks`: streamed, send that many content chunks then close the connection
-        (no ``[DONE]``); not streamed, close without a response. `latency`: wait that long first. Keywords
-        combine: latency applies first, then hang, then status / rate limit, then the normal answer (dropped).
-        """
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        if latency < 0 or (drop_after_chunks is not None and drop_after_chunks < 0):
-            raise ValueError("latency and drop_after_chunks cannot be negative")
-        if status is None and not hang and rate_limit_retry_after is None and drop_after_chunks is None and not latency:
-            raise ValueError("set_fault needs at least one fault")
-        fault = _Fault(status, hang, rate_limit_retry_after, drop_after_chunks, latency, times)
-        with self._lock:
-            self._faults.append(fault)
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        """Append one request to the log."""
-        with self._lock:
-            self._requests.append(entry)
-
-    def _take_fault(self) -> _Fault | None:
-        """Consume one application of the oldest queued fault, if any."""
-        with self._lock:
-            if not self._faults:
-                return None
-            fault = self._faults[0]
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                self._faults.popleft()
-            return fault
-
-    def _wake_event(self) -> threading.Event:
-        """The event set by the next `reset()` or `stop()`."""
-        with self._lock:
-            return self._wake

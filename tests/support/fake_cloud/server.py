@@ -1,0 +1,163 @@
+"""`FakeCloud`: starts and stops the fake provider, keeps its request log and its queue of faults."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from types import TracebackType
+from typing import Any
+
+from support.fake_cloud.faults import CHUNK_DELAY_SECONDS, HANG_SECONDS, Fault, make_fault
+from support.fake_cloud.handler import CloudHTTPServer
+
+
+class FakeCloud:
+    """A fake OpenAI-compatible cloud provider on loopback that records requests and injects faults."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        models: tuple[str, ...] = ("big-model",),
+        hang_seconds: float = HANG_SECONDS,
+        chunk_delay: float = CHUNK_DELAY_SECONDS,
+    ) -> None:
+        """Configure the fake; nothing listens until `start()`.
+
+        `api_key`: the bearer key every request must carry (None accepts any). `models`: what `/v1/models`
+        lists. `hang_seconds`: how long a hang fault lasts at most. `chunk_delay`: pause between streamed events.
+        """
+        self.api_key = api_key
+        self.models = tuple(models)
+        self.hang_seconds = hang_seconds
+        self.chunk_delay = chunk_delay
+        self._lock = threading.Lock()
+        self._requests: list[dict[str, Any]] = []
+        self._faults: deque[Fault] = deque()
+        self._wake = threading.Event()
+        self._server: CloudHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._port = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the server thread (idempotent). After `stop()`, starts again on the same port."""
+        with self._lock:
+            if self._server is not None:
+                return
+            self._wake = threading.Event()
+            server = CloudHTTPServer(self._port, self)
+            self._port = int(server.server_address[1])
+            thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-cloud", daemon=True
+            )
+            self._server, self._thread = server, thread
+        thread.start()
+
+    def stop(self) -> None:
+        """Shut the server down, waking hanging handlers and closing open connections (idempotent)."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server, self._thread = None, None
+            self._wake.set()
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.drop_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeCloud:
+        """Start the server: `with FakeCloud() as fake: ...`."""
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on (only meaningful once started)."""
+        if not self._port:
+            raise RuntimeError("FakeCloud is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL of the fake: ``http://127.0.0.1:<port>/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # --- the request log and faults ----------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request received on a generation endpoint, in order (a copy).
+
+        Each entry: ``{"path": ..., "headers": {lower-cased name: value}, "body": parsed JSON}``; a body
+        that is not a JSON object is recorded as ``{"_raw": ...}``.
+        """
+        with self._lock:
+            return list(self._requests)
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued faults, and wake every request currently hanging."""
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+            self._wake.set()
+            self._wake = threading.Event()
+
+    def set_fault(
+        self,
+        *,
+        status: int | None = None,
+        hang: bool = False,
+        rate_limit_retry_after: float | None = None,
+        drop_after_chunks: int | None = None,
+        latency: float = 0.0,
+        times: int = 1,
+    ) -> None:
+        """Queue a fault for the next `times` generation requests (faults are consumed in order).
+
+        `status`: answer with that HTTP status and an OpenAI error body. `hang`: send nothing until
+        `reset()`/`stop()` or `hang_seconds`, then close. `rate_limit_retry_after`: answer 429 with that
+        `Retry-After`. `drop_after_chunks`: streamed, send that many content chunks then close the connection
+        (no ``[DONE]``); not streamed, close without a response. `latency`: wait that long first. Keywords
+        combine: latency applies first, then hang, then status / rate limit, then the normal answer (dropped).
+        """
+        fault = make_fault(
+            status=status,
+            hang=hang,
+            rate_limit_retry_after=rate_limit_retry_after,
+            drop_after_chunks=drop_after_chunks,
+            latency=latency,
+            times=times,
+        )
+        with self._lock:
+            self._faults.append(fault)
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        """Append one request to the log."""
+        with self._lock:
+            self._requests.append(entry)
+
+    def _take_fault(self) -> Fault | None:
+        """Consume one application of the oldest queued fault, if any."""
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._faults.popleft()
+            return fault
+
+    def _wake_event(self) -> threading.Event:
+        """The event set by the next `reset()` or `stop()`."""
+        with self._lock:
+            return self._wake
