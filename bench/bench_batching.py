@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,8 +34,8 @@ from typing import Any
 import httpx
 import openai
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO / "models" / "gemma-3-270m-q4_k_m.gguf"
+from common import DEFAULT_MODEL, children, percentile, rss_bytes, start_server
+
 # Gemma's end-of-generation tokens: banned so every run is exactly max_tokens long.
 EOG_BIAS = {"1": -100, "106": -100, "212": -100}
 SUBJECTS = (
@@ -140,63 +138,18 @@ class Run:
         return (self.tokens - 1) / (self.last - self.first) if self.last > self.first else 0.0
 
 
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of `pid` (Linux)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 class Server:
     """`python -m pensieve serve` with the model not preloaded (so RSS before load can be measured)."""
 
     def __init__(self, model: Path, n_ctx: int, threads: int, parallel: int, work: Path) -> None:
+        env = {
+            "PENSIEVE_N_CTX": str(n_ctx), "PENSIEVE_N_THREADS": str(threads), "PENSIEVE_PARALLEL": str(parallel),
+            "PENSIEVE_PRELOAD_DEFAULT_MODEL": "false", "PENSIEVE_LOG_LEVEL": "warning",
+        }  # fmt: skip
+        self.handle = start_server("batching", model, work, env, ready_path="/health", ready_timeout=60)
         self.model_id = model.stem
-        self.base = f"http://127.0.0.1:{free_port()}"
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PENSIEVE_")}
-        env.update(
-            PENSIEVE_MODELS_DIR=str(model.parent), PENSIEVE_DEFAULT_MODEL=self.model_id, PENSIEVE_N_CTX=str(n_ctx),
-            PENSIEVE_N_THREADS=str(threads), PENSIEVE_PARALLEL=str(parallel), PENSIEVE_PRELOAD_DEFAULT_MODEL="false",
-            PENSIEVE_DATA_DIR=str(work / "data"), PENSIEVE_LOG_DIR=str(work / "logs"), PENSIEVE_LOG_LEVEL="warning",
-        )  # fmt: skip
-        port = self.base.rsplit(":", 1)[1]
-        self.log = (work / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pensieve", "serve", "--port", port],
-            cwd=work,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        self.base = self.handle.base_url
+        self.process = self.handle.process
         self.client = openai.OpenAI(base_url=f"{self.base}/v1", api_key="bench", max_retries=0, timeout=300)
 
     def rss(self) -> int:
@@ -253,9 +206,7 @@ class Server:
     def close(self) -> None:
         """Stop the server."""
         self.client.close()
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
+        self.handle.stop()
 
 
 # --- the measurements ----------------------------------------------------------------------------------
@@ -289,15 +240,6 @@ def prefix_turns(server: Server, index: int) -> tuple[float, float]:
     follow = [*first, {"role": "assistant", "content": "The committee reviewed the report."}]
     follow.append({"role": "user", "content": "And the schedule?"})
     return cold, server.chat_ttft(follow)
-
-
-def p(values: Sequence[float], fraction: float) -> float:
-    """Percentile by linear interpolation."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def main() -> int:
@@ -387,7 +329,7 @@ def main() -> int:
     ]
     for name, ours, theirs, ratio, target, ok in rows:
         print(f"| {name} | {ours:.3f} | {theirs:.3f} | {ratio:.2f}x | {target} | {'PASS' if ok else 'FAIL'} |")
-    print(f"\nTTFT p95: Pensieve {p(ttft_p, 0.95):.3f} s, baseline {p(ttft_b, 0.95):.3f} s\n")
+    print(f"\nTTFT p95: Pensieve {percentile(ttft_p, 0.95):.3f} s, baseline {percentile(ttft_b, 0.95):.3f} s\n")
     print("| concurrent streams | aggregate tok/s (HTTP) | vs baseline serial |")
     print("|---|---|---|")
     for level in CONCURRENCY:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from common import DEFAULT_MODEL, percentile
 from pensieve.burst.complexity import score_complexity
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.options import BurstOptions
@@ -35,7 +35,6 @@ from pensieve.engine.pool import ModelPool
 from pensieve.engine.registry import ModelRegistry
 from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 
-REPO = Path(__file__).resolve().parents[1]
 PARAGRAPH = (
     "The quarterly report covers revenue, costs and the outlook for the next period. Our team reviewed "
     "the supplier contracts, renegotiated two of them and documented the changes in the shared folder. "
@@ -56,8 +55,7 @@ def long_prompt(target_tokens: int) -> str:
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
     """(p50, p95) in milliseconds."""
-    ordered = sorted(samples)
-    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.95) - 1] * 1000
+    return percentile(samples, 0.5) * 1000, percentile(samples, 0.95) * 1000
 
 
 async def timed(runs: int, action: Callable[[int], Awaitable[object]]) -> list[float]:
@@ -74,7 +72,7 @@ async def main() -> int:
     """Build the route planner, time its parts, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "gemma-3-270m-q4_k_m.gguf")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--prompt-tokens", type=int, default=2000)
     args = parser.parse_args()
     if not args.model.is_file():
