@@ -28,6 +28,7 @@ from pensieve.settings_sections import (
     SamplingSettings,
     Section,
     ServerSettings,
+    WebUISettings,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ class Settings(BaseModel):
     budget: BudgetSettings = BudgetSettings.model_validate({})
     privacy: PrivacySettings = PrivacySettings.model_validate({})
     persistence: PersistenceSettings = PersistenceSettings.model_validate({})
+    ui: WebUISettings = WebUISettings.model_validate({})
 
     @model_validator(mode="before")
     @classmethod

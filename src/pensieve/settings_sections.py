@@ -19,6 +19,7 @@ from pensieve.diagnostics.cpu_features import available_cores
 from pensieve.units import parse_byte_size, parse_duration_seconds
 
 DEFAULT_MODEL_ID = "gemma-3-270m-q4_k_m"
+DEFAULT_UI_PORT = 8501
 # Metadata of a field read once at start-up (socket, folders, loaded models): a change waits for a restart.
 RESTART: dict[str, Any] = {"restart_required": True}
 
@@ -316,3 +317,22 @@ class PersistenceSettings(Section):
     data_dir: Path = Field(
         Path("data"), description="Folder for uploads and persistent state.", json_schema_extra=RESTART
     )
+
+
+class WebUISettings(Section):
+    """The Streamlit UI: where it listens and where it finds the server. Read by the UI process at its start."""
+
+    title: ClassVar[str] = "Web UI"
+
+    server_url: str | None = Field(
+        None,
+        description="Full server URL the UI calls; overrides PENSIEVE_HOST and PENSIEVE_PORT.",
+        json_schema_extra=RESTART,
+    )
+    ui_host: str = Field("127.0.0.1", description="Address the UI binds.", json_schema_extra=RESTART)
+    ui_port: int = Field(DEFAULT_UI_PORT, ge=1, le=65535, description="Port of the UI.", json_schema_extra=RESTART)
+    ui_refresh_seconds: float = Field(
+        5.0, ge=1.0, le=3600.0, description="Monitoring page refresh interval.", json_schema_extra=RESTART
+    )
+
+    _server_url = field_validator("server_url", mode="before")(_empty_is_none)

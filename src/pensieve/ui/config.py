@@ -13,26 +13,26 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_UI_PORT = 8501
+from pensieve.settings_sections import DEFAULT_UI_PORT, WebUISettings
+
+__all__ = ["DEFAULT_UI_PORT", "UISettings", "load_ui_settings"]
+
 _WILDCARD_HOSTS = {"0.0.0.0", "::", "[::]", ""}
 
 
-class UISettings(BaseSettings):
-    """The few settings the UI needs; every other `PENSIEVE_*` key is ignored."""
+class UISettings(BaseSettings, WebUISettings):
+    """The few settings the UI needs: the server's address and key, and the Web UI section's fields (declared
+    once, in `pensieve.settings_sections`); every other `PENSIEVE_*` key is ignored."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PENSIEVE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="PENSIEVE_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
     host: str = Field("127.0.0.1", description="Address the server binds (used to reach it).")
     port: int = Field(8000, ge=1, le=65535, description="Port of the server.")
     api_key: SecretStr | None = Field(None, description="Bearer key the server requires, if any.")
-    server_url: str | None = Field(None, description="Full server URL; overrides host and port.")
-    ui_host: str = Field("127.0.0.1", description="Address the UI binds.")
-    ui_port: int = Field(DEFAULT_UI_PORT, ge=1, le=65535, description="Port of the UI.")
-    ui_refresh_seconds: float = Field(5.0, ge=1.0, le=3600.0, description="Monitoring page refresh interval.")
 
-    @field_validator("api_key", "server_url", mode="before")
+    @field_validator("api_key", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
