@@ -217,6 +217,13 @@ class LocalEngine:
 
     def _job(self, prepared: PreparedPrompt, request: GenerationRequest) -> Job:
         params = request.params
+        outside = [token for token, _ in params.logit_bias if not 0 <= token < self._vocab.n_vocab]
+        if outside:
+            # llama.cpp's logit-bias sampler trusts its ids: an id past the vocabulary must never reach it.
+            raise InvalidRequestError(
+                f"logit_bias token id {outside[0]} is outside the model's vocabulary (0..{self._vocab.n_vocab - 1}).",
+                param="logit_bias",
+            )
         try:
             grammar = grammar_for(params.response_format)
         except GrammarError as exc:

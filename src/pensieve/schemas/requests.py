@@ -18,6 +18,9 @@ from pensieve.errors import InvalidRequestError, UnsupportedParameterError
 from pensieve.settings_sections import SamplingSettings
 from pensieve.units import parse_duration_seconds
 
+# OpenAI documents no cap; a bias per token of a whole vocabulary would be a denial of service.
+MAX_LOGIT_BIAS = 1024
+MAX_TOKEN_ID_DIGITS = 10
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 16
 
@@ -132,9 +135,13 @@ class SamplingFields(_Strict):
     @field_validator("logit_bias")
     @classmethod
     def _check_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and len(value) > MAX_LOGIT_BIAS:
+            raise ValueError(f"logit_bias may hold at most {MAX_LOGIT_BIAS} tokens, got {len(value)}")
         for token, bias in (value or {}).items():
-            if not token.isdigit():
-                raise ValueError(f"logit_bias keys must be token ids, got {token!r}")
+            # ASCII digits only: str.isdigit() also accepts "²" and "١٢", which int() reads or refuses. Ten
+            # digits at most keeps the id inside llama.cpp's 32-bit token type; the model checks its vocabulary.
+            if not (token.isascii() and token.isdigit() and len(token) <= MAX_TOKEN_ID_DIGITS):
+                raise ValueError(f"logit_bias keys must be token ids (0 to 9,999,999,999), got {token!r}")
             if not -100.0 <= bias <= 100.0:
                 raise ValueError(f"logit_bias values must be between -100 and 100, got {bias}")
         return value
