@@ -18,6 +18,7 @@ from pensieve import __version__
 from pensieve.api import admin, burst, embeddings, health, metrics, models, openai_v1, ps
 from pensieve.api.errors import install_error_handlers
 from pensieve.api.limits import BodySizeLimitMiddleware
+from pensieve.api.security import RequestOriginGuard
 from pensieve.burst.options import check_burst_settings
 from pensieve.config import Settings
 from pensieve.services import Services
@@ -65,4 +66,8 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
             expose_headers=["x-pensieve-route", "x-pensieve-reason", "x-pensieve-model"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_request_bytes)
+    # Outermost: a request from a rebinding page or another site is refused before anything else runs.
+    app.add_middleware(
+        RequestOriginGuard, allowed_hosts=settings.server.allowed_hosts, cors_origins=settings.server.cors_origins
+    )
     return app

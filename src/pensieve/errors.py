@@ -179,6 +179,14 @@ class PrivateDataBlockedError(PensieveError):
     default_code = "private_data_blocked"
 
 
+class ForbiddenRequestError(PensieveError):
+    """The request comes from where it may not: a Host name not allowed (DNS rebinding) or another site."""
+
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "forbidden"
+
+
 class CloudError(PensieveError):
     """A cloud provider failed; `retryable` says whether another route (local) may be tried instead.
 

@@ -72,6 +72,12 @@ class ServerSettings(Section):
         description="When set, every /v1 and /api request must send 'Authorization: Bearer <key>'.",
         json_schema_extra=RESTART,
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the server answers besides IP addresses and localhost (e.g. pensieve.lan, "
+        ".example.com for a domain, * for any); others get 403 (DNS-rebinding defence).",
+        json_schema_extra=RESTART,
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API (CORS); empty = none.",
@@ -99,7 +105,7 @@ class ServerSettings(Section):
         return value.strip().lower() if isinstance(value, str) else value
 
     _api_key = field_validator("api_key", mode="before")(_empty_is_none)
-    _cors = field_validator("cors_origins", mode="before")(_split_list)
+    _cors = field_validator("cors_origins", "allowed_hosts", mode="before")(_split_list)
 
 
 class EngineSettings(Section):
