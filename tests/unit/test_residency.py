@@ -15,7 +15,7 @@ from pensieve.engine.pool import ModelPool
 from pensieve.engine.registry import ModelRegistry
 from pensieve.engine.residency import HANDOUT_GRACE_SECONDS, Resident, expires_at, is_busy, is_expired, plan_admission
 from pensieve.engine_api import EngineStats
-from pensieve.errors import InvalidRequestError, ServiceUnavailableError
+from pensieve.errors import InvalidRequestError, ModelNotFoundError, ServiceUnavailableError
 
 MB = 1_000_000
 
@@ -193,3 +193,17 @@ def test_an_engine_just_handed_out_survives_a_zero_keep_alive_until_its_request_
     assert asyncio.run(pool.unload_expired()) == []
     clock.now += HANDOUT_GRACE_SECONDS  # never used (the request went to the cloud)
     assert asyncio.run(pool.unload_expired()) == ["a"]
+
+
+def test_unknown_model_ids_leave_no_state_behind(tmp_path: Path) -> None:
+    """A client can name any model id; a thousand unknown ones must not grow the pool (one lock each, before)."""
+    pool = pool_with(tmp_path, FakeClock())
+
+    async def ask_for_missing_models() -> None:
+        for index in range(1000):
+            with pytest.raises(ModelNotFoundError):
+                await pool.get(f"no-such-model-{index}")
+
+    asyncio.run(ask_for_missing_models())
+    assert pool._locks == {} and pool._lock_users == {}
+    assert pool.failures() == [] and pool._handed_out == {}

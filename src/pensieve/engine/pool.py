@@ -75,7 +75,9 @@ class ModelPool:
         self.registry = registry
         self._clock = clock
         self._engines: dict[str, LocalEngine] = {}
+        # Per-model load locks, kept only while someone uses them: client-chosen ids never grow this.
         self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: dict[str, int] = {}
         self._failures = FailureLog()
         # One load at a time: the eviction decision and the memory it budgets must not interleave.
         self._load_lock = asyncio.Lock()
@@ -152,6 +154,17 @@ class ModelPool:
 
     async def _get_slow(self, model_id: str) -> LocalEngine:
         lock = self._locks.setdefault(model_id, asyncio.Lock())
+        self._lock_users[model_id] = self._lock_users.get(model_id, 0) + 1
+        try:
+            return await self._load_once(model_id, lock)
+        finally:
+            self._lock_users[model_id] -= 1
+            if not self._lock_users[model_id]:
+                del self._lock_users[model_id]
+                self._locks.pop(model_id, None)
+
+    async def _load_once(self, model_id: str, lock: asyncio.Lock) -> LocalEngine:
+        """Under the model's lock: the loaded engine, or a fresh worker when there is none or it died."""
         async with lock:
             engine = self._engines.get(model_id)
             if engine is not None and not engine.alive:
