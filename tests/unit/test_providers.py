@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from pensieve.cloud.engine import retry_after_seconds
 from pensieve.cloud.providers import (
     CloudModel,
     ProviderConfigError,
@@ -156,3 +157,22 @@ def test_env_provider_validates_its_url() -> None:
             timeout_seconds=1,
             first_token_timeout_seconds=1,
         )
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "-5"}, 0.0),
+        ({"retry-after": "99999999"}, 3600.0),
+        ({"retry-after": "1e308"}, 3600.0),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}, None),
+        ({}, None),
+    ],
+)
+def test_a_providers_retry_after_is_clamped(headers: dict[str, str], seconds: float | None) -> None:
+    """A hostile or broken Retry-After never opens a circuit for a year nor overflows (#14)."""
+    assert retry_after_seconds(headers) == seconds

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 # Used when a provider does not report usage: ~4 characters per token for English text.
 _CHARS_PER_TOKEN = 4
 _CONNECT_TIMEOUT_SECONDS = 10.0
+# The longest a provider's Retry-After may keep its circuit open; past that, the circuit's own probe decides.
+MAX_RETRY_AFTER_SECONDS = 3600.0
 # Roles every OpenAI-compatible provider accepts; `developer` is OpenAI-only and tool messages need ids
 # that flattened messages no longer carry.
 _ROLE_FOR_CLOUD = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user"}
@@ -125,16 +127,26 @@ def _completion_logprobs(choice: Any) -> tuple[TokenLogprob, ...]:
     return tuple(found)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a Retry-After (or retry-after-ms) header; HTTP dates are rare here and ignored."""
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a Retry-After (or retry-after-ms) header, clamped to 0..MAX_RETRY_AFTER_SECONDS.
+
+    The value comes from a provider (or whatever sits between us and it): "inf", "1e308", "nan" or a date
+    must never open a circuit for a year or overflow later arithmetic. HTTP dates are rare here and ignored.
+    """
     milliseconds = headers.get("retry-after-ms")
+    raw = headers.get("retry-after")
     try:
         if milliseconds is not None:
-            return max(0.0, float(milliseconds) / 1000)
-        seconds = headers.get("retry-after")
-        return max(0.0, float(seconds)) if seconds is not None else None
+            seconds = float(milliseconds) / 1000
+        elif raw is not None:
+            seconds = float(raw)
+        else:
+            return None
     except ValueError:
         return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 def _provider_message(error: openai.APIStatusError) -> str:
@@ -223,7 +235,7 @@ class CloudEngine:
                     status_code=400,
                     code="cloud_rejected_request",
                 )
-            retry_after = _retry_after(error.response.headers) if status in (429, 503) else None
+            retry_after = retry_after_seconds(error.response.headers) if status in (429, 503) else None
             self.breaker.record_failure(f"HTTP {status}", retry_after_seconds=retry_after)
             unavailable = CloudUnavailableError if status in (429, 503) else CloudError
             return unavailable(
