@@ -8,8 +8,11 @@ value is refused with the same one-line message start-up would print.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -77,6 +80,20 @@ def describe_settings(settings: Settings, env_file: Path) -> dict[str, Any]:
     }
 
 
+_LINE_BREAKS = re.compile(r"[\r\n\x00]")
+
+
+def _check_text(key: str, value: Any) -> None:
+    """No setting holds a line break or NUL: in `.env` it could start a line (a key) of its own."""
+    texts = [value] if isinstance(value, str) else []
+    if isinstance(value, list):
+        texts = [item for item in value if isinstance(item, str)]
+    elif isinstance(value, dict):
+        texts = [str(item) for pair in value.items() for item in pair]
+    if any(_LINE_BREAKS.search(text) for text in texts):
+        raise SettingsError(f"{key}: a value may not contain a line break")
+
+
 def updated_settings(settings: Settings, changes: dict[str, Any]) -> Settings:
     """A new Settings with `changes` ({PENSIEVE_KEY: value}) applied; SettingsError names a bad key or value.
 
@@ -90,6 +107,7 @@ def updated_settings(settings: Settings, changes: dict[str, Any]) -> Settings:
         current = values[name]
         if isinstance(current, SecretStr) and value == mask_secret(current):
             continue
+        _check_text(key, value)
         values[name] = value
     # Built from explicit values only: the environment and .env must not sneak back in.
     return Settings.from_values(**values)
@@ -116,10 +134,26 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _from_environment(key: str, value: object) -> bool:
+    """A secret whose value came from the process environment: it stays there, not copied into `.env`."""
+    return isinstance(value, SecretStr) and os.environ.get(key) == value.get_secret_value()
+
+
 def save_env_file(settings: Settings, env_file: Path) -> Path:
-    """Write every setting into `env_file`, replacing existing `KEY=` lines in place (comments stay)."""
+    """Write every setting into `env_file`, replacing existing `KEY=` lines in place (comments stay).
+
+    The file is replaced atomically (written, fsynced, renamed) and keeps its permissions; a new one is
+    created readable by its owner only, since it may hold API keys. Secrets set in the environment are
+    left out, and a value with a line break is refused (it could start a line of its own).
+    """
     lines = env_file.read_text(encoding="utf-8").splitlines() if env_file.exists() else []
-    pending = {env_key(name): _quoted(_env_text(value)) for name, value in settings.flat().items()}
+    pending: dict[str, str] = {}
+    for name, value in settings.flat().items():
+        key, text = env_key(name), _env_text(value)
+        if _LINE_BREAKS.search(text):
+            raise SettingsError(f"{key}: a value may not contain a line break")
+        if not _from_environment(key, value):
+            pending[key] = _quoted(text)
     pattern = re.compile(r"^\s*(?:export\s+)?(PENSIEVE_[A-Z0-9_]+)\s*=")
     for index, line in enumerate(lines):
         match = pattern.match(line)
@@ -127,7 +161,19 @@ def save_env_file(settings: Settings, env_file: Path) -> Path:
             key = match.group(1)
             lines[index] = f"{key}={pending.pop(key)}"
     lines.extend(f"{key}={value}" for key, value in pending.items())
+    mode = stat.S_IMODE(env_file.stat().st_mode) if env_file.exists() else 0o600
     temporary = env_file.with_name(env_file.name + ".tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.chmod(mode)  # O_CREAT's mode is filtered by the umask; an existing file's mode is kept
     temporary.replace(env_file)
+    with contextlib.suppress(OSError):  # the rename itself survives a crash once the folder is synced
+        folder = os.open(env_file.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return env_file

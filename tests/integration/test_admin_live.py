@@ -73,7 +73,13 @@ def test_save_writes_the_running_values_to_env(api: httpx.Client, admin_server: 
     assert saved.status_code == 200
     text = Path(saved.json()["saved"]).read_text(encoding="utf-8")
     assert "PENSIEVE_BUDGET_DAILY_USD=2.5" in text
-    assert f"PENSIEVE_CLOUD_API_KEY={SECRET}" in text  # the user's own file keeps the real key
+    # This server got its cloud key from its environment: it stays there, never copied into .env (#14).
+    assert SECRET not in text
+    typed = "sk-typed-into-the-ui-0099"
+    assert api.patch("/api/admin/settings", json={"PENSIEVE_CLOUD_API_KEY": typed}).status_code == 200
+    text = Path(api.post("/api/admin/settings/save").json()["saved"]).read_text(encoding="utf-8")
+    assert f"PENSIEVE_CLOUD_API_KEY={typed}" in text  # a key set through the API is the user's to keep
+    assert api.patch("/api/admin/settings", json={"PENSIEVE_CLOUD_API_KEY": SECRET}).status_code == 200
 
 
 def test_system_figures(api: httpx.Client, admin_server: ServerHandle) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,34 @@ def test_save_keeps_comments_and_round_trips(tmp_path: Path) -> None:
     assert again.privacy.patterns == {"emp": r"EMP-\d{6}"}
     assert again.cloud.api_key is not None and again.cloud.api_key.get_secret_value() == "sk-it's-secret"
     assert again.budget.daily_usd is None
+
+
+def test_a_value_with_a_line_break_cannot_add_a_key(tmp_path: Path) -> None:
+    """#14: `PENSIEVE_CLOUD_MODEL="gpt\\nPENSIEVE_API_KEY=x"` would be a second line, a second key, in .env."""
+    with pytest.raises(SettingsError, match="PENSIEVE_CLOUD_MODEL: a value may not contain a line break"):
+        updated_settings(base(), {"PENSIEVE_CLOUD_MODEL": "gpt\nPENSIEVE_API_KEY=pwned"})
+    with pytest.raises(SettingsError, match="line break"):
+        updated_settings(base(), {"PENSIEVE_PRIVACY_KEYWORDS": ["ok", "bad\r\nPENSIEVE_HOST=0.0.0.0"]})
+    sneaked = base(cloud_model="gpt\nPENSIEVE_API_KEY=pwned")  # e.g. from the environment
+    with pytest.raises(SettingsError):
+        save_env_file(sneaked, tmp_path / ".env")
+    assert not (tmp_path / ".env").exists()
+
+
+def test_env_file_is_private_when_created_and_keeps_its_mode(tmp_path: Path) -> None:
+    created = save_env_file(base(cloud_api_key="sk-live-abcdefghijklmnop1234"), tmp_path / ".env")
+    assert stat.S_IMODE(created.stat().st_mode) == 0o600
+    existing = tmp_path / "shared.env"
+    existing.write_text("PENSIEVE_PORT=8000\n", encoding="utf-8")
+    existing.chmod(0o640)
+    save_env_file(base(port=9001), existing)
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o640
+    assert "PENSIEVE_PORT=9001" in existing.read_text(encoding="utf-8")
+
+
+def test_secrets_from_the_environment_stay_out_of_the_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PENSIEVE_CLOUD_API_KEY", "sk-from-the-shell-1234567890")
+    settings = load_settings(env_file=tmp_path / "missing.env")
+    text = save_env_file(settings, tmp_path / ".env").read_text(encoding="utf-8")
+    assert "sk-from-the-shell" not in text
+    assert "PENSIEVE_PORT=8000" in text

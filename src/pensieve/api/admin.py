@@ -49,7 +49,10 @@ async def change_settings(
 @router.post("/admin/settings/save")
 async def save_settings(services: ServicesDep) -> dict[str, str]:
     """Write the running settings to `.env` (existing lines and comments are kept in place)."""
-    path = await asyncio.to_thread(save_env_file, services.settings, services.env_file)
+    try:
+        path = await asyncio.to_thread(save_env_file, services.settings, services.env_file)
+    except SettingsError as exc:
+        raise InvalidRequestError(str(exc), code="invalid_setting") from exc
     return {"saved": str(path.resolve())}
 
 
