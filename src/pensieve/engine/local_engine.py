@@ -25,7 +25,7 @@ from pensieve.engine.llamacpp.grammar import GrammarError, grammar_for
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.registry import ModelInfo
-from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler
+from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler, aligned_logprobs
 from pensieve.engine.worker_client import WorkerClient
 from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent, WorkerFacts
 from pensieve.engine_api import (
@@ -181,8 +181,12 @@ class LocalEngine:
     def _tokenize_request(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
         model = self._vocab
         if request.messages is not None:
+            guard = model.special_guard.neutralise  # a marker typed in a message stays text
+            messages = tuple(
+                replace(m, content=guard(m.content), name=guard(m.name) if m.name else m.name) for m in request.messages
+            )
             chat = render_chat_prompt(
-                request.messages,
+                messages,
                 chat_format=self.chat_format,
                 template=self.info.chat_template,
                 bos_token=model.bos_text,
@@ -290,7 +294,9 @@ class LocalEngine:
                     text, hit_stop = stopper.push(assembler.push(self._vocab.token_bytes(event.token)))
                     text = trimmer.push(text) if trimmer else text
                     if text:
-                        yield GenerationChunk(text, logprobs=_aligned(pending, text, first=produced == len(pending)))
+                        yield GenerationChunk(
+                            text, logprobs=aligned_logprobs(pending, text, first=produced == len(pending))
+                        )
                         pending = []
                     if hit_stop:
                         finish = "stop"
@@ -372,23 +378,6 @@ class LocalEngine:
         await self.worker.close()
         self._vocab.close()
         release_free_heap()
-
-
-def _aligned(tokens: list[TokenLogprob], text: str, *, first: bool) -> tuple[TokenLogprob, ...]:
-    """The tokens behind an emitted piece of text, with the whitespace a chat answer's start loses
-    (the trimmer drops it) also dropped from the tokens, so that token texts join to the answer."""
-    if not first or not tokens:
-        return tuple(tokens)
-    joined = "".join(token.token for token in tokens)
-    extra = len(joined) - len(joined.lstrip())
-    if not extra or joined.lstrip() != text.lstrip() or text[:1].isspace():
-        return tuple(tokens)
-    aligned = []
-    for token in tokens:
-        cut = min(extra, len(token.token) - len(token.token.lstrip()))
-        extra -= cut
-        aligned.append(replace(token, token=token.token[cut:]))
-    return tuple(aligned)
 
 
 def release_free_heap() -> None:

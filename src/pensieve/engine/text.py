@@ -1,9 +1,12 @@
-"""Turning a token stream into client text: UTF-8 reassembly and stop sequences (pure, no I/O)."""
+"""Turning a token stream into client text: UTF-8 reassembly, stop sequences, logprobs aligned (pure)."""
 
 from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
+from dataclasses import replace
+
+from pensieve.engine_api import TokenLogprob
 
 
 class Utf8Assembler:
@@ -83,3 +86,20 @@ class EdgeWhitespaceTrimmer:
         body = text.rstrip()
         self._held = text[len(body) :]
         return body
+
+
+def aligned_logprobs(tokens: list[TokenLogprob], text: str, *, first: bool) -> tuple[TokenLogprob, ...]:
+    """The tokens behind an emitted piece of text, with the whitespace a chat answer's start loses
+    (the trimmer drops it) also dropped from the tokens, so that token texts join to the answer."""
+    if not first or not tokens:
+        return tuple(tokens)
+    joined = "".join(token.token for token in tokens)
+    extra = len(joined) - len(joined.lstrip())
+    if not extra or joined.lstrip() != text.lstrip() or text[:1].isspace():
+        return tuple(tokens)
+    aligned = []
+    for token in tokens:
+        cut = min(extra, len(token.token) - len(token.token.lstrip()))
+        extra -= cut
+        aligned.append(replace(token, token=token.token[cut:]))
+    return tuple(aligned)

@@ -14,6 +14,7 @@ from typing import Any
 import llama_cpp as llama
 
 from pensieve.engine.llamacpp.runtime import LlamaLoadError, ensure_backend
+from pensieve.engine.special_text import SpecialTextGuard
 
 # Tokens of multimodal placeholders that a text-only run must never produce (Gemma 3 marks them
 # USER_DEFINED, so llama.cpp would print them as text even with special=False).
@@ -29,7 +30,9 @@ class LlamaVocab:
         self._owner = owner  # a vocab-only model this object must free, or None
         self.n_vocab = int(llama.llama_vocab_n_tokens(vocab))
         self._piece_buffer = ctypes.create_string_buffer(_PIECE_BUFFER)
-        self.eog_tokens, self.banned_tokens = self._classify_special_tokens()
+        self.eog_tokens, self.banned_tokens, special_texts = self._classify_special_tokens()
+        # Message content must not become turn markers: see pensieve.engine.special_text.
+        self.special_guard = SpecialTextGuard(special_texts)
 
     @classmethod
     def load(cls, path: Path) -> LlamaVocab:
@@ -49,21 +52,25 @@ class LlamaVocab:
             llama.llama_model_free(self._owner)
             self._owner = None
 
-    def _classify_special_tokens(self) -> tuple[frozenset[int], tuple[int, ...]]:
+    def _classify_special_tokens(self) -> tuple[frozenset[int], tuple[int, ...], list[str]]:
         eog: set[int] = set()
         banned: list[int] = []
+        texts: list[str] = []  # what llama.cpp's special-token parsing matches in text
         control = llama.LLAMA_TOKEN_ATTR_CONTROL | llama.LLAMA_TOKEN_ATTR_UNUSED | llama.LLAMA_TOKEN_ATTR_UNKNOWN
+        parsed = llama.LLAMA_TOKEN_ATTR_CONTROL | llama.LLAMA_TOKEN_ATTR_USER_DEFINED | llama.LLAMA_TOKEN_ATTR_UNKNOWN
         for token in range(self.n_vocab):
+            attr = llama.llama_vocab_get_attr(self._vocab, token)
+            if attr & parsed:
+                texts.append(self._token_text(token))
             if llama.llama_vocab_is_eog(self._vocab, token):
                 eog.add(token)
                 continue
-            attr = llama.llama_vocab_get_attr(self._vocab, token)
             if attr & control or (
                 attr & llama.LLAMA_TOKEN_ATTR_USER_DEFINED
                 and _PLACEHOLDER_TOKEN.match(llama.llama_vocab_get_text(self._vocab, token) or b"")
             ):
                 banned.append(token)
-        return frozenset(eog), tuple(banned)
+        return frozenset(eog), tuple(banned), texts
 
     @property
     def bos_text(self) -> str:
