@@ -51,7 +51,7 @@ def host_allowed(host_header: str, allowed: Iterable[str]) -> bool:
     """Whether a request's Host header is one this server answers (see the module docstring)."""
     name = host_name(host_header)
     if not name:
-        return False
+        return True  # no Host at all (an HTTP/1.0 probe) is no browser: rebinding always sends one
     if is_ip_literal(name) or name == "localhost" or name.endswith(".localhost"):
         return True
     for entry in (item.strip().lower().rstrip(".") for item in allowed):
