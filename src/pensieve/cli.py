@@ -50,7 +50,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         n_threads=args.n_threads,
         log_level=args.log_level,
         preload_default_model=False if args.no_preload else None,
+        insecure_no_auth=True if args.insecure_no_auth else None,
     )
+    if _exposed(settings):
+        return 2
     configure_logging(settings.server.log_level, settings.server.log_dir)
     settings.engine.models_dir.mkdir(parents=True, exist_ok=True)
     print(
@@ -64,6 +67,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def _exposed(settings: Settings) -> bool:
+    """Print why serving would open the API to the network without a key (then the caller exits 2)."""
+    from pensieve.api.access import exposure_problem
+
+    problem = exposure_problem(settings.server)
+    if problem:
+        print(f"pensieve: {problem}", file=sys.stderr)
+    return problem is not None
+
+
+def _warn_if_ui_exposed(host: str) -> None:
+    """The UI has no login and administers the server from this machine: say so when others can reach it."""
+    if host.strip().strip("[]") not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            f"pensieve: warning: the UI on {host} has no login; anyone who reaches it can chat and change "
+            "the server's settings. Bind it to 127.0.0.1 unless the network is trusted.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cmd_route_explain(args: argparse.Namespace) -> int:
@@ -185,6 +209,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 1
     ui = load_ui_settings(args.env_file)
     host, port = args.host or ui.ui_host, args.port or ui.ui_port
+    _warn_if_ui_exposed(host)
     server_url = args.server_url or ui.base_url
     print(f"Pensieve UI on {ui_url(host, port)}  (server: {server_url})", flush=True)
     command, environment = streamlit_command(host, port), _ui_environment(args, server_url)
@@ -208,9 +233,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problem:
         print(f"pensieve: starting the server without the UI: {problem}", file=sys.stderr, flush=True)
         return cmd_serve(args)
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = _settings(args, host=args.host, port=args.port, insecure_no_auth=True if args.insecure_no_auth else None)
+    if _exposed(settings):
+        return 2
     ui = load_ui_settings(args.env_file)
     host, port = args.ui_host or ui.ui_host, args.ui_port or ui.ui_port
+    _warn_if_ui_exposed(host)
     server_host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
     server_url = ui.server_url or f"http://{server_host}:{settings.server.port}"
     settings.server.log_dir.mkdir(parents=True, exist_ok=True)
@@ -273,6 +301,11 @@ def _add_serve_options(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--n-threads", type=int, help="CPU threads, 0 = all cores (PENSIEVE_N_THREADS)")
     serve.add_argument("--log-level", help="critical|error|warning|info|debug (PENSIEVE_LOG_LEVEL)")
     serve.add_argument("--no-preload", action="store_true", help="load the default model on first use")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve on a non-loopback address without an API key (PENSIEVE_INSECURE_NO_AUTH)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -142,6 +142,20 @@ class ServiceUnavailableError(PensieveError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class RequestTimeoutError(PensieveError):
+    """The request ran past the server's deadline (PENSIEVE_REQUEST_TIMEOUT_SECONDS) and was stopped (HTTP 504).
+
+    The same request would most likely time out again, so SDKs are told not to retry it.
+    """
+
+    status_code = 504
+    error_type = "server_error"
+    default_code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"x-should-retry": "false"})
+
+
 class EngineError(PensieveError):
     """The local engine failed while generating."""
 

@@ -22,6 +22,7 @@ from pensieve.engine.pool import ModelPool
 from pensieve.engine.registry import ModelRegistry
 from pensieve.errors import PensieveError
 from pensieve.observability import Metrics, ProcessClock
+from pensieve.rate_limits import RateLimiter
 from pensieve.schemas.requests import RequestDefaults
 from pensieve.serving import ChatServing, CompletionServing
 
@@ -47,6 +48,7 @@ class Services:
     chat: ChatServing
     completions: CompletionServing
     process: ProcessClock
+    rate_limiter: RateLimiter
 
     @classmethod
     def build(cls, settings: Settings, env_file: Path) -> Services:
@@ -77,6 +79,7 @@ class Services:
             chat=ChatServing(defaults, planner, pool, cloud, recorder),
             completions=CompletionServing(defaults, planner, pool, cloud, recorder),
             process=ProcessClock(),
+            rate_limiter=RateLimiter(settings.server),
         )
 
     async def start(self) -> None:
@@ -108,6 +111,7 @@ class Services:
         self.planner.reconfigure(BurstOptions.from_settings(new))
         self.pool.reconfigure(new.engine, default_max_tokens=new.sampling.max_tokens)
         self.chat.defaults = self.completions.defaults = RequestDefaults.of(new)
+        self.rate_limiter.reconfigure(new.server)
         if old.cloud != new.cloud:  # otherwise the circuit breakers keep their state
             await self.cloud.reconfigure(new.cloud)
 

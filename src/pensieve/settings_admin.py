@@ -100,15 +100,23 @@ def updated_settings(settings: Settings, changes: dict[str, Any]) -> Settings:
     A secret sent back exactly as masked means "unchanged", so a UI can round-trip the form safely.
     """
     values = settings.flat()
+    kept_secrets: set[str] = set()
     for key, value in changes.items():
         name = field_name(key)
         if name not in values:
             raise SettingsError(f"unknown setting {key!r}")
         current = values[name]
         if isinstance(current, SecretStr) and value == mask_secret(current):
+            kept_secrets.add(name)
             continue
         _check_text(key, value)
         values[name] = value
+    # The cloud key goes only where it went before: a new base URL drops it unless this change sets a key
+    # too (a page that reached the admin API must not redirect the stored key to itself).
+    new_url = values["cloud_base_url"].strip() if isinstance(values["cloud_base_url"], str) else None
+    key_given = "cloud_api_key" in {field_name(key) for key in changes} and "cloud_api_key" not in kept_secrets
+    if (new_url or None) != settings.cloud.base_url and not key_given:
+        values["cloud_api_key"] = None
     # Built from explicit values only: the environment and .env must not sneak back in.
     return Settings.from_values(**values)
 

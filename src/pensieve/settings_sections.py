@@ -69,8 +69,35 @@ class ServerSettings(Section):
     port: int = Field(8000, ge=1, le=65535, description="TCP port of the HTTP API.", json_schema_extra=RESTART)
     api_key: SecretStr | None = Field(
         None,
-        description="When set, every /v1 and /api request must send 'Authorization: Bearer <key>'.",
+        description="Inference key: when set (or API_KEYS), /v1 and the read-only /api routes need "
+        "'Authorization: Bearer <key>'.",
         json_schema_extra=RESTART,
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="More inference keys, comma-separated (one per app or user: each has its own rate limits "
+        "and prompt cache).",
+        json_schema_extra=RESTART,
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="Key for settings, model load/unload/install and circuit resets (it also works as an "
+        "inference key). Unset: those answer only same-origin requests from this machine.",
+        json_schema_extra=RESTART,
+    )
+    insecure_no_auth: bool = Field(
+        False,
+        description="Serve on a non-loopback address without an API key (refused otherwise).",
+        json_schema_extra=RESTART,
+    )
+    rate_limit_requests_per_minute: int = Field(
+        0, ge=0, description="Generation and embedding requests per minute per key (or per address); 0 = no limit."
+    )
+    rate_limit_tokens_per_minute: int = Field(
+        0,
+        ge=0,
+        description="Tokens per minute per key (or per address), counted as OpenAI does when a request is "
+        "admitted: its estimated prompt tokens plus max_tokens for each choice; 0 = no limit.",
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
@@ -89,6 +116,18 @@ class ServerSettings(Section):
         description="Largest request body accepted; larger ones get HTTP 413.",
         json_schema_extra=RESTART,
     )
+    max_request_tokens: int = Field(
+        65536,
+        ge=1,
+        description="Most tokens one generation request may ask for: prompts x n x max_tokens (a request "
+        "without max_tokens counts the context window); larger ones get HTTP 400.",
+    )
+    request_timeout_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="Deadline of a generation request, queue wait included: then it is stopped (HTTP 504, or an "
+        "error event ending the stream); 0 = none.",
+    )
     log_dir: Path = Field(Path("logs"), description="Folder for log files.", json_schema_extra=RESTART)
     log_level: LogLevel = Field(
         "info", description="critical, error, warning, info or debug.", json_schema_extra=RESTART
@@ -104,7 +143,15 @@ class ServerSettings(Section):
     def _lowercase_log_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    _api_key = field_validator("api_key", mode="before")(_empty_is_none)
+    _api_key = field_validator("api_key", "api_keys", "admin_key", mode="before")(_empty_is_none)
+
+    def inference_keys(self) -> list[str]:
+        """Every inference key in clear: API_KEY, then each of API_KEYS."""
+        keys = [self.api_key.get_secret_value()] if self.api_key is not None else []
+        if self.api_keys is not None:
+            keys += [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]
+        return keys
+
     _cors = field_validator("cors_origins", "allowed_hosts", mode="before")(_split_list)
 
 

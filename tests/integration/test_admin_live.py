@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.checks import ADMIN_HEADERS
 from support.server import ServerFactory, ServerHandle
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def admin_server(server_factory: ServerFactory) -> Iterator[ServerHandle]:
 
 @pytest.fixture
 def api(admin_server: ServerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=admin_server.base_url, timeout=60) as client:
+    with httpx.Client(base_url=admin_server.base_url, timeout=60, headers=ADMIN_HEADERS) as client:
         yield client
 
 

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from support.checks import END_TOKEN_BIAS, engine_stats, make_client
+from support.checks import ADMIN_HEADERS, END_TOKEN_BIAS, engine_stats, make_client
 from support.fake_cloud import FakeCloud
 from support.server import ServerFactory, ServerHandle
 
@@ -70,7 +70,7 @@ def cloud() -> Iterator[FakeCloud]:
 def _fresh_cloud(cloud: FakeCloud, burst_server: ServerHandle) -> None:
     """Every test starts with a healthy fake cloud and closed circuits (failures must not add up across tests)."""
     cloud.reset()
-    response = httpx.post(f"{burst_server.base_url}/api/burst/circuits/reset", timeout=10)
+    response = httpx.post(f"{burst_server.base_url}/api/burst/circuits/reset", timeout=10, headers=ADMIN_HEADERS)
     assert response.status_code == 200 and response.json()["reset"] == ["fake"]
 
 
@@ -434,7 +434,7 @@ def test_stats_and_circuit_reset_refuse_bad_input(burst_server: ServerHandle) ->
     assert httpx.get(f"{base}/api/burst/stats?recent=0", timeout=10).json()["recent"] == []
     bad = httpx.get(f"{base}/api/burst/stats?recent=lots", timeout=10)
     assert bad.status_code == 400 and bad.json()["error"]["param"].endswith("recent")
-    unknown = httpx.post(f"{base}/api/burst/circuits/reset?provider=nope", timeout=10)
+    unknown = httpx.post(f"{base}/api/burst/circuits/reset?provider=nope", timeout=10, headers=ADMIN_HEADERS)
     assert unknown.status_code == 404 and "nope" in unknown.json()["error"]["message"]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support.checks import END_TOKEN_BIAS, assert_openai_error
+from support.checks import ADMIN_HEADERS, END_TOKEN_BIAS, assert_openai_error
 from support.models import ModelsFolder
 from support.server import ServerFactory, ServerHandle, running_server
 
@@ -86,7 +86,7 @@ def lru_server(models_folder: ModelsFolder, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture
 def lru(lru_server: ServerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=lru_server.base_url, timeout=60) as client:
+    with httpx.Client(base_url=lru_server.base_url, timeout=60, headers=ADMIN_HEADERS) as client:
         yield client
 
 

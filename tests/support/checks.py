@@ -9,6 +9,8 @@ import httpx
 import openai
 
 ERROR_KEYS = {"message", "type", "param", "code"}
+# What an admin client sends on bodiless POSTs (as the UI does): no browser can send it in a simple request.
+ADMIN_HEADERS = {"x-requested-with": "pensieve-tests"}
 # Marks an argument of assert_openai_error as "not checked" (None is a value to check).
 UNSET: Any = object()
 # Gemma's end-of-generation token ids (<eos>, <end_of_turn> and the other EOG token); biasing them

@@ -124,13 +124,14 @@ def launch_server(
     ready_status: int = 200,
     ready_path: str = "/ready",
     new_session: bool = False,
+    host: str = "127.0.0.1",
 ) -> ServerHandle:
     """Start `python -m pensieve serve` on a free port and wait until GET `ready_path` answers `ready_status`.
 
     /ready answers only once the start-up (and its load of the default model) is over, so a server whose
     default model cannot load is waited for with `ready_status=503`; a server that preloads nothing is
     waited for on /health. `new_session` puts the server in its own process group (a bench pauses it with
-    SIGSTOP without stopping itself).
+    SIGSTOP without stopping itself). `host` is the address bound (the handle's URL stays on loopback).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -142,7 +143,7 @@ def launch_server(
         "pensieve",
         "serve",
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--models-dir",
@@ -179,9 +180,10 @@ def running_server(
     extra_env: Mapping[str, str] | None = None,
     *,
     ready_status: int = 200,
+    host: str = "127.0.0.1",
 ) -> Iterator[ServerHandle]:
     """`launch_server` as a context manager that stops the server on exit."""
-    handle = launch_server(name, models, work_dir, extra_env, ready_status=ready_status)
+    handle = launch_server(name, models, work_dir, extra_env, ready_status=ready_status, host=host)
     try:
         yield handle
     finally:

@@ -17,7 +17,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 MAX_LINES = 400
-API_SHARED = {"pensieve.api.deps", "pensieve.api.errors", "pensieve.api.limits", "pensieve.api.sse"}
+API_SHARED = {
+    "pensieve.api.access",
+    "pensieve.api.deps",
+    "pensieve.api.errors",
+    "pensieve.api.limits",
+    "pensieve.api.security",
+    "pensieve.api.sse",
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -99,3 +99,24 @@ def test_secrets_from_the_environment_stay_out_of_the_env_file(tmp_path: Path, m
     text = save_env_file(settings, tmp_path / ".env").read_text(encoding="utf-8")
     assert "sk-from-the-shell" not in text
     assert "PENSIEVE_PORT=8000" in text
+
+
+def test_a_new_cloud_base_url_drops_the_stored_key_unless_the_change_sets_one() -> None:
+    key = "sk-test-0123456789abcdef"
+    settings = Settings.from_values(cloud_base_url="https://api.example.com/v1", cloud_api_key=key)
+    moved = updated_settings(settings, {"PENSIEVE_CLOUD_BASE_URL": "http://attacker.example/v1"})
+    assert moved.cloud.base_url == "http://attacker.example/v1" and moved.cloud.api_key is None
+    # A settings form sends every field back, the key masked: that does not carry the key over either.
+    masked = mask_secret(settings.cloud.api_key)
+    form = updated_settings(
+        settings, {"PENSIEVE_CLOUD_BASE_URL": "http://other.example/v1", "PENSIEVE_CLOUD_API_KEY": masked}
+    )
+    assert form.cloud.api_key is None
+    typed = updated_settings(
+        settings, {"PENSIEVE_CLOUD_BASE_URL": "http://other.example/v1", "PENSIEVE_CLOUD_API_KEY": "sk-new"}
+    )
+    assert typed.cloud.api_key is not None and typed.cloud.api_key.get_secret_value() == "sk-new"
+    same = updated_settings(
+        settings, {"PENSIEVE_CLOUD_BASE_URL": "https://api.example.com/v1", "PENSIEVE_BURST_LOAD": True}
+    )
+    assert same.cloud.api_key is not None and same.cloud.api_key.get_secret_value() == key

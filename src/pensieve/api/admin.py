@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -14,16 +13,15 @@ from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse
 
-from pensieve import __version__
-from pensieve.api.deps import PoolDep, ProcessDep, ServicesDep, SettingsDep, require_api_key
+from pensieve.api.access import admin_caller
+from pensieve.api.deps import PoolDep, ServicesDep, SettingsDep
 from pensieve.config import SettingsError
 from pensieve.errors import InvalidRequestError, PensieveError
 from pensieve.model_install import install_default_model
-from pensieve.observability import process_rss_bytes, server_rss_bytes
 from pensieve.settings_admin import describe_settings, save_env_file, updated_settings
 from pensieve.units import parse_duration_seconds
 
-router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(admin_caller)])
 
 
 @router.get("/admin/settings")
@@ -54,21 +52,6 @@ async def save_settings(services: ServicesDep) -> dict[str, str]:
     except SettingsError as exc:
         raise InvalidRequestError(str(exc), code="invalid_setting") from exc
     return {"saved": str(path.resolve())}
-
-
-@router.get("/system")
-async def system(pool: PoolDep, process: ProcessDep) -> dict[str, Any]:
-    """Version, uptime, memory and CPU use of the server process, loaded models."""
-    return {
-        "version": __version__,
-        "uptime_seconds": process.uptime_seconds,
-        "rss_bytes": server_rss_bytes(),
-        # Each loaded model lives in its own worker process: its memory is not in rss_bytes.
-        "workers_rss_bytes": sum(process_rss_bytes(engine.pid) or 0 for engine in pool.loaded()),
-        "cpu_percent": process.cpu_percent(),
-        "cpu_cores": os.cpu_count(),
-        "loaded_models": [engine.model_id for engine in pool.loaded()],
-    }
 
 
 class LoadOptions(BaseModel):

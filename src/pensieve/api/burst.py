@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import ValidationError
 
+from pensieve.api.access import admin_caller, inference_caller
 from pensieve.api.deps import (
     ChatDep,
     CloudDep,
@@ -16,7 +17,6 @@ from pensieve.api.deps import (
     PoolDep,
     RouteHeaderDep,
     SettingsDep,
-    require_api_key,
 )
 from pensieve.burst.planner import estimated_wait_ms
 from pensieve.burst.stats import RECENT_DECISIONS
@@ -45,7 +45,7 @@ def local_load(pool: ModelPool) -> list[dict[str, Any]]:
     return loads
 
 
-router = APIRouter(prefix="/api", tags=["Routing"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/api", tags=["Routing"], dependencies=[Depends(inference_caller)])
 
 _EXAMPLE = {"model": "auto", "messages": [{"role": "user", "content": "Summarise this contract in 3 bullets."}]}
 
@@ -112,7 +112,7 @@ async def burst_stats(
     }
 
 
-@router.post("/burst/circuits/reset")
+@router.post("/burst/circuits/reset", dependencies=[Depends(admin_caller)])
 async def reset_circuits(cloud: CloudDep, provider: str | None = None) -> dict[str, Any]:
     """Close the circuit breaker of one provider (`?provider=name`) or of all: the provider is known to be back."""
     try:

@@ -1,4 +1,4 @@
-"""Typed FastAPI dependencies: one `Annotated` dependency per service, the route header, the API-key check.
+"""Typed FastAPI dependencies: one `Annotated` dependency per service and the route header (keys: access.py).
 
 The lifespan keeps one `Services` on `app.state.services`; a route names the services it uses as
 parameters (`pool: PoolDep`) and never reaches through one service into another.
@@ -6,7 +6,6 @@ parameters (`pool: PoolDep`) and never reaches through one service into another.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -17,8 +16,9 @@ from pensieve.burst.stats import DecisionLog
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.config import Settings
 from pensieve.engine.pool import ModelPool
-from pensieve.errors import AuthenticationError, InvalidRequestError
+from pensieve.errors import InvalidRequestError
 from pensieve.observability import Metrics, ProcessClock
+from pensieve.rate_limits import RateLimiter
 from pensieve.services import Services
 from pensieve.serving import ChatServing, CompletionServing
 
@@ -79,6 +79,11 @@ def get_completions(services: ServicesDep) -> CompletionServing:
     return services.completions
 
 
+def get_rate_limiter(services: ServicesDep) -> RateLimiter:
+    """The per-caller request and token limits."""
+    return services.rate_limiter
+
+
 def route_header(request: Request) -> RouteHeader | None:
     """The X-Pensieve-Route override (local, cloud or auto), validated."""
     value = request.headers.get(ROUTE_HEADER)
@@ -102,17 +107,5 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ProcessDep = Annotated[ProcessClock, Depends(get_process)]
 ChatDep = Annotated[ChatServing, Depends(get_chat)]
 CompletionsDep = Annotated[CompletionServing, Depends(get_completions)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 RouteHeaderDep = Annotated[RouteHeader | None, Depends(route_header)]
-
-
-def require_api_key(request: Request, settings: SettingsDep) -> None:
-    """When PENSIEVE_API_KEY is set, demand it as a Bearer token (constant-time comparison)."""
-    if settings.server.api_key is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    expected = settings.server.api_key.get_secret_value()
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), expected.encode()):
-        raise AuthenticationError(
-            "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>' (the server's PENSIEVE_API_KEY)."
-        )

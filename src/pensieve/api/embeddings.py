@@ -7,14 +7,16 @@ import struct
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from pensieve.api.deps import CloudDep, PoolDep, SettingsDep, require_api_key
-from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, cancel_on_disconnect
+from pensieve.api.access import CallerDep, inference_caller
+from pensieve.api.deps import CloudDep, PoolDep, RateLimiterDep, SettingsDep
+from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, Deadline, cancel_on_disconnect
 from pensieve.burst.planner import AUTO_MODEL
 from pensieve.errors import InvalidRequestError
+from pensieve.rate_limits import estimated_prompt_tokens
 from pensieve.schemas.requests import EmbeddingRequest
 from pensieve.schemas.responses import Embedding, EmbeddingList, EmbeddingUsage
 
-router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(inference_caller)])
 
 
 def _base64(vector: list[float]) -> str:
@@ -24,9 +26,17 @@ def _base64(vector: list[float]) -> str:
 
 @router.post("/embeddings", response_model=EmbeddingList)
 async def create_embeddings(
-    body: EmbeddingRequest, request: Request, pool: PoolDep, settings: SettingsDep, cloud: CloudDep
+    body: EmbeddingRequest,
+    request: Request,
+    pool: PoolDep,
+    settings: SettingsDep,
+    cloud: CloudDep,
+    caller: CallerDep,
+    limiter: RateLimiterDep,
 ) -> EmbeddingList | Response:
     """Embed text(s) or token ids with a local model (`auto` or no model: the default one)."""
+    deadline = Deadline(settings.server.request_timeout_seconds)
+    limiter.admit(caller.id, estimated_prompt_tokens(len(await request.body())))
     requested = (body.model or "").strip()
     if cloud.resolve(requested) is not None:
         raise InvalidRequestError(
@@ -38,7 +48,7 @@ async def create_embeddings(
     try:
         with pool.hold(engine.model_id):  # no idle unload while the worker computes
             # A client that gives up (a timeout, then a retry) must not leave the worker embedding for nobody.
-            vectors, tokens = await cancel_on_disconnect(request, engine.embed(inputs))
+            vectors, tokens = await cancel_on_disconnect(request, deadline.within(engine.embed(inputs)))
     except ClientDisconnectedError:
         return Response(status_code=CLIENT_CLOSED)
     data = [

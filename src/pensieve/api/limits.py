@@ -1,17 +1,17 @@
-"""Request guards: a body-size limit enforced while reading, and cancellation when a client leaves."""
+"""Request guards: a body-size limit enforced while reading, a deadline, and cancellation when a client leaves."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pensieve.errors import PayloadTooLargeError
+from pensieve.errors import PayloadTooLargeError, RequestTimeoutError
 
 T = TypeVar("T")
 
@@ -104,3 +104,44 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         task.cancel()
         raise ClientDisconnectedError
     return task.result()
+
+
+class Deadline:
+    """The moment a request must be done by (PENSIEVE_REQUEST_TIMEOUT_SECONDS from its start; 0 = never)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at = asyncio.get_running_loop().time() + seconds if seconds > 0 else None
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or None without a deadline."""
+        if self._at is None:
+            return None
+        return max(0.0, self._at - asyncio.get_running_loop().time())
+
+    def error(self) -> RequestTimeoutError:
+        """What a client gets when the deadline passes."""
+        return RequestTimeoutError(
+            f"The request did not finish within the server's limit of {self.seconds:g} s "
+            "(PENSIEVE_REQUEST_TIMEOUT_SECONDS) and was stopped. Ask for fewer tokens, or try again when the "
+            "server is less busy."
+        )
+
+    async def within(self, work: Awaitable[T]) -> T:
+        """Await `work`, cancelling it with RequestTimeoutError when the deadline passes."""
+        try:
+            return await asyncio.wait_for(work, self.remaining())
+        except TimeoutError as exc:
+            raise self.error() from exc
+
+    async def limit(self, payloads: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
+        """`payloads` until the deadline; then the stream is closed (its work cancelled) and the error raised."""
+        async with contextlib.aclosing(payloads):
+            while True:
+                try:
+                    payload = await asyncio.wait_for(anext(payloads), self.remaining())
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise self.error() from exc
+                yield payload

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from pensieve.api.deps import MetricsDep, PoolDep, require_api_key
+from pensieve.api.access import inference_caller
+from pensieve.api.deps import MetricsDep, PoolDep
 
-router = APIRouter(tags=["Health"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["Health"], dependencies=[Depends(inference_caller)])
 
 
 @router.get("/metrics", response_class=Response)

@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from pensieve.api.deps import CloudDep, PoolDep, SettingsDep, require_api_key
+from pensieve.api.access import inference_caller
+from pensieve.api.deps import CloudDep, PoolDep, SettingsDep
 from pensieve.burst.planner import AUTO_MODEL
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.engine.pool import ModelPool, normalise_model_id
@@ -15,7 +16,7 @@ from pensieve.engine.registry import ModelInfo
 from pensieve.errors import ModelNotFoundError
 from pensieve.schemas.responses import ModelCard, ModelList
 
-router = APIRouter(tags=["Models"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["Models"], dependencies=[Depends(inference_caller)])
 
 
 def describe_model(info: ModelInfo, pool: ModelPool) -> dict[str, Any]:

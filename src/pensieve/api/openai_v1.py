@@ -11,15 +11,18 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from pensieve.api.deps import ChatDep, CompletionsDep, RouteHeaderDep, require_api_key
-from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, cancel_on_disconnect
+from pensieve.api.access import Caller, CallerDep, inference_caller
+from pensieve.api.deps import ChatDep, CompletionsDep, RateLimiterDep, RouteHeaderDep, SettingsDep
+from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, Deadline, cancel_on_disconnect
 from pensieve.api.sse import event_stream_response
 from pensieve.burst.planner import RouteHeader
+from pensieve.config import Settings
+from pensieve.rate_limits import RateLimiter, estimated_prompt_tokens
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
 from pensieve.schemas.responses import ChatCompletion, Completion
 from pensieve.serving import GenerationServing
 
-router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(inference_caller)])
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "JSON body, or SSE chunks when stream=true."}
@@ -31,14 +34,20 @@ async def _respond(
     body: ChatCompletionRequest | CompletionRequest,
     request: Request,
     header: RouteHeader | None,
+    caller: Caller,
+    limiter: RateLimiter,
+    settings: Settings,
 ) -> Response:
-    run = await serving.prepare(body, header)
-    if body.stream:
-        streamed = await serving.stream(run)
-        # Fallback happens before the first chunk, so the route is final by now.
-        return event_stream_response(streamed.first, streamed.rest, headers=streamed.info.headers())
+    deadline = Deadline(settings.server.request_timeout_seconds)
+    prompt_tokens = estimated_prompt_tokens(len(await request.body()))
+    run = await serving.prepare(body, header, admit=lambda work: limiter.admit(caller.id, prompt_tokens + work))
     try:
-        result = await cancel_on_disconnect(request, serving.answer(run))
+        if body.stream:
+            # Waiting for the first chunk (queue, prefill) watches the client too: one that leaves is dropped now.
+            streamed = await cancel_on_disconnect(request, deadline.within(serving.stream(run)))
+            # Fallback happens before the first chunk, so the route is final by now.
+            return event_stream_response(streamed.first, deadline.limit(streamed.rest), headers=streamed.info.headers())
+        result = await cancel_on_disconnect(request, deadline.within(serving.answer(run)))
     except ClientDisconnectedError:
         return Response(status_code=CLIENT_CLOSED)
     return JSONResponse(result.model_dump(), headers=run.info.headers())
@@ -46,18 +55,30 @@ async def _respond(
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=_STREAM_DOC)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, chat: ChatDep, header: RouteHeaderDep
+    body: ChatCompletionRequest,
+    request: Request,
+    chat: ChatDep,
+    header: RouteHeaderDep,
+    caller: CallerDep,
+    limiter: RateLimiterDep,
+    settings: SettingsDep,
 ) -> Response:
     """Chat completion, whole or streamed (server-sent events ending in `data: [DONE]`).
 
     The model `auto` lets the route planner choose local or cloud; `X-Pensieve-Route` overrides.
     """
-    return await _respond(chat, body, request, header)
+    return await _respond(chat, body, request, header, caller, limiter, settings)
 
 
 @router.post("/completions", response_model=Completion, responses=_STREAM_DOC)
 async def create_completion(
-    body: CompletionRequest, request: Request, completions: CompletionsDep, header: RouteHeaderDep
+    body: CompletionRequest,
+    request: Request,
+    completions: CompletionsDep,
+    header: RouteHeaderDep,
+    caller: CallerDep,
+    limiter: RateLimiterDep,
+    settings: SettingsDep,
 ) -> Response:
     """Text completion (legacy endpoint), whole or streamed."""
-    return await _respond(completions, body, request, header)
+    return await _respond(completions, body, request, header, caller, limiter, settings)

@@ -4,17 +4,20 @@ worker has loaded since)."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from pensieve.api.deps import PoolDep, SettingsDep, require_api_key
+from pensieve import __version__
+from pensieve.api.access import inference_caller
+from pensieve.api.deps import PoolDep, ProcessDep, SettingsDep
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.pool import ModelPool
-from pensieve.observability import process_rss_bytes
+from pensieve.observability import process_rss_bytes, server_rss_bytes
 
-router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/api", tags=["Admin"], dependencies=[Depends(inference_caller)])
 
 
 def describe_loaded(engine: LocalEngine, pool: ModelPool) -> dict[str, Any]:
@@ -69,4 +72,19 @@ async def list_loaded_models(pool: PoolDep, settings: SettingsDep) -> dict[str, 
         "memory_limit_bytes": settings.engine.memory_limit,
         "estimated_memory_in_use_bytes": sum(m["estimated_memory_bytes"] or 0 for m in models),
         "default_keep_alive_seconds": settings.engine.keep_alive,
+    }
+
+
+@router.get("/system")
+async def system(pool: PoolDep, process: ProcessDep) -> dict[str, Any]:
+    """Version, uptime, memory and CPU use of the server process, loaded models."""
+    return {
+        "version": __version__,
+        "uptime_seconds": process.uptime_seconds,
+        "rss_bytes": server_rss_bytes(),
+        # Each loaded model lives in its own worker process: its memory is not in rss_bytes.
+        "workers_rss_bytes": sum(process_rss_bytes(engine.pid) or 0 for engine in pool.loaded()),
+        "cpu_percent": process.cpu_percent(),
+        "cpu_cores": os.cpu_count(),
+        "loaded_models": [engine.model_id for engine in pool.loaded()],
     }

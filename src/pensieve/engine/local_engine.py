@@ -354,14 +354,23 @@ class LocalEngine:
         return stats
 
     async def embed(self, texts: list[str | tuple[int, ...]]) -> tuple[list[list[float]], int]:
-        """Embeddings of texts (or token-id lists) and the number of tokens they took."""
-        try:
-            inputs = [
+        """Embeddings of texts (or token-id lists) and the number of tokens they took.
+
+        They wait in the model's queue like generations (429 when it is full), and megabytes of text are
+        tokenized off the event loop so /health and the streams stay responsive.
+        """
+        self._check_queue()
+
+        def tokenized() -> list[list[int]]:
+            return [
                 self._vocab.tokenize(text, add_special=True, parse_special=False)
                 if isinstance(text, str)
                 else self._checked_token_ids(text)
                 for text in texts
             ]
+
+        try:
+            inputs = await asyncio.to_thread(tokenized)
         except InvalidRequestError as exc:
             raise InvalidRequestError(exc.message, param="input") from exc
         try:

@@ -117,8 +117,8 @@ class WorkerClient:
 
     @property
     def in_flight(self) -> int:
-        """Requests sent and not finished (running or waiting in the worker)."""
-        return len(self._streams)
+        """Requests sent and not finished (running or waiting in the worker), embedding requests included."""
+        return len(self._streams) + len(self._embeds)
 
     # --- requests ---------------------------------------------------------------------------------
 

@@ -32,11 +32,21 @@ class RequestDefaults:
     sampling: SamplingSettings
     model: str
     cache_prompt: bool
+    # What a request may ask for: tokens to generate in all (prompts x n x max_tokens); a request without
+    # max_tokens counts the context window for each choice.
+    max_request_tokens: int = 65536
+    context_tokens: int = 4096
 
     @classmethod
     def of(cls, settings: Settings) -> RequestDefaults:
         """The defaults the server's settings give."""
-        return cls(settings.sampling, settings.engine.default_model, settings.engine.cache_prompt)
+        return cls(
+            settings.sampling,
+            settings.engine.default_model,
+            settings.engine.cache_prompt,
+            max_request_tokens=settings.server.max_request_tokens,
+            context_tokens=settings.engine.n_ctx,
+        )
 
 
 class _Strict(BaseModel):

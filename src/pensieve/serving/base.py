@@ -9,7 +9,7 @@ is held loaded. HTTP concerns (SSE framing, headers, disconnects) stay in `pensi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractContextManager, aclosing, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
@@ -22,6 +22,7 @@ from pensieve.burst.runner import RouteRunner
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.engine.pool import ModelPool
 from pensieve.engine_api import GenerationRequest
+from pensieve.errors import InvalidRequestError
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, RequestDefaults
 
 Body = TypeVar("Body", ChatCompletionRequest, CompletionRequest)
@@ -100,9 +101,35 @@ class GenerationServing(ABC, Generic[Body]):
         plan = await self.planner.plan(routing_request(self.requests(body)), stream=body.stream, header=header)
         return plan.explain()
 
-    async def prepare(self, body: Body, header: RouteHeader | None) -> PreparedRun[Body]:
-        """Convert the body, plan it, and build its runner; a refused plan is recorded, then raised."""
+    def requested_tokens(self, requests: list[GenerationRequest], n: int) -> int:
+        """The most tokens a request may generate in all: prompts x n x max_tokens.
+
+        A prompt without max_tokens counts the server's default, else the whole context window.
+        """
+        fallback = self.defaults.sampling.max_tokens or self.defaults.context_tokens
+        return sum((request.params.max_tokens or fallback) * n for request in requests)
+
+    async def prepare(
+        self, body: Body, header: RouteHeader | None, admit: Callable[[int], None] | None = None
+    ) -> PreparedRun[Body]:
+        """Convert the body, check the work it asks for, plan it, and build its runner.
+
+        `admit(tokens)` (the caller's rate limit) sees the tokens the request may generate before anything
+        is planned or loaded; a refused plan is recorded, then raised.
+        """
         requests = self.requests(body)
+        work = self.requested_tokens(requests, body.n)
+        if work > self.defaults.max_request_tokens:
+            raise InvalidRequestError(
+                f"This request may generate up to {work} tokens (prompts x n x max_tokens; a prompt without "
+                f"max_tokens counts the context window), more than the server's limit of "
+                f"{self.defaults.max_request_tokens} (PENSIEVE_MAX_REQUEST_TOKENS). Set a smaller max_tokens or n, "
+                "or send fewer prompts.",
+                param="max_tokens",
+                code="request_too_large",
+            )
+        if admit is not None:
+            admit(work)
         plan = await self.planner.plan(routing_request(requests), stream=body.stream, header=header)
         if plan.refused:
             self.recorder.refused(plan)

@@ -45,7 +45,12 @@ def _error_message(status: int, body: Any, fallback: str) -> tuple[str, str | No
 
 def _from_status(status: int, body: Any, text: str = "") -> ServerError:
     message, code = _error_message(status, body, text.strip()[:300])
-    if status == 401:
+    if code in ("admin_key_required", "admin_local_only") or (status == 401 and "admin" in message.lower()):
+        message = (
+            "This needs admin rights on the server: set PENSIEVE_ADMIN_KEY in the UI's .env to the server's admin "
+            f"key. ({message})"
+        )
+    elif status == 401:
         message = f"The server refused the API key: set PENSIEVE_API_KEY in .env to the server's key. ({message})"
     return ServerError(message, status=status, code=code)
 
@@ -150,14 +155,17 @@ class ChatStream:
 class PensieveClient:
     """Typed calls to a Pensieve server; every method raises `ServerError` in plain words."""
 
-    def __init__(self, base_url: str, api_key: str | None = None) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, admin_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        # The admin key also opens the inference routes; the custom header marks admin calls as no browser
+        # "simple request" (the server refuses those).
+        key = admin_key or api_key
+        headers = {"x-requested-with": "pensieve-ui"} | ({"authorization": f"Bearer {key}"} if key else {})
         timeout = httpx.Timeout(ADMIN_TIMEOUT, connect=CONNECT_TIMEOUT)
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
         self._sdk = openai.OpenAI(
             base_url=f"{self.base_url}/v1",
-            api_key=api_key or "not-needed",
+            api_key=api_key or admin_key or "not-needed",
             max_retries=0,
             timeout=openai.Timeout(GENERATION_TIMEOUT, connect=CONNECT_TIMEOUT),
         )

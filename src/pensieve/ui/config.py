@@ -31,8 +31,10 @@ class UISettings(BaseSettings, WebUISettings):
     host: str = Field("127.0.0.1", description="Address the server binds (used to reach it).")
     port: int = Field(8000, ge=1, le=65535, description="Port of the server.")
     api_key: SecretStr | None = Field(None, description="Bearer key the server requires, if any.")
+    api_keys: SecretStr | None = Field(None, description="The server's further inference keys (the first is used).")
+    admin_key: SecretStr | None = Field(None, description="The server's admin key: settings, models, circuits.")
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "api_keys", "admin_key", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -49,8 +51,16 @@ class UISettings(BaseSettings, WebUISettings):
 
     @property
     def api_key_value(self) -> str | None:
-        """The API key in clear, for the Authorization header only."""
-        return self.api_key.get_secret_value() if self.api_key is not None else None
+        """The inference key in clear (API_KEY, else the first of API_KEYS), for the Authorization header only."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        listed = self.api_keys.get_secret_value().split(",") if self.api_keys is not None else []
+        return next((key.strip() for key in listed if key.strip()), None)
+
+    @property
+    def admin_key_value(self) -> str | None:
+        """The admin key in clear, for the Authorization header only."""
+        return self.admin_key.get_secret_value() if self.admin_key is not None else None
 
 
 def load_ui_settings(env_file: Path | None = None) -> UISettings:

@@ -22,14 +22,14 @@ def ui_settings() -> UISettings:
 
 
 @st.cache_resource(show_spinner=False)
-def _shared_client(base_url: str, api_key: str | None) -> PensieveClient:
-    return PensieveClient(base_url, api_key)
+def _shared_client(base_url: str, api_key: str | None, admin_key: str | None) -> PensieveClient:
+    return PensieveClient(base_url, api_key, admin_key)
 
 
 def get_client() -> PensieveClient:
     """The client of the configured server, shared by every session of this UI process."""
     settings = ui_settings()
-    return _shared_client(settings.base_url, settings.api_key_value)
+    return _shared_client(settings.base_url, settings.api_key_value, settings.admin_key_value)
 
 
 def remember(widget_key: str, default: T) -> T:
