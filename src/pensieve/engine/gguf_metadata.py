@@ -140,8 +140,8 @@ class _Cursor:
         """Refuse `count` entries of at least `each` bytes when the rest of the file cannot hold them."""
         if count * each > self.remaining:
             raise GGUFFormatError(
-                f"the header claims {count} {what} at offset {self.offset}, more than the {self.remaining} bytes "
-                "left in the file can hold"
+                f"file is truncated or corrupt: the header claims {count} {what} at offset {self.offset}, more than "
+                f"the {self.remaining} bytes left in the file can hold"
             )
 
     def take(self, fmt: str) -> Any:
