@@ -3,12 +3,15 @@ like are named, with their cause, to the client, in /ready, in /api/ps and in th
 
 Crashes are real: a real SIGILL sent to a running worker during a streamed request, a real child process
 that dies by SIGILL before its first message, and a real server whose workers die by SIGILL as they load
-llama.cpp (a `sitecustomize` on the server's PYTHONPATH raises it in every worker process).
+llama.cpp (a `sitecustomize` on the server's PYTHONPATH raises it in every worker process). A worker killed
+by SIGKILL while loading (what the out-of-memory killer does) is transient, unlike SIGILL: the next request
+after a short back-off loads the model again; a worker that hangs while loading is killed and is transient too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -20,8 +23,8 @@ import httpx
 import openai
 import pytest
 
-from pensieve.engine.worker_client import WorkerCrashError, _first_message
-from support.checks import END_TOKEN_BIAS, make_client
+from pensieve.engine.worker_client import WorkerCrashError, WorkerLoadTimeoutError, _first_message
+from support.checks import END_TOKEN_BIAS, assert_openai_error, make_client
 from support.models import ModelsFolder
 from support.server import ServerFactory, ServerHandle, running_server
 
@@ -47,6 +50,33 @@ def _die_loading_llama(event, args):
 if "--multiprocessing-fork" in sys.argv:
     sys.addaudithook(_die_loading_llama)
 """
+
+
+# SIGKILLs the first worker process (only) as it loads llama.cpp's library, as the out-of-memory killer would;
+# PENSIEVE_TEST_KILLED_ONCE names the file that records that it happened.
+SIGKILL_ONCE_AT_LLAMA_LOAD = """
+import os, signal, sys
+
+def _killed_once_loading_llama(event, args):
+    if event == "ctypes.dlopen" and args and "llama" in str(args[0]):
+        try:
+            fd = os.open(os.environ["PENSIEVE_TEST_KILLED_ONCE"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if "--multiprocessing-fork" in sys.argv:
+    sys.addaudithook(_killed_once_loading_llama)
+"""
+
+
+def _with_hook(tmp_path: Path, hook_source: str) -> dict[str, str]:
+    """Server environment whose worker processes run `hook_source` as their sitecustomize."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(hook_source, encoding="utf-8")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
 
 
 def _ps(http: httpx.Client) -> dict[str, Any]:
@@ -182,3 +212,58 @@ def test_a_worker_that_dies_by_sigill_while_loading_makes_ready_503_and_requests
         assert (crash["stage"], crash["signal"], crash["exit_code"]) == ("loading", "SIGILL", -signal.SIGILL)
         assert _ps(http)["models"] == []
         assert _log_lines(server, "ERROR", f"'{model_id}' cannot be loaded", "killed by SIGILL"), server.log_tail()
+
+
+def test_a_child_that_never_answers_is_killed_and_its_load_is_a_transient_timeout() -> None:
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    # It holds its end of the pipe open and says nothing, as a worker stuck loading a model would.
+    process = context.Process(target=multiprocessing.connection.wait, args=([child], 600), daemon=True)
+    process.start()
+    child.close()
+    try:
+        with pytest.raises(WorkerLoadTimeoutError, match="did not load within 1 s"):
+            _first_message(parent, process, timeout=1.0)
+        process.join(10)
+        assert process.exitcode == -signal.SIGKILL
+    finally:
+        parent.close()
+        if process.is_alive():
+            process.kill()
+
+
+def test_a_worker_killed_by_sigkill_while_loading_is_loaded_again_by_a_later_request(
+    models_folder: ModelsFolder, tmp_path: Path
+) -> None:
+    env = {**_with_hook(tmp_path, SIGKILL_ONCE_AT_LLAMA_LOAD), "PENSIEVE_TEST_KILLED_ONCE": str(tmp_path / "killed")}
+    with (
+        running_server("sigkill-load", models_folder, tmp_path / "server", env, ready_status=503) as server,
+        httpx.Client(base_url=server.base_url, timeout=60) as http,
+    ):
+        model_id = server.model_id
+        assert (tmp_path / "killed").exists(), "the preload's worker was killed"
+        ready = http.get("/ready").json()
+        assert "killed by SIGKILL" in ready["local_error"] and ready["last_crash"]["signal"] == "SIGKILL"
+
+        body = {"model": model_id, "messages": STORY, "max_tokens": 4}
+        response = http.post("/v1/chat/completions", json=body)
+        if response.status_code == 503:  # within the short back-off: told when to come back, not refused for good
+            error = assert_openai_error(response, 503, code="model_load_interrupted", param="model")
+            assert "killed by SIGKILL" in error["message"] and "transient" in error["message"]
+            assert 1 <= int(response.headers["retry-after"]) <= 3
+        else:
+            assert response.status_code == 200, response.text
+
+        # The SDK honours Retry-After: after the back-off the model loads in a new worker and answers.
+        sdk = make_client(server.base_url, max_retries=3)
+        answer = sdk.chat.completions.create(model=model_id, messages=STORY, max_tokens=4)
+        assert answer.choices[0].message.content
+        sdk.close()
+        [loaded] = _ps(http)["models"]
+        assert loaded["id"] == model_id
+        crash = _failure_of(http, model_id)
+        assert (crash["stage"], crash["signal"], crash["exit_code"]) == ("loading", "SIGKILL", -signal.SIGKILL)
+        assert crash["recovered"] is True
+        ready_again = http.get("/ready")
+        assert ready_again.status_code == 200 and ready_again.json()["local_error"] is None
+        assert server.process.poll() is None

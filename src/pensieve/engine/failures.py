@@ -1,7 +1,11 @@
 """What the server remembers about models that failed: a load that did not succeed and the last worker crash.
 
 A load failure is kept while the model's file is unchanged, so repeated requests fail fast with the same
-message instead of re-reading a broken file (or re-crashing a llama.cpp build this CPU cannot run). A crash
+message instead of re-reading a broken file (or re-crashing a llama.cpp build this CPU cannot run). A
+transient one is not: a worker killed by SIGKILL (the out-of-memory killer) or SIGTERM, or a load that timed
+out, may well succeed next time, so requests are refused with 503 and Retry-After only for a short back-off
+(TRANSIENT_RETRY_SECONDS, doubled after each transient failure in a row, at most TRANSIENT_RETRY_MAX_SECONDS,
+so a crash loop does not spin), and the next request after it loads again. A crash
 (a worker that died by a signal or an unexpected exit, while loading or while serving) is kept as the last
 crash of its model even after a new worker has loaded it, marked with when that happened: a user who
 finds a restarted worker still learns what killed the previous one.
@@ -9,12 +13,27 @@ finds a restarted worker still learns what killed the previous one.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pensieve.diagnostics.exit_status import signal_name
+from pensieve.errors import ModelLoadError, PensieveError, ServiceUnavailableError
 
 Stage = Literal["loading", "serving"]
+
+# The first back-off after a transient load failure; it doubles with each one in a row, up to the maximum
+# (which stays within the 60 s Retry-After the openai SDK honours).
+TRANSIENT_RETRY_SECONDS = 3.0
+TRANSIENT_RETRY_MAX_SECONDS = 60.0
+# Deaths from outside the worker, not caused by the file: the OOM killer's SIGKILL, a SIGTERM. SIGILL, SIGSEGV,
+# SIGBUS or SIGABRT while loading come from the file or the llama.cpp build and would happen again.
+_TRANSIENT_SIGNALS = tuple(-int(sig) for sig in (getattr(signal, "SIGKILL", 9), signal.SIGTERM))
+
+
+def is_transient_exit(exit_code: int | None) -> bool:
+    """True when a worker that died with this exit status may load fine if tried again (killed from outside)."""
+    return exit_code in _TRANSIENT_SIGNALS
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,8 @@ class _LoadFailure:
     size_bytes: int
     modified_ns: int
     record: ModelFailure
+    retry_at: float | None = None  # set for a transient failure: when the load may be tried again
+    transient_in_a_row: int = 0
 
 
 class FailureLog:
@@ -68,18 +89,58 @@ class FailureLog:
         failure = self._loads.get(model_id)
         return failure.record if failure else None
 
-    def load_failure_for_file(self, model_id: str, size_bytes: int, modified_ns: int) -> ModelFailure | None:
-        """The remembered load failure, only while the file is the one that failed (same size and mtime)."""
+    def load_failure_for_file(
+        self, model_id: str, size_bytes: int, modified_ns: int, now: float | None = None
+    ) -> ModelFailure | None:
+        """The remembered load failure, only while the file is the one that failed (same size and mtime); a
+        transient one only until its back-off has passed at `now` (Unix time; None: it has not)."""
         failure = self._loads.get(model_id)
-        if failure and (failure.size_bytes, failure.modified_ns) == (size_bytes, modified_ns):
-            return failure.record
-        return None
+        if failure is None or (failure.size_bytes, failure.modified_ns) != (size_bytes, modified_ns):
+            return None
+        if failure.retry_at is not None and now is not None and now >= failure.retry_at:
+            return None
+        return failure.record
 
-    def load_failed(self, record: ModelFailure, size_bytes: int, modified_ns: int, *, crashed: bool) -> None:
-        """Remember a failed load of this file; a worker that died doing it (`crashed`) is also the last crash."""
-        self._loads[record.model_id] = _LoadFailure(size_bytes, modified_ns, record)
+    def retry_in(self, model_id: str, now: float) -> float | None:
+        """Seconds until a transient load failure may be tried again (0 once it may); None if not transient."""
+        failure = self._loads.get(model_id)
+        if failure is None or failure.retry_at is None:
+            return None
+        return max(0.0, failure.retry_at - now)
+
+    def load_failed(
+        self, record: ModelFailure, size_bytes: int, modified_ns: int, *, crashed: bool, transient: bool = False
+    ) -> None:
+        """Remember a failed load of this file; a worker that died doing it (`crashed`) is also the last crash.
+
+        A `transient` failure holds for a back-off from `record.at`, doubled for each transient failure of the
+        same file in a row; any other is kept until the file changes or a load succeeds.
+        """
+        retry_at, in_a_row = None, 0
+        if transient:
+            previous = self._loads.get(record.model_id)
+            same_file = previous is not None and (previous.size_bytes, previous.modified_ns) == (
+                size_bytes,
+                modified_ns,
+            )
+            in_a_row = previous.transient_in_a_row + 1 if previous is not None and same_file else 1
+            retry_at = record.at + min(TRANSIENT_RETRY_MAX_SECONDS, TRANSIENT_RETRY_SECONDS * 2 ** (in_a_row - 1))
+        self._loads[record.model_id] = _LoadFailure(size_bytes, modified_ns, record, retry_at, in_a_row)
         if crashed:
             self._crashes[record.model_id] = record
+
+    def refusal(self, record: ModelFailure, now: float) -> PensieveError:
+        """The error a request for a model with this load failure gets: 503 with Retry-After while a transient
+        failure's back-off runs, else ModelLoadError (500, not worth retrying until the file changes)."""
+        wait = self.retry_in(record.model_id, now)
+        if wait is None:
+            return ModelLoadError(record.message)
+        return ServiceUnavailableError(
+            f"{record.message} This looks transient: the model is loaded again in {max(1, round(wait))} s.",
+            param="model",
+            code="model_load_interrupted",
+            retry_after_seconds=wait,
+        )
 
     def crashed(self, record: ModelFailure) -> bool:
         """Remember a worker that died while serving; False when this very crash was already noted."""

@@ -5,6 +5,12 @@
 reader walks the header with `struct` over an mmap, keeps scalar values and short arrays, and skips long
 arrays. It uses the `gguf` package's own constants for value types, tensor types and block sizes, and checks that every
 tensor's data lies inside the file, which catches truncated downloads before llama.cpp sees them.
+
+Any file in models/ may be hostile, and this runs in the server process, so the reader is written to fail only
+with GGUFFormatError, quickly: every count the file gives is checked against the bytes left before anything is
+read or allocated by it, arrays may nest only MAX_ARRAY_DEPTH deep (no unbounded recursion), and tensor shapes,
+offsets and the alignment are checked the way llama.cpp's own loader checks them (tests/support/hostile_gguf.py
+writes a file for each way a header can lie).
 """
 
 from __future__ import annotations
@@ -24,6 +30,18 @@ MAX_KV_COUNT = 1_000_000
 MAX_TENSOR_COUNT = 10_000_000
 MAX_STRING_BYTES = 64 * 1024 * 1024
 DEFAULT_ALIGNMENT = 32
+# llama.cpp refuses nested arrays; the gguf writer allows them, so a little nesting is read, never unbounded.
+MAX_ARRAY_DEPTH = 2
+GGML_MAX_DIMS = 4
+_INT64_MAX = 2**63 - 1
+# The fewest bytes one entry can take, to refuse a count the rest of the file cannot hold before looping over it:
+# a key/value is a key length (8), a value type (4) and at least a 1-byte value; a tensor info is a name
+# length (8), a dimension count (4), a type (4) and an offset (8); a string is its length (8); an array its
+# element type (4) and length (8).
+_MIN_KV_BYTES = 13
+_MIN_TENSOR_INFO_BYTES = 24
+_MIN_STRING_BYTES = 8
+_MIN_ARRAY_BYTES = 12
 
 _SCALARS: dict[GGUFValueType, str] = {
     GGUFValueType.UINT8: "B",
@@ -113,7 +131,21 @@ class _Cursor:
         self.size = size
         self.offset = 0
 
+    @property
+    def remaining(self) -> int:
+        """Bytes left after the current offset."""
+        return max(0, self.size - self.offset)
+
+    def expect(self, count: int, each: int, what: str) -> None:
+        """Refuse `count` entries of at least `each` bytes when the rest of the file cannot hold them."""
+        if count * each > self.remaining:
+            raise GGUFFormatError(
+                f"file is truncated or corrupt: the header claims {count} {what} at offset {self.offset}, more than "
+                f"the {self.remaining} bytes left in the file can hold"
+            )
+
     def take(self, fmt: str) -> Any:
+        """One little-endian value of struct format `fmt`."""
         width = struct.calcsize("<" + fmt)
         if self.offset + width > self.size:
             raise GGUFFormatError(f"file ends inside the header (offset {self.offset})")
@@ -122,6 +154,7 @@ class _Cursor:
         return value
 
     def string(self) -> str:
+        """A length-prefixed UTF-8 string (undecodable bytes replaced)."""
         length = self.take("Q")
         if length > MAX_STRING_BYTES or self.offset + length > self.size:
             raise GGUFFormatError(f"string of {length} bytes at offset {self.offset} overruns the file")
@@ -130,6 +163,8 @@ class _Cursor:
         return raw.decode("utf-8", errors="replace")
 
     def skip_strings(self, count: int) -> None:
+        """Step over `count` length-prefixed strings without decoding them."""
+        self.expect(count, _MIN_STRING_BYTES, "strings")
         for _ in range(count):
             length = self.take("Q")
             if length > MAX_STRING_BYTES:
@@ -139,7 +174,18 @@ class _Cursor:
             raise GGUFFormatError("file ends inside a string array")
 
 
-def _read_value(cursor: _Cursor, raw_type: int) -> Any:
+def _element_bytes(item_type: int) -> int:
+    """The fewest bytes one array element of this type takes (0 for an unknown type, refused when read)."""
+    try:
+        value_type = GGUFValueType(item_type)
+    except ValueError:
+        return 0
+    if value_type in _SCALARS:
+        return struct.calcsize("<" + _SCALARS[value_type])
+    return _MIN_STRING_BYTES if value_type == GGUFValueType.STRING else _MIN_ARRAY_BYTES
+
+
+def _read_value(cursor: _Cursor, raw_type: int, depth: int = 0) -> Any:
     try:
         value_type = GGUFValueType(raw_type)
     except ValueError as exc:
@@ -150,10 +196,14 @@ def _read_value(cursor: _Cursor, raw_type: int) -> Any:
         return cursor.take(_SCALARS[value_type])
     if value_type != GGUFValueType.ARRAY:
         raise GGUFFormatError(f"unsupported value type {value_type.name}")
+    if depth >= MAX_ARRAY_DEPTH:
+        raise GGUFFormatError(f"arrays nested more than {MAX_ARRAY_DEPTH} deep at offset {cursor.offset}")
     item_type = cursor.take("I")
     length = cursor.take("Q")
+    # Checked before the loop: a claimed length of 2**62 must not be iterated (or allocated) one element at a time.
+    cursor.expect(length, max(1, _element_bytes(item_type)), "array elements")
     if length <= MAX_KEPT_ARRAY:
-        return [_read_value(cursor, item_type) for _ in range(length)]
+        return [_read_value(cursor, item_type, depth + 1) for _ in range(length)]
     if item_type == GGUFValueType.STRING:
         cursor.skip_strings(length)
     elif item_type in {t.value for t in _SCALARS}:
@@ -165,15 +215,24 @@ def _read_value(cursor: _Cursor, raw_type: int) -> Any:
     return SkippedArray(length)
 
 
-def _tensor_bytes(shape: list[int], type_id: int) -> int:
+def _tensor_bytes(name: str, shape: list[int], type_id: int) -> tuple[int, int]:
+    """(elements, data bytes) of one tensor, refused as llama.cpp refuses it: unknown type, a first dimension
+    that is not a whole number of blocks, or an element count or size past int64."""
     try:
         block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(type_id)]
     except (ValueError, KeyError) as exc:
-        raise GGUFFormatError(f"unknown tensor type {type_id}") from exc
+        raise GGUFFormatError(f"tensor {name!r} has unknown type {type_id}") from exc
     elements = 1
     for dim in shape:
         elements *= dim
-    return elements // block_size * type_size
+        if elements > _INT64_MAX:  # llama.cpp multiplies in int64: this would overflow there
+            raise GGUFFormatError(f"tensor {name!r} has dimensions {shape} whose product overflows")
+    if shape and shape[0] % block_size:
+        raise GGUFFormatError(f"tensor {name!r} has a first dimension {shape[0]} not a multiple of {block_size}")
+    size = elements // block_size * type_size
+    if size > _INT64_MAX:
+        raise GGUFFormatError(f"tensor {name!r} of dimensions {shape} is too large")
+    return elements, size
 
 
 def read_gguf_metadata(path: Path) -> GGUFMetadata:
@@ -196,14 +255,19 @@ def read_gguf_metadata(path: Path) -> GGUFMetadata:
         tensor_count, kv_count = cursor.take("Q"), cursor.take("Q")
         if kv_count > MAX_KV_COUNT or tensor_count > MAX_TENSOR_COUNT:
             raise GGUFFormatError(f"implausible header counts ({kv_count} keys, {tensor_count} tensors)")
+        cursor.expect(kv_count, _MIN_KV_BYTES, "key/value pairs")
         metadata = GGUFMetadata(version=version, tensor_count=tensor_count)
         for _ in range(kv_count):
             key = cursor.string()
+            if key in metadata.values:
+                raise GGUFFormatError(f"duplicate key {key!r}")
             metadata.values[key] = _read_value(cursor, cursor.take("I"))
-        data_end = _read_tensor_table(cursor, metadata, tensor_count)
         alignment = metadata.values.get("general.alignment", DEFAULT_ALIGNMENT)
-        if not isinstance(alignment, int) or alignment <= 0:
+        # A power of two, as llama.cpp requires (and 0 would divide by zero below).
+        if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
             raise GGUFFormatError(f"invalid general.alignment {alignment!r}")
+        cursor.expect(tensor_count, _MIN_TENSOR_INFO_BYTES, "tensors")
+        data_end = _read_tensor_table(cursor, metadata, tensor_count, alignment)
         data_start = -(-cursor.offset // alignment) * alignment
         if data_start + data_end > size:
             missing = data_start + data_end - size
@@ -211,21 +275,25 @@ def read_gguf_metadata(path: Path) -> GGUFMetadata:
     return metadata
 
 
-def _read_tensor_table(cursor: _Cursor, metadata: GGUFMetadata, tensor_count: int) -> int:
+def _read_tensor_table(cursor: _Cursor, metadata: GGUFMetadata, tensor_count: int, alignment: int) -> int:
     """Read tensor infos; return the end offset of tensor data relative to the data section."""
     data_end = 0
+    names: set[str] = set()
     for _ in range(tensor_count):
         name = cursor.string()
+        if name in names:
+            raise GGUFFormatError(f"duplicate tensor {name!r}")
+        names.add(name)
         n_dims = cursor.take("I")
-        if n_dims > 8:
+        if n_dims > GGML_MAX_DIMS:
             raise GGUFFormatError(f"tensor {name!r} claims {n_dims} dimensions")
         shape = [cursor.take("Q") for _ in range(n_dims)]
         type_id = cursor.take("I")
         offset = cursor.take("Q")
-        data_end = max(data_end, offset + _tensor_bytes(shape, type_id))
-        elements = 1
-        for dim in shape:
-            elements *= dim
+        if offset % alignment:
+            raise GGUFFormatError(f"tensor {name!r} has offset {offset}, not a multiple of the alignment {alignment}")
+        elements, nbytes = _tensor_bytes(name, shape, type_id)
+        data_end = max(data_end, offset + nbytes)
         metadata.parameter_count += elements
         type_name = GGMLQuantizationType(type_id).name
         metadata.tensor_types[type_name] = metadata.tensor_types.get(type_name, 0) + elements

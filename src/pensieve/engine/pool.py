@@ -1,9 +1,10 @@
 """The model pool: resolves model ids to loaded engines, loading on first use and unloading what is not used.
 
 A file that fails to load is remembered by (size, mtime) so repeated requests fail fast with the same
-clear error instead of re-reading a broken file; replacing the file clears the failure. A worker that dies
-while serving is restarted by the next request for its model; its crash (when, exit code, signal, message)
-stays on record (`failures`) for /api/ps and /ready, marked recovered once a new worker has loaded.
+clear error instead of re-reading a broken file; replacing the file clears the failure. A transient failure
+(the worker killed from outside, a load timeout) is retried after a short back-off (see `failures.py`). A
+worker that dies while serving is restarted by the next request for its model; its crash (when, exit code,
+signal, message) stays on record (`failures`) for /api/ps and /ready, marked recovered once a new worker has loaded.
 
 Residency (see `residency.py` for the rules): at most PENSIEVE_MAX_LOADED_MODELS models and an estimated
 PENSIEVE_MEMORY_LIMIT bytes are loaded; loading one more first unloads the least recently used idle ones.
@@ -26,8 +27,8 @@ from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.memory import MemoryEstimate, estimate_memory, planned_kv_cells
 from pensieve.engine.registry import ModelInfo, ModelRegistry
 from pensieve.engine.residency import Resident, expires_at, is_busy, is_expired, plan_admission
-from pensieve.engine.worker_client import WorkerCrashError
-from pensieve.errors import ModelLoadError, ModelNotFoundError
+from pensieve.engine.worker_client import WorkerCrashError, WorkerLoadTimeoutError
+from pensieve.errors import ModelNotFoundError, PensieveError
 from pensieve.settings_sections import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -194,9 +195,10 @@ class ModelPool:
 
     async def _load(self, model_id: str) -> LocalEngine:
         info = await self._installed(model_id)
-        failure = self._failures.load_failure_for_file(model_id, info.size_bytes, info.modified_ns)
+        now = time.time()
+        failure = self._failures.load_failure_for_file(model_id, info.size_bytes, info.modified_ns, now)
         if failure is not None:
-            raise ModelLoadError(failure.message)
+            raise self._failures.refusal(failure, now)
         if info.error is not None:
             raise self._remember(info, f"Model '{model_id}' cannot be loaded: {info.error}.")
         config = self.config
@@ -217,12 +219,15 @@ class ModelPool:
         self._estimates[model_id] = estimate_memory(info, engine.worker.facts.kv_size)
         return engine
 
-    def _remember(self, info: ModelInfo, message: str, exc: BaseException | None = None) -> ModelLoadError:
+    def _remember(self, info: ModelInfo, message: str, exc: BaseException | None = None) -> PensieveError:
         logger.error("%s", message)
         crash = exc if isinstance(exc, WorkerCrashError) else None  # the worker died: also its last crash
+        transient = isinstance(exc, WorkerLoadTimeoutError) or (crash is not None and crash.transient)
         record = ModelFailure(info.id, "loading", message, time.time(), crash.exit_code if crash else None)
-        self._failures.load_failed(record, info.size_bytes, info.modified_ns, crashed=crash is not None)
-        return ModelLoadError(message)
+        self._failures.load_failed(
+            record, info.size_bytes, info.modified_ns, crashed=crash is not None, transient=transient
+        )
+        return self._failures.refusal(record, record.at)
 
     async def _make_room(self, model_id: str, needed: MemoryEstimate) -> None:
         """Unload least recently used idle models until `model_id` fits, or raise why it cannot."""

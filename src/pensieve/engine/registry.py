@@ -82,6 +82,10 @@ def inspect_model_file(path: Path) -> ModelInfo:
     except (GGUFFormatError, OSError, ValueError) as exc:
         logger.warning("model file %s is unusable: %s", path, exc)
         return ModelInfo(id=path.stem, path=path, size_bytes=stat.st_size, modified_ns=stat.st_mtime_ns, error=str(exc))
+    except Exception as exc:  # a file in models/ may be hostile: a reader bug must not break the listing
+        logger.exception("model file %s could not be read", path)
+        error = f"its header could not be read ({type(exc).__name__}: {exc})"
+        return ModelInfo(id=path.stem, path=path, size_bytes=stat.st_size, modified_ns=stat.st_mtime_ns, error=error)
 
 
 class ModelRegistry:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pensieve.diagnostics.exit_status import describe_exit
-from pensieve.engine.failures import ModelFailure
+from pensieve.engine.failures import ModelFailure, is_transient_exit
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
 from pensieve.engine.worker import worker_main
 from pensieve.engine.worker_protocol import (
@@ -56,6 +56,15 @@ class WorkerCrashError(LlamaLoadError):
     def __init__(self, message: str, exit_code: int | None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+    @property
+    def transient(self) -> bool:
+        """True when the worker was killed from outside (the OOM killer's SIGKILL): loading again may work."""
+        return is_transient_exit(self.exit_code)
+
+
+class WorkerLoadTimeoutError(LlamaLoadError):
+    """The worker did not report its model loaded in time and was killed; a later load may well succeed."""
 
 
 def how_it_ended(exit_code: int | None) -> str:
@@ -270,11 +279,11 @@ class WorkerClient:
         self._process.kill()
 
 
-def _first_message(conn: Connection, process: Any) -> Message:
+def _first_message(conn: Connection, process: Any, timeout: float = LOAD_TIMEOUT_SECONDS) -> Message:
     """The worker's ready/load_error message, or LlamaLoadError if it dies or hangs first."""
-    if not conn.poll(LOAD_TIMEOUT_SECONDS):
+    if not conn.poll(timeout):
         process.kill()
-        raise LlamaLoadError(f"the model did not load within {LOAD_TIMEOUT_SECONDS:.0f} s")
+        raise WorkerLoadTimeoutError(f"the model did not load within {timeout:.0f} s")
     try:
         message: Message = conn.recv()
     except (EOFError, OSError):
