@@ -376,11 +376,23 @@ class Handler(BaseHTTPRequestHandler):
         fault, abandoned by the client), once any text was sent.
         """
         sent: list[str] = []
+        billed = False
         try:
             self._send_events(events, drop_after, sent)
+            # Billed before the end marker, so a client that has read the whole stream sees the bill.
+            billed = True
+            self._bill_sent(prompt_tokens, sent)
+            self._write_chunk(b"data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
         finally:
-            if "".join(sent):
-                self.server.cloud._bill(prompt_tokens, token_count("".join(sent)))
+            if not billed:
+                self._bill_sent(prompt_tokens, sent)
+
+    def _bill_sent(self, prompt_tokens: int, sent: list[str]) -> None:
+        """Bill the prompt and the text sent, if any text was sent."""
+        if "".join(sent):
+            self.server.cloud._bill(prompt_tokens, token_count("".join(sent)))
 
     def _stall_until_closed(self) -> None:
         """Send nothing more until the client closes the connection (or reset/stop/hang_seconds), then drop it."""
@@ -417,9 +429,6 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(delay)
         if drop_after is not None:
             self._drop()
-        self._write_chunk(b"data: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
 
     def _write_chunk(self, data: bytes) -> None:
         """Write one HTTP chunk and flush it."""
