@@ -61,7 +61,7 @@ class Services:
             log_level=settings.server.log_level,
         )
         cloud = CloudRegistry.from_settings(settings.cloud)
-        ledger = SpendLedger(settings.persistence.data_dir / LEDGER_FILE)
+        ledger = SpendLedger.open(settings.persistence.data_dir / LEDGER_FILE)
         decisions, metrics = DecisionLog(), Metrics()
         planner = RoutePlanner(BurstOptions.from_settings(settings), pool, cloud, ledger)
         recorder = RunRecorder(ledger, decisions, metrics, cloud)

@@ -218,3 +218,73 @@ def test_concurrent_records_from_threads_sum_correctly(tmp_path: Path, clock: Cl
     assert totals.all_time_usd == pytest.approx(0.001 * requests)
     assert totals.saved_all_time_usd == pytest.approx(0.002 * requests)
     assert ledger.spent_today() == pytest.approx(0.001 * requests)
+
+
+# --- a full disk or an unusable data folder: the ledger degrades to memory, never fails a request ------------
+
+
+def _fill_disk(ledger: SpendLedger) -> None:
+    """Make every write that needs a new page fail with SQLITE_FULL, as on a full disk (root ignores modes)."""
+    connection = ledger._connection
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def test_a_full_disk_moves_the_ledger_to_memory_keeping_every_total(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = SpendLedger(tmp_path / "spend.sqlite3", clock=clock)
+    cloud(ledger, 0.25)
+    local(ledger, 0.5)
+    _fill_disk(ledger)
+    written = 0
+    with caplog.at_level("WARNING", logger="pensieve.burst.ledger"):
+        # New rows (one per model) need new pages sooner or later: the first that does hits the full disk.
+        while ledger.degraded is None and written < 500:
+            ledger.record_cloud(
+                provider="p", model=f"p/model-{written}", prompt_tokens=1, completion_tokens=1, cost_usd=0.01
+            )
+            written += 1
+        assert ledger.degraded is not None and "database or disk is full" in ledger.degraded
+        for _ in range(3):
+            cloud(ledger, 0.1)
+    totals = ledger.totals()
+    ledger.close()
+    # Nothing was lost in the move: the rows the file held and every record since are in the sums.
+    assert totals.all_time_usd == pytest.approx(0.25 + 0.01 * written + 0.3)
+    assert totals.today_usd == totals.month_usd == pytest.approx(0.25 + 0.01 * written + 0.3)
+    assert totals.saved_all_time_usd == 0.5
+    assert totals.cloud_requests == 1 + written + 3
+    assert ledger.spent_today() == pytest.approx(totals.today_usd)
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "in memory" in warnings[0].getMessage()
+
+
+def test_unreadable_rows_are_carried_over_as_todays_and_the_months_totals(tmp_path: Path, clock: Clock) -> None:
+    ledger = SpendLedger(tmp_path / "spend.sqlite3", clock=clock)
+    cloud(ledger, 0.25)
+    clock.now = datetime(2025, 3, 15, 9, 0)
+    cloud(ledger, 0.5)
+    ledger._connection.close()  # neither readable nor writable any more: only the cached totals remain
+    ledger._degrade("test")
+    cloud(ledger, 0.125)
+    assert ledger.spent_today() == pytest.approx(0.625)
+    assert ledger.spent_this_month() == pytest.approx(0.875)
+    ledger.close()
+
+
+def test_open_degrades_to_memory_when_the_data_folder_is_unusable(tmp_path: Path, clock: Clock) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a regular file where the data folder should be")
+    ledger = SpendLedger.open(blocker / "data" / "spend.sqlite3", clock=clock)
+    assert ledger.degraded is not None and str(blocker) in ledger.degraded
+    cloud(ledger, 0.5)
+    assert ledger.spent_today() == 0.5
+    ledger.close()
+
+
+def test_open_still_refuses_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "spend.sqlite3"
+    path.write_bytes(b"this is not a database, just some bytes " * 100)
+    with pytest.raises(LedgerError, match="damaged"):
+        SpendLedger.open(path)

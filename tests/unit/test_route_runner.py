@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from pensieve.burst.accounting import RunRecorder
+from pensieve.burst.budget import Reservations
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.planner import Plan
 from pensieve.burst.policy import Decision, RequestFacts, Route, Signals
@@ -299,3 +300,71 @@ def test_a_refused_plan_cannot_run_and_is_recorded_as_refused() -> None:
         7,
     )
     assert refused.refusal().code == "private_data_blocked"
+
+
+# --- money: cut cloud streams are billed, the budget reservation is consumed and released ------------------
+
+
+def test_a_cloud_stream_the_client_abandons_records_what_the_provider_billed() -> None:
+    sources = Sources(ScriptedEngine(LOCAL), ScriptedEngine(CLOUD, texts=("Hello there", " world", "!")))
+    recorder, reservations = _recorder(), Reservations()
+    plan = replace(_plan("cloud", fallback=None), reservation=reservations.reserve(1.0))
+    runner = RouteRunner(plan, local=sources, cloud=sources, recorder=recorder)
+
+    async def read_one_chunk_then_leave() -> str:
+        chunks = runner.generate(_request())
+        first = await anext(chunks)
+        await chunks.aclose()  # what a client disconnect does to the serving generator
+        return first.text
+
+    assert asyncio.run(read_one_chunk_then_leave()) == "Hello there"
+    totals = recorder.ledger.totals()
+    # The prompt (the engine's count) and the text received (~4 characters per token) were billed.
+    assert (totals.cloud_requests, totals.cloud_prompt_tokens, totals.cloud_completion_tokens) == (1, 7, 3)
+    cost = (7 * 1.0 + 3 * 2.0) / 1_000_000
+    assert totals.all_time_usd == pytest.approx(cost)
+    entry = recorder.log.recent[0]
+    assert (entry.route, entry.error, entry.usage_source) == ("cloud", "client_disconnected", "estimated")
+    assert reservations.total_usd == pytest.approx(1.0 - cost)  # the spend left the reservation
+    runner.settle()
+    assert reservations.total_usd == 0.0
+
+
+def test_a_cloud_stream_cut_by_a_dropped_connection_is_billed_and_reported() -> None:
+    dropped = CloudError("dropped the connection mid-stream", provider="acme")
+    sources = Sources(
+        ScriptedEngine(LOCAL), ScriptedEngine(CLOUD, texts=("Hello", " world"), error=dropped, fail_after=1)
+    )
+    recorder = _recorder()
+    runner = RouteRunner(_plan("cloud", fallback="local"), local=sources, cloud=sources, recorder=recorder)
+    with pytest.raises(CloudError):
+        _run(runner)
+    assert sources.local.seen == []  # text was streamed: no fallback
+    totals = recorder.ledger.totals()
+    assert (totals.cloud_prompt_tokens, totals.cloud_completion_tokens) == (7, 2)
+    entry = recorder.log.recent[0]
+    assert (entry.route, entry.usage_source) == ("error", "estimated")
+    assert entry.cost_usd == pytest.approx(totals.all_time_usd) and entry.cost_usd > 0
+
+
+def test_a_finished_cloud_run_records_the_reported_usage_and_consumes_its_reservation() -> None:
+    sources, recorder, reservations = Sources(ScriptedEngine(LOCAL), ScriptedEngine(CLOUD)), _recorder(), Reservations()
+    plan = replace(_plan("cloud", fallback=None), reservation=reservations.reserve(0.5))
+    runner = RouteRunner(plan, local=sources, cloud=sources, recorder=recorder)
+    assert _run(runner) == "Hello world"
+    assert recorder.log.recent[0].usage_source == "reported"
+    assert reservations.total_usd == pytest.approx(0.5 - recorder.ledger.totals().all_time_usd)
+    runner.settle()
+    runner.settle()  # settling twice gives nothing back twice
+    assert reservations.total_usd == 0.0
+
+
+def test_no_fallback_to_the_cloud_once_the_caps_are_reached() -> None:
+    local = ScriptedEngine(LOCAL, error=WorkerCrashedError("worker died"), fail_after=0)
+    sources, recorder = Sources(local, ScriptedEngine(CLOUD)), _recorder()
+    plan = replace(_plan("local", fallback="cloud", local=local), reserve_fallback=lambda: None)
+    runner = RouteRunner(plan, local=sources, cloud=sources, recorder=recorder)
+    with pytest.raises(WorkerCrashedError):
+        _run(runner)
+    assert sources.cloud.seen == []
+    assert _routes(recorder) == [("error", "default", False)]

@@ -2,7 +2,8 @@
 
 /ready is 503 while the default model cannot load (its load failure, a worker crash among them, is the
 message), unless another loaded model or a cloud model can serve. Its body names the default model's last
-crash until a new worker has loaded it.
+crash until a new worker has loaded it, and lists in `warnings` what works in a degraded way without
+stopping answers (the spend ledger kept in memory after a full disk or an unusable data folder).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from pensieve import __version__
-from pensieve.api.deps import CloudDep, PoolDep, SettingsDep
+from pensieve.api.deps import CloudDep, LedgerDep, PoolDep, SettingsDep
 from pensieve.engine.failures import ModelFailure
 
 router = APIRouter(tags=["Health"])
@@ -30,7 +31,7 @@ async def health() -> dict[str, Any]:
 
 
 @router.get("/ready")
-async def ready(pool: PoolDep, settings: SettingsDep, cloud: CloudDep) -> JSONResponse:
+async def ready(pool: PoolDep, settings: SettingsDep, cloud: CloudDep, ledger: LedgerDep) -> JSONResponse:
     """200 when a loaded (or idle-unloaded) model, or a cloud model with a closed circuit, can serve; else 503.
 
     `local_error` is what keeps the default model from serving now (a load failure, or a crash that no new
@@ -45,6 +46,8 @@ async def ready(pool: PoolDep, settings: SettingsDep, cloud: CloudDep) -> JSONRe
         "cloud_models_ready": cloud_ready,
         "local_error": current.message if current else None,
         "last_crash": current.to_json() if current and _is_crash(current) else None,
+        # Degraded but still serving: reported, never a reason for a 503.
+        "warnings": [{"component": "spend_ledger", "message": ledger.degraded}] if ledger.degraded else [],
     }
     # A default model unloaded after its keep-alive reloads on the next request: still ready.
     if loaded or cloud_ready or pool.loadable(settings.engine.default_model):

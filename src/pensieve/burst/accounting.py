@@ -2,12 +2,18 @@
 
 Every finished, failed and refused run is recorded here and nowhere else, so the recent-decisions log,
 the Prometheus counters and the spend ledger always agree. Costs are priced from the cloud registry.
+
+A cloud stream cut before its end (the client left, a timeout, a dropped connection) was still billed by
+the provider for the prompt and the tokens it sent: the runner hands those in (`failed(..., billed=...)`,
+`abandoned`) and they are recorded as spend like a finished run's. Each recorded cloud cost is taken off
+the request's budget reservation (`burst/budget.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pensieve.burst.budget import Reservation
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.planner import Plan
 from pensieve.burst.policy import Route
@@ -67,18 +73,28 @@ class RunRecorder:
             return 0.0
         return self.cloud.model(default).cost_usd(usage.prompt_tokens, usage.completion_tokens)
 
-    def finished(self, info: RouteInfo, usage: Usage, timing: Timing, *, stream: bool) -> None:
+    def _spend(self, info: RouteInfo, usage: Usage, reservation: Reservation | None) -> float:
+        """Record a cloud run's billed tokens and cost in the ledger; the cost leaves the reservation."""
+        cost = self.cloud.model(info.model).cost_usd(usage.prompt_tokens, usage.completion_tokens)
+        self.ledger.record_cloud(
+            provider=info.model.split("/", 1)[0],
+            model=info.model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=cost,
+        )
+        if reservation is not None:
+            reservation.consume(cost)
+        return cost
+
+    def finished(
+        self, info: RouteInfo, usage: Usage, timing: Timing, *, stream: bool, reservation: Reservation | None = None
+    ) -> None:
         """A run that produced its whole answer: cloud spend or local savings, then the log entry."""
         cost = 0.0
+        source = None
         if info.route == "cloud":
-            cost = self.cloud.model(info.model).cost_usd(usage.prompt_tokens, usage.completion_tokens)
-            self.ledger.record_cloud(
-                provider=info.model.split("/", 1)[0],
-                model=info.model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost_usd=cost,
-            )
+            cost, source = self._spend(info, usage, reservation), "reported"
         else:
             self.ledger.record_local(
                 model=info.model,
@@ -87,18 +103,54 @@ class RunRecorder:
                 # A local answer kept after the cascade asked the cloud saved nothing: the cloud was paid.
                 saved_usd=0.0 if info.reason == "confidence" else self.saved_usd(usage),
             )
-        self._record(route=info.route, info=info, usage=usage, timing=timing, cost_usd=cost, stream=stream, error=None)
+        self._record(
+            route=info.route,
+            info=info,
+            usage=usage,
+            timing=timing,
+            cost_usd=cost,
+            stream=stream,
+            error=None,
+            usage_source=source,
+        )
 
-    def failed(self, info: RouteInfo, error: PensieveError, timing: Timing, *, stream: bool) -> None:
-        """A run that ended in an error the client sees."""
+    def failed(
+        self,
+        info: RouteInfo,
+        error: PensieveError,
+        timing: Timing,
+        *,
+        stream: bool,
+        billed: Usage | None = None,
+        reservation: Reservation | None = None,
+    ) -> None:
+        """A run that ended in an error the client sees; `billed`: what a cut cloud stream was billed (estimated)."""
+        cost = self._spend(info, billed, reservation) if billed is not None and info.route == "cloud" else 0.0
         self._record(
             route="error",
             info=info,
-            usage=Usage(0, 0),
+            usage=billed if billed is not None else Usage(0, 0),
             timing=Timing(timing.started, None, timing.ended),
-            cost_usd=0.0,
+            cost_usd=cost,
             stream=stream,
             error=error.code or type(error).__name__,
+            usage_source="estimated" if billed is not None else None,
+        )
+
+    def abandoned(
+        self, info: RouteInfo, billed: Usage, timing: Timing, *, stream: bool, reservation: Reservation | None = None
+    ) -> None:
+        """A cloud run the client walked away from mid-stream: what the provider billed so far (estimated)."""
+        cost = self._spend(info, billed, reservation)
+        self._record(
+            route=info.route,
+            info=info,
+            usage=billed,
+            timing=timing,
+            cost_usd=cost,
+            stream=stream,
+            error="client_disconnected",
+            usage_source="estimated",
         )
 
     def refused(self, plan: Plan) -> None:
@@ -124,6 +176,7 @@ class RunRecorder:
         cost_usd: float,
         stream: bool,
         error: str | None,
+        usage_source: str | None = None,
     ) -> None:
         entry = DecisionLogEntry(
             at=now(),
@@ -138,6 +191,7 @@ class RunRecorder:
             fallback=info.fallback,
             stream=stream,
             error=error,
+            usage_source=usage_source,
         )
         self.log.record(entry)
         self.metrics.observe(entry)

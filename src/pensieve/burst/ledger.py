@@ -11,10 +11,19 @@ time (`datetime.now()`), so the daily cap resets at local midnight and the month
 The burst controller reads today's and this month's spend on every routing decision, so both are kept in memory
 and only re-read from the database when the date changes; writes are one short UPSERT each. Calls come from the
 asyncio event loop and from worker threads, so one lock guards the connection and the cached totals.
+
+A full disk, a read-only or missing data folder must never turn an answer into a 500: when a write fails for
+such a reason (an OperationalError: "database or disk is full", "attempt to write a readonly database", I/O
+errors), or the file cannot be opened at start-up (`SpendLedger.open`), the ledger moves to an in-memory
+database seeded with the rows it had (or, if they cannot be read any more, with the cached totals), logs one
+warning and says so in `degraded`, so budgets still hold and /ready and the UI can report it. A damaged file or
+one from a newer version still raises: silently starting afresh there would forget the month's spend.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import sqlite3
 import threading
@@ -22,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
 _CLOUD, _LOCAL = 1, 0
@@ -50,6 +61,10 @@ ON CONFLICT (day, route, provider, model) DO UPDATE SET
     cost_usd = cost_usd + excluded.cost_usd,
     saved_usd = saved_usd + excluded.saved_usd
 """
+_ALL_ROWS = "SELECT * FROM spend_daily"
+_INSERT_ROW = "INSERT INTO spend_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The provider name of the rows that carry today's and the month's totals over when the old rows are unreadable.
+CARRIED_OVER = "(carried over)"
 _SPENT = """
 SELECT COALESCE(SUM(CASE WHEN day = :today THEN cost_usd END), 0.0), COALESCE(SUM(cost_usd), 0.0)
 FROM spend_daily WHERE day BETWEEN :month_start AND :month_end
@@ -104,6 +119,7 @@ class SpendLedger:
         """
         self._where = str(path) if path is not None else "the in-memory ledger"
         self._clock = clock
+        self.degraded: str | None = None
         self._lock = threading.Lock()
         self._cache_day = date.min
         self._today_usd = 0.0
@@ -124,6 +140,26 @@ class SpendLedger:
         except LedgerError:
             self._connection.close()
             raise
+
+    @classmethod
+    def open(cls, path: Path, *, clock: Callable[[], datetime] = datetime.now) -> SpendLedger:
+        """The ledger at `path`, or an in-memory one (with `degraded` set and a warning logged) if it cannot be opened.
+
+        Only an unusable place degrades (a missing or read-only folder, a full disk); a damaged file or one from
+        a newer Pensieve still raises LedgerError, since starting afresh would forget this month's spend.
+        """
+        try:
+            return cls(path, clock=clock)
+        except LedgerError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.DatabaseError) and type(cause) is not sqlite3.OperationalError:
+                raise
+            if cause is None:  # a newer schema version: not a place problem
+                raise
+            ledger = cls(None, clock=clock)
+            ledger._where = str(path)
+            ledger._degrade(f"cannot open {path}: {cause}")
+            return ledger
 
     def record_cloud(
         self, *, provider: str, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float
@@ -190,10 +226,13 @@ class SpendLedger:
     ) -> None:
         today = self._clock().date()
         with self._lock:
+            row = (_day_key(today), route, provider, model, prompt_tokens, completion_tokens, cost, saved)
             try:
-                self._connection.execute(
-                    _UPSERT, (_day_key(today), route, provider, model, prompt_tokens, completion_tokens, cost, saved)
-                )
+                self._connection.execute(_UPSERT, row)
+            except sqlite3.OperationalError as exc:
+                # Disk full, read-only or vanished folder: keep counting in memory rather than fail the answer.
+                self._degrade(f"cannot write to {self._where}: {exc}")
+                self._connection.execute(_UPSERT, row)
             except sqlite3.Error as exc:
                 raise LedgerError(f"cannot write to the spend ledger {self._where}: {exc}") from exc
             if today != self._cache_day:
@@ -201,6 +240,27 @@ class SpendLedger:
             else:
                 self._today_usd += cost
                 self._month_usd += cost
+
+    def _degrade(self, why: str) -> None:
+        """Move to an in-memory database holding what the file held (the caller holds the lock, or owns self)."""
+        memory = _connect(None)
+        try:
+            rows = self._connection.execute(_ALL_ROWS).fetchall()
+        except sqlite3.Error:
+            # The old rows cannot be read either: carry today's and the month's cached spend over, so caps hold.
+            today = self._cache_day if self._cache_day != date.min else self._clock().date()
+            earlier = _period(today)["month_start"]  # "day 0": inside this month's range, never today
+            before_today = self._month_usd - self._today_usd
+            rows = [
+                (_day_key(today), _CLOUD, CARRIED_OVER, CARRIED_OVER, 0, 0, 0, self._today_usd, 0.0),
+                (earlier, _CLOUD, CARRIED_OVER, CARRIED_OVER, 0, 0, 0, before_today, 0.0),
+            ]
+        memory.executemany(_INSERT_ROW, rows)
+        with contextlib.suppress(sqlite3.Error):
+            self._connection.close()
+        self._connection = memory
+        self.degraded = f"The spend ledger is kept in memory only ({why}); spend since then is lost at restart."
+        logger.warning("%s", self.degraded)
 
     def _reload(self, today: date) -> None:
         """Re-read today's and this month's spend (the caller holds the lock)."""
@@ -211,6 +271,12 @@ class SpendLedger:
     def _query(self, sql: str, parameters: dict[str, int]) -> tuple[float | int, ...]:
         try:
             row: tuple[float | int, ...] = self._connection.execute(sql, parameters).fetchone()
+        except sqlite3.OperationalError as exc:
+            if self.degraded is not None:
+                raise LedgerError(f"cannot read the spend ledger {self._where}: {exc}") from exc
+            # An I/O error on the file: read (and from now on write) the in-memory copy instead.
+            self._degrade(f"cannot read {self._where}: {exc}")
+            row = self._connection.execute(sql, parameters).fetchone()
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot read the spend ledger {self._where}: {exc}") from exc
         return row

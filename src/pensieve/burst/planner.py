@@ -4,20 +4,27 @@ Nothing is generated here. The planner reads the signals the policy needs (the p
 the local model, its private-data findings and complexity, the local wait, the cloud's circuit, the spend)
 and returns a `Plan`: the decision, every figure behind it (for `/api/route/explain`), and what running it
 needs (the local engine it already holds, the redactor). A refused plan knows the error that explains it.
+
+The privacy scan covers every text the cloud call would carry (`burst/outgoing.py`), not only the messages.
+A plan made to be run (`reserve=True`) that may use the cloud holds its estimated cost against the caps
+(`burst/budget.py`) from the moment it is decided, so concurrent requests see each other's spend coming.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
 
+from pensieve.burst.budget import Reservation, Reservations
 from pensieve.burst.complexity import ComplexityScore, score_complexity
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.options import BurstOptions
+from pensieve.burst.outgoing import outgoing_texts
 from pensieve.burst.policy import Decision, Pin, RequestFacts, Signals, decide
+from pensieve.cloud.engine import estimate_tokens
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.engine.pool import ModelPool, normalise_model_id
 from pensieve.engine_api import Engine, GenerationRequest
@@ -37,11 +44,14 @@ AUTO_MODEL = "auto"
 # (bench/README.md, "Figures formerly quoted in code comments", has the scan's cost).
 INLINE_TEXT_CHARS = 50_000
 # Used to estimate a cloud call's cost when max_tokens is unset.
-_ASSUMED_COMPLETION_TOKENS = 256
+ASSUMED_COMPLETION_TOKENS = 256
 
 
 def request_texts(request: GenerationRequest) -> list[str]:
-    """The user-controlled text of a request, one entry per message (or the prompt)."""
+    """The conversation's text, one entry per message (or the prompt): what the complexity score reads.
+
+    The privacy scan reads more: `outgoing_texts` (names, stop sequences, the response format too).
+    """
     if request.messages is not None:
         return [message.content for message in request.messages]
     return [request.prompt] if isinstance(request.prompt, str) else []
@@ -59,6 +69,11 @@ class Plan:
     chat: bool
     redactor: PrivacyScanner | None
     confidence_threshold: float
+    # The budget held for this request's cloud runs (None: it does not start in the cloud or on a cascade).
+    reservation: Reservation | None = None
+    # Holds the budget for a fallback to the cloud if the caps still allow one at that moment, else None
+    # (the default, for plans made without a planner, holds nothing and always allows).
+    reserve_fallback: Callable[[], Reservation | None] = field(default=lambda: Reservations().reserve(0.0), repr=False)
 
     def explain(self) -> dict[str, Any]:
         """The decision record and the figures behind it; no prompt text."""
@@ -71,6 +86,7 @@ class Plan:
                 "cloud_model": facts.cloud_model,
                 "prompt_tokens": facts.prompt_tokens,
                 "max_tokens": facts.max_tokens,
+                "choices": facts.choices,
                 "stream": facts.stream,
                 "complexity_score": facts.complexity_score,
                 "private_data": dict(facts.private_kinds),
@@ -126,6 +142,7 @@ class RoutePlanner:
         self.pool = pool
         self.cloud = cloud
         self.ledger = ledger
+        self.reservations = Reservations()
 
     def reconfigure(self, options: BurstOptions) -> None:
         """Use new options from the next plan on (one assignment: a plan sees old or new, never both)."""
@@ -163,13 +180,17 @@ class RoutePlanner:
         except PensieveError as exc:
             return None, exc
 
-    def _signals(self, local: Engine | None, local_error: PensieveError | None, facts: RequestFacts) -> Signals:
+    def _signals(
+        self, local: Engine | None, local_error: PensieveError | None, facts: RequestFacts, prompt_tokens: int
+    ) -> Signals:
         cloud_model = facts.cloud_model
         breaker = self.cloud.breaker(cloud_model) if cloud_model else None
         estimated = 0.0
         if cloud_model:
-            completion = facts.max_tokens or _ASSUMED_COMPLETION_TOKENS
-            estimated = self.cloud.model(cloud_model).cost_usd(facts.prompt_tokens or 0, completion)
+            completion = facts.max_tokens or ASSUMED_COMPLETION_TOKENS
+            # Every choice is its own cloud call, billed for the prompt and its completion.
+            one = self.cloud.model(cloud_model).cost_usd(prompt_tokens, completion)
+            estimated = one * max(1, facts.choices)
         return Signals(
             local_available=local is not None,
             local_unavailable_reason=local_error.message if local_error else None,
@@ -183,17 +204,44 @@ class RoutePlanner:
             daily_cap_usd=self.options.daily_cap_usd,
             monthly_cap_usd=self.options.monthly_cap_usd,
             estimated_cost_usd=estimated,
+            reserved_usd=self.reservations.total_usd,
         )
 
     def _read_texts(
-        self, options: BurstOptions, texts: list[str], prompt_tokens: int | None
+        self, options: BurstOptions, request: GenerationRequest, prompt_tokens: int | None
     ) -> tuple[Sequence[Finding], ComplexityScore]:
-        """The request text's private-data findings (none when privacy is off) and its complexity score."""
-        findings = options.scanner.scan(texts) if options.policy.privacy_mode != "off" else ()
-        return findings, score_complexity("\n".join(texts), options.weights, prompt_tokens=prompt_tokens)
+        """The private-data findings in everything the cloud would get (none when privacy is off), the complexity."""
+        findings = options.scanner.scan(outgoing_texts(request)) if options.policy.privacy_mode != "off" else ()
+        text = "\n".join(request_texts(request))
+        return findings, score_complexity(text, options.weights, prompt_tokens=prompt_tokens)
 
-    async def plan(self, request: GenerationRequest, *, stream: bool, header: RouteHeader | None) -> Plan:
-        """Measure the request and the state of both sides, then decide (no generation happens)."""
+    def _try_reserve(self, options: BurstOptions, estimated_usd: float) -> Reservation | None:
+        """Hold `estimated_usd` unless a cap is already reached by spend plus what is in flight (then None)."""
+        if options.policy.budget:
+            committed = self.reservations.total_usd
+            caps = (
+                (options.daily_cap_usd, self.ledger.spent_today()),
+                (options.monthly_cap_usd, self.ledger.spent_this_month()),
+            )
+            if any(cap is not None and spent + committed >= cap for cap, spent in caps):
+                return None
+        return self.reservations.reserve(estimated_usd)
+
+    async def plan(
+        self,
+        request: GenerationRequest,
+        *,
+        stream: bool,
+        header: RouteHeader | None,
+        choices: int = 1,
+        reserve: bool = False,
+    ) -> Plan:
+        """Measure the request and the state of both sides, then decide (no generation happens).
+
+        `choices` is how many cloud calls the request makes (n, times the prompts of a batch) for the cost
+        estimate. With `reserve`, a plan that starts in the cloud (or may cascade to it) holds that estimate
+        against the caps until the runner settles it; `explain` plans without reserving.
+        """
         options = self.options  # one configuration for the whole plan, even if settings change meanwhile
         pin, local_model, cloud_model = self._pin(request.model, header)
         if pin in ("header_cloud", "model_cloud") and cloud_model is None:
@@ -204,9 +252,9 @@ class RoutePlanner:
                 code="cloud_not_configured",
             )
         local, local_error = await self._local(local_model, pin)
-        texts = request_texts(request)
         prompt_tokens = await local.count_prompt_tokens(request) if local else None
-        measure = partial(self._read_texts, options, texts, prompt_tokens)
+        texts = outgoing_texts(request)
+        measure = partial(self._read_texts, options, request, prompt_tokens)
         # A long text (up to the 8 MB body limit) would hold the event loop, and so every running stream,
         # for up to seconds: it is scanned and scored in a thread.
         off_loop = sum(len(text) for text in texts) > INLINE_TEXT_CHARS
@@ -220,14 +268,22 @@ class RoutePlanner:
             cloud_model=cloud_model,
             prompt_tokens=prompt_tokens,
             max_tokens=request.params.max_tokens or 0,
+            choices=choices,
             stream=stream,
             complexity_score=complexity.score,
             complexity_detail=complexity.explain(),
             private_kinds=kinds,
         )
-        signals = self._signals(local, local_error, facts)
+        # Without a local tokenizer to count with, the cloud's estimate: the budget must still see the prompt.
+        billed_prompt = prompt_tokens if prompt_tokens is not None else sum(estimate_tokens(t) + 4 for t in texts) + 3
+        signals = self._signals(local, local_error, facts, billed_prompt)
+        # No await from here to the reservation: no other plan can run in between and miss this one's cost.
+        decision = decide(options.policy, facts, signals)
+        reservation = None
+        if reserve and (decision.route == "cloud" or decision.cascade):
+            reservation = self.reservations.reserve(signals.estimated_cost_usd)
         return Plan(
-            decide(options.policy, facts, signals),
+            decision,
             facts,
             signals,
             local,
@@ -235,4 +291,6 @@ class RoutePlanner:
             chat=request.messages is not None,
             redactor=options.redactor,
             confidence_threshold=options.confidence_threshold,
+            reservation=reservation,
+            reserve_fallback=partial(self._try_reserve, options, signals.estimated_cost_usd),
         )

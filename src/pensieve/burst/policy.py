@@ -67,6 +67,7 @@ class RequestFacts:
     cloud_model: str | None
     prompt_tokens: int | None
     max_tokens: int
+    choices: int = 1  # cloud calls the request makes (n, times the prompts of a batch): the cost estimate's factor
     stream: bool = False
     complexity_score: float | None = None
     complexity_detail: str = ""
@@ -89,6 +90,8 @@ class Signals:
     daily_cap_usd: float | None
     monthly_cap_usd: float | None
     estimated_cost_usd: float
+    # Estimated cost of the cloud runs already admitted but not finished (burst/budget.py): counted as spent.
+    reserved_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -151,11 +154,14 @@ def _privacy(config: PolicyConfig, facts: RequestFacts) -> Verdict:
 
 def _budget(config: PolicyConfig, signals: Signals) -> Verdict:
     spent = f"today ${signals.spent_today_usd:.4f}, month ${signals.spent_month_usd:.4f}"
+    if signals.reserved_usd:
+        spent += f", ${signals.reserved_usd:.4f} reserved in flight"
     if not config.budget:
         return Verdict("budget", False, "abstain", f"caps off ({spent})")
+    # Calls in flight count as spent, so concurrent requests cannot all slip under a nearly spent cap.
     caps = (
-        (signals.daily_cap_usd, signals.spent_today_usd, "daily"),
-        (signals.monthly_cap_usd, signals.spent_month_usd, "monthly"),
+        (signals.daily_cap_usd, signals.spent_today_usd + signals.reserved_usd, "daily"),
+        (signals.monthly_cap_usd, signals.spent_month_usd + signals.reserved_usd, "monthly"),
     )
     for cap, spent_value, name in caps:
         if cap is not None and spent_value >= cap:

@@ -7,6 +7,11 @@ so the serving layer can put it in the response headers once the first chunk (or
 The runner gets what it needs and nothing more: the plan, a source of local engines (the model pool), a
 source of cloud engines (the cloud registry) and the recorder. Both sources are protocols, so the
 fallback and cascade logic can be exercised with scripted engines.
+
+Money: a cloud run cut after it streamed text (client gone, timeout, dropped connection) was billed for
+its prompt and what it sent, so that is recorded too (estimated: the provider's usage report comes last).
+The plan's budget reservation is consumed run by run and the rest released by `settle()` when the request
+ends; a fallback to the cloud first reserves its own estimate, and does not happen if the caps are reached.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from dataclasses import replace
 from typing import Protocol
 
 from pensieve.burst.accounting import RouteInfo, RunRecorder, Timing
+from pensieve.burst.outgoing import outgoing_texts, with_texts
 from pensieve.burst.planner import Plan
 from pensieve.burst.policy import Route
-from pensieve.engine_api import ChatMessage, Engine, GenerationChunk, GenerationRequest, Usage
+from pensieve.cloud.engine import estimate_tokens
+from pensieve.engine_api import Engine, GenerationChunk, GenerationRequest, Usage
 from pensieve.errors import CloudError, InvalidRequestError, NotFoundError, PensieveError
 from pensieve.privacy.redact import redact_texts
 from pensieve.privacy.scanner import PrivacyScanner
@@ -50,15 +57,10 @@ def may_fall_back(route: Route, error: PensieveError) -> bool:
 
 
 def redacted(request: GenerationRequest, redactor: PrivacyScanner) -> GenerationRequest:
-    """The request with every private finding masked (what the cloud sees in privacy mode `redact`)."""
-    if request.messages is not None:
-        texts = [message.content for message in request.messages]
-        masked = redact_texts(texts, redactor.scan(texts))
-        messages = tuple(ChatMessage(m.role, text, m.name) for m, text in zip(request.messages, masked, strict=True))
-        return replace(request, messages=messages)
-    if isinstance(request.prompt, str):
-        return replace(request, prompt=redact_texts([request.prompt], redactor.scan([request.prompt]))[0])
-    return request
+    """The request with every private finding masked in everything the cloud gets (privacy mode `redact`)."""
+    texts = outgoing_texts(request)
+    findings = redactor.scan(texts)
+    return with_texts(request, redact_texts(texts, findings)) if findings else request
 
 
 class RouteRunner:
@@ -74,6 +76,19 @@ class RouteRunner:
         self._local_sources = local
         self._cloud_sources = cloud
         self._recorder = recorder
+        self._reservation = plan.reservation
+        self._billed: Usage | None = None  # what the last cut cloud run was billed, for the error record
+
+    def settle(self) -> None:
+        """The request is over: release what its budget reservation still holds (call once all choices ended)."""
+        if self._reservation is not None:
+            self._reservation.release()
+
+    def _may_use_cloud(self) -> bool:
+        """Whether a fallback to the cloud may go ahead: it holds budget already, or the caps still allow it."""
+        if self._reservation is None:
+            self._reservation = self.plan.reserve_fallback()
+        return self._reservation is not None
 
     @property
     def local_model(self) -> str | None:
@@ -116,6 +131,9 @@ class RouteRunner:
             if yielded or fallback is None or not may_fall_back(route, error):
                 self._failed(error, started)
                 raise
+            if fallback == "cloud" and not self._may_use_cloud():
+                self._failed(error, started)  # the caps were reached since the plan: no paid retry
+                raise
         reason = "local_failure" if fallback == "cloud" else "cloud_failure"
         self.info = RouteInfo(fallback, reason, self.info.model, fallback=True)
         try:
@@ -128,17 +146,43 @@ class RouteRunner:
     async def _run(self, route: Route, request: GenerationRequest, started: float) -> AsyncGenerator[GenerationChunk]:
         engine, model = await self._engine(route)
         self.info.model = model
+        prepared = self._prepared(route, request, model)
+        # Counted before the call: a cut stream's record must not wait on anything once cancelled.
+        prompt_tokens = await engine.count_prompt_tokens(prepared) if route == "cloud" else 0
         first_token: float | None = None
-        async with aclosing(engine.generate(self._prepared(route, request, model))) as chunks:
-            async for chunk in chunks:
-                if first_token is None:
-                    first_token = time.perf_counter()
-                if chunk.finish_reason is not None:
-                    timing = Timing(started, first_token, time.perf_counter())
-                    self._recorder.finished(
-                        self.info, chunk.usage or Usage(0, 0), timing, stream=self.plan.facts.stream
-                    )
-                yield chunk
+        received: list[str] = []
+        finished = errored = False
+        try:
+            async with aclosing(engine.generate(prepared)) as chunks:
+                async for chunk in chunks:
+                    if first_token is None:
+                        first_token = time.perf_counter()
+                    received.append(chunk.text)
+                    if chunk.finish_reason is not None:
+                        finished = True
+                        timing = Timing(started, first_token, time.perf_counter())
+                        self._recorder.finished(
+                            self.info,
+                            chunk.usage or Usage(0, 0),
+                            timing,
+                            stream=self.plan.facts.stream,
+                            reservation=self._reservation,
+                        )
+                    yield chunk
+        except PensieveError:
+            errored = True
+            if route == "cloud" and any(received):
+                self._billed = Usage(prompt_tokens, estimate_tokens("".join(received)))
+            raise
+        finally:
+            if route == "cloud" and not (finished or errored) and any(received):
+                # The client left (the task was cancelled or the generator closed) after the provider
+                # started sending: it billed the prompt and what it sent.
+                billed = Usage(prompt_tokens, estimate_tokens("".join(received)))
+                timing = Timing(started, first_token, time.perf_counter())
+                self._recorder.abandoned(
+                    self.info, billed, timing, stream=self.plan.facts.stream, reservation=self._reservation
+                )
 
     async def _cascade(self, request: GenerationRequest, started: float) -> AsyncGenerator[GenerationChunk]:
         """Answer locally; when the answer's mean token log-probability is low, ask the cloud instead."""
@@ -153,6 +197,8 @@ class RouteRunner:
         try:
             cloud_chunks = [chunk async for chunk in self._run("cloud", request, time.perf_counter())]
         except CloudError as error:
+            if self._billed is not None:
+                self._failed(error, started)  # the cut cloud run was billed: record it, answer locally
             if not error.retryable:
                 raise
             local_model = self._local.model_id if self._local else (self.plan.facts.local_model or "")
@@ -163,4 +209,7 @@ class RouteRunner:
 
     def _failed(self, error: PensieveError, started: float) -> None:
         timing = Timing(started, None, time.perf_counter())
-        self._recorder.failed(self.info, error, timing, stream=self.plan.facts.stream)
+        billed, self._billed = self._billed, None
+        self._recorder.failed(
+            self.info, error, timing, stream=self.plan.facts.stream, billed=billed, reservation=self._reservation
+        )

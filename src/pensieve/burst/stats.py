@@ -30,6 +30,10 @@ class DecisionLogEntry:
     fallback: bool
     stream: bool
     error: str | None = None
+    # Where a cloud run's token counts came from: "reported" (the engine's final count: the provider's usage,
+    # or the cloud engine's estimate when the provider sent none), "estimated" (a stream cut before its end:
+    # the provider's usage comes last, so ~4 characters per token of the prompt and of the text received).
+    usage_source: str | None = None
 
 
 class DecisionLog:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
-from contextlib import AbstractContextManager, aclosing, nullcontext
+from contextlib import AbstractContextManager, ExitStack, aclosing
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -59,7 +59,7 @@ def routing_request(requests: list[GenerationRequest]) -> GenerationRequest:
     return replace(requests[0], prompt="\n".join(texts))
 
 
-async def _held(hold: AbstractContextManager[None], payloads: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
+async def _held(hold: AbstractContextManager[Any], payloads: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
     """`payloads` with `hold` entered from the first payload until the stream ends or is closed."""
     with hold:
         async with aclosing(payloads) as inner:
@@ -130,17 +130,27 @@ class GenerationServing(ABC, Generic[Body]):
             )
         if admit is not None:
             admit(work)
-        plan = await self.planner.plan(routing_request(requests), stream=body.stream, header=header)
+        # Each choice of each prompt is one cloud call: the budget reserves for all of them.
+        plan = await self.planner.plan(
+            routing_request(requests), stream=body.stream, header=header, choices=body.n * len(requests), reserve=True
+        )
         if plan.refused:
             self.recorder.refused(plan)
             raise plan.refusal()
         runner = RouteRunner(plan, local=self.pool, cloud=self.cloud, recorder=self.recorder)
         return PreparedRun(body, requests, runner)
 
-    def _hold(self, run: PreparedRun[Body]) -> AbstractContextManager[None]:
-        """Keep the local model loaded until the response is complete (its keep-alive counts from then)."""
+    def _hold(self, run: PreparedRun[Body]) -> AbstractContextManager[Any]:
+        """Keep the local model loaded until the response is complete (its keep-alive counts from then).
+
+        On exit the runner settles its budget reservation: the request is over, finished, failed or cut.
+        """
+        stack = ExitStack()
+        stack.callback(run.runner.settle)
         model = run.runner.local_model
-        return self.pool.hold(model, run.body.keep_alive_seconds) if model else nullcontext()
+        if model:
+            stack.enter_context(self.pool.hold(model, run.body.keep_alive_seconds))
+        return stack
 
     async def answer(self, run: PreparedRun[Body]) -> BaseModel:
         """Run to the end and return the whole answer."""

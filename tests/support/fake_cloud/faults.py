@@ -1,4 +1,4 @@
-"""The faults the fake cloud can inject, queued per request: a status, a 429, a hang, a drop, latency."""
+"""The faults the fake cloud can inject, queued per request: a status, a 429, a hang, a drop, a stall, latency."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class Fault:
     drop_after_chunks: int | None
     latency: float
     remaining: int
+    stall_after_chunks: int | None = None
 
 
 def make_fault(
@@ -33,12 +34,20 @@ def make_fault(
     drop_after_chunks: int | None,
     latency: float,
     times: int,
+    stall_after_chunks: int | None = None,
 ) -> Fault:
     """A validated fault for the next `times` generation requests (see `FakeCloud.set_fault`)."""
     if times < 1:
         raise ValueError("times must be at least 1")
-    if latency < 0 or (drop_after_chunks is not None and drop_after_chunks < 0):
-        raise ValueError("latency and drop_after_chunks cannot be negative")
-    if status is None and not hang and rate_limit_retry_after is None and drop_after_chunks is None and not latency:
+    counts = (drop_after_chunks, stall_after_chunks)
+    if latency < 0 or any(count is not None and count < 0 for count in counts):
+        raise ValueError("latency, drop_after_chunks and stall_after_chunks cannot be negative")
+    if (
+        status is None
+        and not hang
+        and rate_limit_retry_after is None
+        and all(count is None for count in counts)
+        and not latency
+    ):
         raise ValueError("set_fault needs at least one fault")
-    return Fault(status, hang, rate_limit_retry_after, drop_after_chunks, latency, times)
+    return Fault(status, hang, rate_limit_retry_after, drop_after_chunks, latency, times, stall_after_chunks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import sys
 import threading
@@ -69,6 +70,7 @@ class Handler(BaseHTTPRequestHandler):
     """One connection of the fake cloud (HTTP/1.1, keep-alive)."""
 
     protocol_version = "HTTP/1.1"
+    stall_after: int | None = None  # the current request's stall fault (content chunks before the stall)
     server_version = "FakeCloud/1.0"
     server: CloudHTTPServer
 
@@ -182,6 +184,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_error(400, "We could not parse the JSON body of your request.")
                 return
             drop = fault.drop_after_chunks if fault is not None else None
+            self.stall_after = fault.stall_after_chunks if fault is not None else None
             if path == CHAT_PATH:
                 self._chat(body, drop)
             else:
@@ -281,6 +284,7 @@ class Handler(BaseHTTPRequestHandler):
                     "usage": usage,
                 },
             )
+            self.server.cloud._bill(prompt_tokens, completion_tokens)
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -318,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
                 }
             )
         # The role chunk is not a content chunk: dropping after N keeps the role chunk and N pieces.
-        self._stream(events, None if drop is None else 1 + drop)
+        self._stream(events, None if drop is None else 1 + drop, prompt_tokens)
 
     def _completion(self, body: dict[str, Any], drop: int | None) -> None:
         """POST /v1/completions: echo the prompt (the first one of a list)."""
@@ -355,6 +359,7 @@ class Handler(BaseHTTPRequestHandler):
             if drop is not None:
                 self._drop()
             self._send_json(200, {**chunk(text, "stop"), "usage": usage})
+            self.server.cloud._bill(prompt_tokens, completion_tokens)
             return
         pieces = word_pieces(text)
         offsets = [sum(len(piece) for piece in pieces[:index]) for index in range(len(pieces))]
@@ -362,10 +367,49 @@ class Handler(BaseHTTPRequestHandler):
         events.append(chunk("", "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({**chunk("", None), "choices": [], "usage": usage})
-        self._stream(events, drop)
+        self._stream(events, drop, prompt_tokens)
 
-    def _stream(self, events: list[dict[str, Any]], drop_after: int | None) -> None:
-        """Send SSE events over chunked transfer encoding; with `drop_after`, close after that many events."""
+    def _stream(self, events: list[dict[str, Any]], drop_after: int | None, prompt_tokens: int) -> None:
+        """Send SSE events over chunked transfer encoding; with `drop_after`, close after that many events.
+
+        Bills the prompt and the text of every event written, however the stream ends (finished, cut by a
+        fault, abandoned by the client), once any text was sent.
+        """
+        sent: list[str] = []
+        billed = False
+        try:
+            self._send_events(events, drop_after, sent)
+            # Billed before the end marker, so a client that has read the whole stream sees the bill.
+            billed = True
+            self._bill_sent(prompt_tokens, sent)
+            self._write_chunk(b"data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        finally:
+            if not billed:
+                self._bill_sent(prompt_tokens, sent)
+
+    def _bill_sent(self, prompt_tokens: int, sent: list[str]) -> None:
+        """Bill the prompt and the text sent, if any text was sent."""
+        if "".join(sent):
+            self.server.cloud._bill(prompt_tokens, token_count("".join(sent)))
+
+    def _stall_until_closed(self) -> None:
+        """Send nothing more until the client closes the connection (or reset/stop/hang_seconds), then drop it."""
+        cloud = self.server.cloud
+        wake, deadline = cloud._wake_event(), time.monotonic() + cloud.hang_seconds
+        while not wake.is_set() and time.monotonic() < deadline:
+            readable, _, _ = select.select([self.request], [], [], 0.05)
+            if readable:
+                try:
+                    if not self.request.recv(1, socket.MSG_PEEK):
+                        break  # end of file: the client went away
+                except OSError:
+                    break
+        self._drop()
+
+    def _send_events(self, events: list[dict[str, Any]], drop_after: int | None, sent: list[str]) -> None:
+        """Write the events (applying the drop and stall faults), appending each one's text to `sent`."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -377,16 +421,25 @@ class Handler(BaseHTTPRequestHandler):
         for index, event in enumerate(events):
             if drop_after is not None and index >= drop_after:
                 self._drop()
+            if self.stall_after is not None and len([text for text in sent if text]) >= self.stall_after:
+                self._stall_until_closed()
             self._write_chunk(f"data: {json.dumps(event)}\n\n".encode())
+            sent.append(_event_text(event))
             if delay > 0:
                 time.sleep(delay)
         if drop_after is not None:
             self._drop()
-        self._write_chunk(b"data: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
 
     def _write_chunk(self, data: bytes) -> None:
         """Write one HTTP chunk and flush it."""
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    """The generated text a streamed event carries (chat delta content or completion text)."""
+    text = ""
+    for choice in event.get("choices") or ():
+        delta = choice.get("delta")
+        text += str((delta.get("content") if isinstance(delta, dict) else choice.get("text")) or "")
+    return text

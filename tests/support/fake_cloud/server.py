@@ -33,6 +33,7 @@ class FakeCloud:
         self.chunk_delay = chunk_delay
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
+        self._bills: list[dict[str, int]] = []
         self._faults: deque[Fault] = deque()
         self._wake = threading.Event()
         self._server: CloudHTTPServer | None = None
@@ -108,6 +109,7 @@ class FakeCloud:
         """Forget recorded requests and queued faults, and wake every request currently hanging."""
         with self._lock:
             self._requests.clear()
+            self._bills.clear()
             self._faults.clear()
             self._wake.set()
             self._wake = threading.Event()
@@ -121,6 +123,7 @@ class FakeCloud:
         drop_after_chunks: int | None = None,
         latency: float = 0.0,
         times: int = 1,
+        stall_after_chunks: int | None = None,
     ) -> None:
         """Queue a fault for the next `times` generation requests (faults are consumed in order).
 
@@ -129,6 +132,9 @@ class FakeCloud:
         `Retry-After`. `drop_after_chunks`: streamed, send that many content chunks then close the connection
         (no ``[DONE]``); not streamed, close without a response. `latency`: wait that long first. Keywords
         combine: latency applies first, then hang, then status / rate limit, then the normal answer (dropped).
+        `stall_after_chunks`: streamed, send that many content chunks, then send nothing more until the client
+        closes the connection (or `reset()`/`stop()`/`hang_seconds`): a client that gives up mid-stream has
+        then received exactly what was billed.
         """
         fault = make_fault(
             status=status,
@@ -137,9 +143,31 @@ class FakeCloud:
             drop_after_chunks=drop_after_chunks,
             latency=latency,
             times=times,
+            stall_after_chunks=stall_after_chunks,
         )
         with self._lock:
             self._faults.append(fault)
+
+    @property
+    def bills(self) -> list[dict[str, int]]:
+        """What the fake billed, one entry per answer that sent any text: ``prompt_tokens``, ``completion_tokens``.
+
+        As a real provider does, an answer is billed for its prompt and every token it sent, including a
+        stream the client abandoned or that a fault cut (completion tokens: one per four characters sent).
+        An answer cut before its first piece of text bills nothing.
+        """
+        with self._lock:
+            return [dict(bill) for bill in self._bills]
+
+    def billed_tokens(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) billed since the last `reset()`."""
+        bills = self.bills
+        return sum(b["prompt_tokens"] for b in bills), sum(b["completion_tokens"] for b in bills)
+
+    def _bill(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Count one answer's billed tokens."""
+        with self._lock:
+            self._bills.append({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
 
     def _record(self, entry: dict[str, Any]) -> None:
         """Append one request to the log."""

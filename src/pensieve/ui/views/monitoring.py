@@ -49,6 +49,9 @@ def _status_row(ready: dict[str, Any], system: dict[str, Any], stats: dict[str, 
     if not is_ready:
         message = (ready.get("error") or {}).get("message", "no model can serve yet")
         st.warning(f"The server cannot answer yet: {message}", icon=":material/hourglass_top:")
+    # Degraded parts (the spend ledger in memory after a full disk): the server answers, but should be looked at.
+    for warning in ready.get("warnings") or ():
+        st.warning(warning.get("message", ""), icon=":material/warning:")
 
 
 def _traffic(stats: dict[str, Any], samples: list[dict[str, float]]) -> None:

@@ -1,0 +1,87 @@
+"""Every piece of user text a cloud call would carry, and the same request rebuilt with those texts changed.
+
+The privacy guard must see everything that leaves the machine, not only message content: the CloudEngine
+(`cloud/engine.py`) also forwards each message's `name`, the `stop` sequences and the `response_format`
+(a JSON schema's names, descriptions, enums and defaults are user text too). `outgoing_texts` lists them
+in a fixed order and `with_texts` puts a same-length list back in that order, so the scanner and the
+redactor work on exactly one list and nothing forwarded can be missed by one and not the other.
+
+What is not here is never forwarded: `tools` and `suffix` are refused before routing, `user`,
+`logit_bias` (local token ids), `top_k`, `min_p` and unknown fields stay home, and token-id prompts only
+run locally. tests/unit/test_outgoing.py checks every string of the payload CloudEngine builds against this list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+from pensieve.engine_api import ChatMessage, GenerationRequest
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string in a JSON-like value, keys included, depth first in insertion order."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _rebuilt(value: object, texts: Iterator[str]) -> object:
+    """`value` with each string (in `_strings` order) replaced by the next of `texts`."""
+    if isinstance(value, str):
+        return next(texts)
+    if isinstance(value, dict):
+        rebuilt: dict[str, object] = {}
+        for item in value.values():
+            key = next(texts)  # keys come first, as `_strings` lists them
+            rebuilt[key] = _rebuilt(item, texts)
+        return rebuilt
+    if isinstance(value, list | tuple):
+        return [_rebuilt(item, texts) for item in value]
+    return value
+
+
+def outgoing_texts(request: GenerationRequest) -> list[str]:
+    """The user text a cloud call for `request` would carry: contents, names, prompt, stops, response format."""
+    texts: list[str] = []
+    if request.messages is not None:
+        texts += [message.content for message in request.messages]
+        texts += [message.name or "" for message in request.messages]
+    else:
+        texts.append(request.prompt if isinstance(request.prompt, str) else "")
+    texts += list(request.params.stop)
+    texts += list(_strings(request.params.response_format))
+    return texts
+
+
+def with_texts(request: GenerationRequest, texts: list[str]) -> GenerationRequest:
+    """`request` with its outgoing texts replaced by `texts` (same order and length as `outgoing_texts`)."""
+    if len(texts) != len(outgoing_texts(request)):
+        raise ValueError("with_texts needs exactly one text per outgoing text")
+    items = iter(texts)
+    if request.messages is not None:
+        contents = [next(items) for _ in request.messages]
+        names = [next(items) for _ in request.messages]
+        messages = tuple(
+            ChatMessage(m.role, content, name if m.name is not None else None)
+            for m, content, name in zip(request.messages, contents, names, strict=True)
+        )
+        request = replace(request, messages=messages)
+    else:
+        prompt = next(items)
+        if isinstance(request.prompt, str):
+            request = replace(request, prompt=prompt)
+    params = request.params
+    stop = tuple(next(items) for _ in params.stop)
+    response_format = params.response_format
+    if response_format is not None:
+        rebuilt = _rebuilt(response_format, items)
+        assert isinstance(rebuilt, dict)  # a dict comes back a dict
+        response_format = rebuilt
+    return replace(request, params=replace(params, stop=stop, response_format=response_format))
