@@ -24,7 +24,7 @@ from support.server import ServerHandle, running_server, server_env
 pytestmark = pytest.mark.integration
 
 ADMIN_KEY = "admin-key-0123456789"
-KEYS = ("key-admin-tests", "key-flood", "key-calm", "key-tokens")
+KEYS = ("key-admin-tests", "key-flood", "key-calm", "key-tokens", "key-victim", "key-prober")
 RPM = 4
 
 
@@ -133,6 +133,25 @@ def test_a_request_asking_more_tokens_than_the_key_may_use_gets_429(keyed: Serve
         assert sdk.completions.create(model=keyed.model_id, prompt="Hi", max_tokens=8).choices
     finally:
         sdk.close()
+
+
+def test_one_key_cannot_learn_another_keys_cached_prompt(keyed: ServerHandle) -> None:
+    """`cached_tokens` would reveal that someone sent this prompt before: the cache is kept per key."""
+    secret = "Internal memo for the board: the merger with Northwind closes on 14 March. " * 6
+    victim, prober = make_client(keyed.base_url, api_key=KEYS[4]), make_client(keyed.base_url, api_key=KEYS[5])
+
+    def cached(client: openai.OpenAI) -> int:
+        usage = client.completions.create(model=keyed.model_id, prompt=secret, max_tokens=1).usage
+        assert usage is not None and usage.prompt_tokens > 50
+        return (usage.prompt_tokens_details.cached_tokens or 0) if usage.prompt_tokens_details else 0
+
+    try:
+        assert cached(victim) == 0
+        assert cached(prober) == 0, "the prober was served from the victim's cached prompt"
+        assert cached(victim) > 0  # the victim's own prompt cache still works
+    finally:
+        victim.close()
+        prober.close()
 
 
 def test_without_an_admin_key_admin_answers_only_on_this_machine(

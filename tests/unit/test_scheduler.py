@@ -160,6 +160,19 @@ def test_a_request_without_prompt_cache_computes_its_prompt_in_full_and_keeps_ot
     assert scheduler.slots[0].cached[:4] == [5, 6, 7, 8]  # the first request's cache is still there
 
 
+def test_another_callers_cached_prompt_is_never_reused() -> None:
+    """Prompt-cache reuse stays within one API key: cached_tokens must not reveal another key's prompt."""
+    context, scheduler = after_one_request([5, 6, 7, 8])  # cached under the default partition ""
+    probe = job(2, [5, 6, 7, 8, 9, 40], max_tokens=1)
+    probe.cache_partition = "key:other"
+    assert done_of(scheduler, probe).cached_tokens == 0
+    evaluated = [item.token for batch in context.batches for item in batch]
+    assert evaluated[:6] == [5, 6, 7, 8, 9, 40]
+    same_key = job(3, [5, 6, 7, 8, 9, 40, 41], max_tokens=1)
+    same_key.cache_partition = "key:other"
+    assert done_of(scheduler, same_key).cached_tokens > 0  # its own prompt is reused
+
+
 def test_kv_budget_evicts_idle_caches_then_waits() -> None:
     context = FakeContext(kv_size=20, window=20)
     scheduler = Scheduler(context)  # type: ignore[arg-type]

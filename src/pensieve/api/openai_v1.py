@@ -40,7 +40,9 @@ async def _respond(
 ) -> Response:
     deadline = Deadline(settings.server.request_timeout_seconds)
     prompt_tokens = estimated_prompt_tokens(len(await request.body()))
-    run = await serving.prepare(body, header, admit=lambda work: limiter.admit(caller.id, prompt_tokens + work))
+    run = await serving.prepare(
+        body, header, admit=lambda work: limiter.admit(caller.id, prompt_tokens + work), cache_partition=caller.id
+    )
     try:
         if body.stream:
             # Waiting for the first chunk (queue, prefill) watches the client too: one that leaves is dropped now.

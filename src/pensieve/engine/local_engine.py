@@ -241,6 +241,7 @@ class LocalEngine:
             top_logprobs=params.top_logprobs if params.logprobs else -1,
             grammar=grammar,
             cache_prompt=request.cache_prompt,
+            cache_partition=request.cache_partition,
         )
 
     def _token_logprob(self, event: TokenEvent) -> TokenLogprob:

@@ -45,6 +45,7 @@ class Slot:
     produced: int = 0
     reused: int = 0
     last_used: float = 0.0
+    partition: str = ""  # the cache partition (API key) of the job whose tokens `cached` holds
 
     @property
     def reserved(self) -> int:
@@ -100,7 +101,7 @@ class Scheduler:
             idle = [slot for slot in self.slots if slot.job is None]
             if not idle:
                 return
-            slot, common = self._best_slot(idle, job.prompt if job.cache_prompt else [])
+            slot, common = self._best_slot(idle, job.prompt if job.cache_prompt else [], job.cache_partition)
             # Reuse all of the shared prefix but the prompt's last token, which is evaluated on its own step
             # so that its logits (and a greedy answer) do not depend on how the prompt was batched.
             reuse = min(common, len(job.prompt) - 1)
@@ -112,9 +113,11 @@ class Scheduler:
             except ValueError as exc:  # e.g. a grammar llama.cpp cannot parse
                 self._rejected.append(self._finish(slot, "error", f"cannot start: {exc}"))
 
-    def _best_slot(self, idle: list[Slot], prompt: list[int]) -> tuple[Slot, int]:
+    def _best_slot(self, idle: list[Slot], prompt: list[int], partition: str) -> tuple[Slot, int]:
         best, best_common = None, 0
         for slot in idle:
+            if slot.partition != partition:
+                continue  # another caller's prompt: reusing it would tell this caller what it was
             common = _common_prefix(slot.cached, prompt)
             if common > best_common:
                 best, best_common = slot, common
@@ -144,6 +147,7 @@ class Scheduler:
     def _start(self, slot: Slot, job: Job, reuse: int) -> None:
         self.context.forget(slot.seq, reuse)
         slot.cached = slot.cached[:reuse]
+        slot.partition = job.cache_partition
         slot.job = job
         slot.pending = job.prompt[reuse:-1]
         slot.next_token = job.prompt[-1]

@@ -94,6 +94,7 @@ class Job:
     top_logprobs: int = -1  # -1: none; 0: the sampled token's; n: also the n likeliest
     grammar: str | None = None
     cache_prompt: bool = True  # False: reuse no cached prefix; the whole prompt is computed
+    cache_partition: str = ""  # only a slot last used by the same partition (API key) may lend its prefix
 
 
 @dataclass(frozen=True)

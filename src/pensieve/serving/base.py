@@ -110,14 +110,19 @@ class GenerationServing(ABC, Generic[Body]):
         return sum((request.params.max_tokens or fallback) * n for request in requests)
 
     async def prepare(
-        self, body: Body, header: RouteHeader | None, admit: Callable[[int], None] | None = None
+        self,
+        body: Body,
+        header: RouteHeader | None,
+        admit: Callable[[int], None] | None = None,
+        cache_partition: str = "",
     ) -> PreparedRun[Body]:
         """Convert the body, check the work it asks for, plan it, and build its runner.
 
         `admit(tokens)` (the caller's rate limit) sees the tokens the request may generate before anything
-        is planned or loaded; a refused plan is recorded, then raised.
+        is planned or loaded; `cache_partition` (the caller) limits prompt-cache reuse to the caller's own
+        prompts. A refused plan is recorded, then raised.
         """
-        requests = self.requests(body)
+        requests = [replace(request, cache_partition=cache_partition) for request in self.requests(body)]
         work = self.requested_tokens(requests, body.n)
         if work > self.defaults.max_request_tokens:
             raise InvalidRequestError(
