@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from pensieve import __version__
 from pensieve.api import admin, burst, embeddings, health, metrics, models, openai_v1, ps
+from pensieve.api.drain import Drain, DrainMiddleware
 from pensieve.api.errors import install_error_handlers
 from pensieve.api.limits import BodySizeLimitMiddleware
 from pensieve.api.security import RequestOriginGuard
@@ -65,6 +66,9 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["x-pensieve-route", "x-pensieve-reason", "x-pensieve-model"],
         )
+    # While shutting down, new requests get 503 and running ones are counted (pensieve.graceful drains them).
+    app.state.drain = Drain(settings.server.shutdown_timeout)
+    app.add_middleware(DrainMiddleware, drain=app.state.drain)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_request_bytes)
     # Outermost: a request from a rebinding page or another site is refused before anything else runs.
     app.add_middleware(

@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pensieve.app import create_app
+    from pensieve.graceful import GracefulServer
     from pensieve.observability.logging import configure_logging
 
     settings = _settings(
@@ -59,13 +60,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"Pensieve {__version__} on http://{settings.server.host}:{settings.server.port}  (API docs: /docs)", flush=True
     )
-    uvicorn.run(
-        create_app(settings, env_file=args.env_file or Path(".env")),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_config=None,
-        timeout_graceful_shutdown=5,
+    app = create_app(settings, env_file=args.env_file or Path(".env"))
+    config = uvicorn.Config(
+        app, host=settings.server.host, port=settings.server.port, log_config=None, timeout_graceful_shutdown=5
     )
+    GracefulServer(config, app.state.drain).run()
     return 0
 
 

@@ -128,6 +128,13 @@ class ServerSettings(Section):
         description="Deadline of a generation request, queue wait included: then it is stopped (HTTP 504, or an "
         "error event ending the stream); 0 = none.",
     )
+    shutdown_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM or Ctrl-C, seconds running requests may take to finish (new ones get 503); then "
+        "they are stopped and the server exits.",
+        json_schema_extra=RESTART,
+    )
     log_dir: Path = Field(Path("logs"), description="Folder for log files.", json_schema_extra=RESTART)
     log_level: LogLevel = Field(
         "info", description="critical, error, warning, info or debug.", json_schema_extra=RESTART

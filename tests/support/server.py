@@ -83,6 +83,8 @@ def server_env(work_dir: Path, extra_env: Mapping[str, str]) -> dict[str, str]:
             "PENSIEVE_N_CTX": str(N_CTX),
             # Models stay loaded however long the suite runs between two uses (keep-alive tests set their own).
             "PENSIEVE_KEEP_ALIVE": "-1",
+            # A stopped test server drains what is still running for at most this long (`stop` waits 15 s).
+            "PENSIEVE_SHUTDOWN_TIMEOUT": "5",
             "PYTHONUNBUFFERED": "1",
         }
     )

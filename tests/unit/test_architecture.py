@@ -20,6 +20,7 @@ MAX_LINES = 400
 API_SHARED = {
     "pensieve.api.access",
     "pensieve.api.deps",
+    "pensieve.api.drain",
     "pensieve.api.errors",
     "pensieve.api.limits",
     "pensieve.api.security",

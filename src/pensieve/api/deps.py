@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
+from pensieve.api.drain import Drain
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.planner import RouteHeader
 from pensieve.burst.stats import DecisionLog
@@ -79,6 +80,12 @@ def get_completions(services: ServicesDep) -> CompletionServing:
     return services.completions
 
 
+def get_drain(request: Request) -> Drain:
+    """The shutdown state: draining or not, and when running requests must stop."""
+    drain: Drain = request.app.state.drain
+    return drain
+
+
 def get_rate_limiter(services: ServicesDep) -> RateLimiter:
     """The per-caller request and token limits."""
     return services.rate_limiter
@@ -107,5 +114,6 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ProcessDep = Annotated[ProcessClock, Depends(get_process)]
 ChatDep = Annotated[ChatServing, Depends(get_chat)]
 CompletionsDep = Annotated[CompletionServing, Depends(get_completions)]
+DrainDep = Annotated[Drain, Depends(get_drain)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 RouteHeaderDep = Annotated[RouteHeader | None, Depends(route_header)]

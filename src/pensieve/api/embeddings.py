@@ -8,7 +8,7 @@ import struct
 from fastapi import APIRouter, Depends, Request, Response
 
 from pensieve.api.access import CallerDep, inference_caller
-from pensieve.api.deps import CloudDep, PoolDep, RateLimiterDep, SettingsDep
+from pensieve.api.deps import CloudDep, DrainDep, PoolDep, RateLimiterDep, SettingsDep
 from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, Deadline, cancel_on_disconnect
 from pensieve.burst.planner import AUTO_MODEL
 from pensieve.errors import InvalidRequestError
@@ -33,9 +33,10 @@ async def create_embeddings(
     cloud: CloudDep,
     caller: CallerDep,
     limiter: RateLimiterDep,
+    drain: DrainDep,
 ) -> EmbeddingList | Response:
     """Embed text(s) or token ids with a local model (`auto` or no model: the default one)."""
-    deadline = Deadline(settings.server.request_timeout_seconds)
+    deadline = Deadline(settings.server.request_timeout_seconds, stop=drain.stopped)
     limiter.admit(caller.id, estimated_prompt_tokens(len(await request.body())))
     requested = (body.model or "").strip()
     if cloud.resolve(requested) is not None:

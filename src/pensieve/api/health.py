@@ -1,9 +1,10 @@
 """Liveness and readiness probes: GET /health (the process answers) and GET /ready (a model can serve).
 
-/ready is 503 while the default model cannot load (its load failure, a worker crash among them, is the
-message), unless another loaded model or a cloud model can serve. Its body names the default model's last
-crash until a new worker has loaded it, and lists in `warnings` what works in a degraded way without
-stopping answers (the spend ledger kept in memory after a full disk or an unusable data folder).
+/ready is 503 from the moment the server starts shutting down, and while the default model cannot load
+(its load failure, a worker crash among them, is the message) unless another loaded model or a cloud
+model can serve. Its body names the default model's last crash until a new worker has loaded it, and
+lists in `warnings` what works in a degraded way without stopping answers (the spend ledger kept in
+memory after a full disk or an unusable data folder).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from pensieve import __version__
-from pensieve.api.deps import CloudDep, LedgerDep, PoolDep, SettingsDep
+from pensieve.api.deps import CloudDep, DrainDep, LedgerDep, PoolDep, SettingsDep
 from pensieve.engine.failures import ModelFailure
 
 router = APIRouter(tags=["Health"])
@@ -31,7 +32,9 @@ async def health() -> dict[str, Any]:
 
 
 @router.get("/ready")
-async def ready(pool: PoolDep, settings: SettingsDep, cloud: CloudDep, ledger: LedgerDep) -> JSONResponse:
+async def ready(
+    pool: PoolDep, settings: SettingsDep, cloud: CloudDep, ledger: LedgerDep, drain: DrainDep
+) -> JSONResponse:
     """200 when a loaded (or idle-unloaded) model, or a cloud model with a closed circuit, can serve; else 503.
 
     `local_error` is what keeps the default model from serving now (a load failure, or a crash that no new
@@ -49,6 +52,10 @@ async def ready(pool: PoolDep, settings: SettingsDep, cloud: CloudDep, ledger: L
         # Degraded but still serving: reported, never a reason for a 503.
         "warnings": [{"component": "spend_ledger", "message": ledger.degraded}] if ledger.degraded else [],
     }
+    if drain.draining:  # a load balancer must stop sending requests at once
+        error = drain.refusal()
+        body["error"] = error.to_body()["error"]
+        return JSONResponse({"status": "shutting_down", **body}, status_code=503)
     # A default model unloaded after its keep-alive reloads on the next request: still ready.
     if loaded or cloud_ready or pool.loadable(settings.engine.default_model):
         return JSONResponse({"status": "ready", **body})

@@ -11,7 +11,7 @@ from typing import TypeVar
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pensieve.errors import PayloadTooLargeError, RequestTimeoutError
+from pensieve.errors import PayloadTooLargeError, PensieveError, RequestTimeoutError, ServiceUnavailableError
 
 T = TypeVar("T")
 
@@ -98,6 +98,9 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request itself was cancelled (server shutdown): so is its work
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if not task.done():
@@ -107,11 +110,13 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 class Deadline:
-    """The moment a request must be done by (PENSIEVE_REQUEST_TIMEOUT_SECONDS from its start; 0 = never)."""
+    """When a request must stop: PENSIEVE_REQUEST_TIMEOUT_SECONDS after its start (0 = never), or when
+    `stop` is set (the shutdown's drain time is over), whichever comes first."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, stop: asyncio.Event | None = None) -> None:
         self.seconds = seconds
         self._at = asyncio.get_running_loop().time() + seconds if seconds > 0 else None
+        self._stop = stop
 
     def remaining(self) -> float | None:
         """Seconds left (never negative), or None without a deadline."""
@@ -119,8 +124,14 @@ class Deadline:
             return None
         return max(0.0, self._at - asyncio.get_running_loop().time())
 
-    def error(self) -> RequestTimeoutError:
-        """What a client gets when the deadline passes."""
+    def error(self) -> PensieveError:
+        """What a client gets when the request is stopped."""
+        if self._stop is not None and self._stop.is_set():
+            return ServiceUnavailableError(
+                "The server is shutting down and this request ran past PENSIEVE_SHUTDOWN_TIMEOUT; retry it.",
+                code="shutting_down",
+                retry_after_seconds=5,
+            )
         return RequestTimeoutError(
             f"The request did not finish within the server's limit of {self.seconds:g} s "
             "(PENSIEVE_REQUEST_TIMEOUT_SECONDS) and was stopped. Ask for fewer tokens, or try again when the "
@@ -128,20 +139,35 @@ class Deadline:
         )
 
     async def within(self, work: Awaitable[T]) -> T:
-        """Await `work`, cancelling it with RequestTimeoutError when the deadline passes."""
+        """Await `work`; when the deadline passes or `stop` is set first, cancel it and raise `error()`."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(self._stop.wait()) if self._stop is not None else None
         try:
-            return await asyncio.wait_for(work, self.remaining())
-        except TimeoutError as exc:
-            raise self.error() from exc
+            await asyncio.wait(
+                {task} if stopper is None else {task, stopper},
+                timeout=self.remaining(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            if stopper is not None:
+                stopper.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # let the work unwind (the engine drops the run) before the error is reported
+        raise self.error()
 
     async def limit(self, payloads: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
-        """`payloads` until the deadline; then the stream is closed (its work cancelled) and the error raised."""
+        """`payloads` until the deadline or `stop`; then the stream is closed (its work cancelled) and the
+        error raised (the SSE layer sends it as an error event before [DONE])."""
         async with contextlib.aclosing(payloads):
             while True:
                 try:
-                    payload = await asyncio.wait_for(anext(payloads), self.remaining())
+                    payload = await self.within(anext(payloads))
                 except StopAsyncIteration:
                     return
-                except TimeoutError as exc:
-                    raise self.error() from exc
                 yield payload

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from pensieve.api.access import Caller, CallerDep, inference_caller
-from pensieve.api.deps import ChatDep, CompletionsDep, RateLimiterDep, RouteHeaderDep, SettingsDep
+from pensieve.api.deps import ChatDep, CompletionsDep, DrainDep, RateLimiterDep, RouteHeaderDep, SettingsDep
+from pensieve.api.drain import Drain
 from pensieve.api.limits import CLIENT_CLOSED, ClientDisconnectedError, Deadline, cancel_on_disconnect
 from pensieve.api.sse import event_stream_response
 from pensieve.burst.planner import RouteHeader
@@ -37,8 +38,9 @@ async def _respond(
     caller: Caller,
     limiter: RateLimiter,
     settings: Settings,
+    drain: Drain,
 ) -> Response:
-    deadline = Deadline(settings.server.request_timeout_seconds)
+    deadline = Deadline(settings.server.request_timeout_seconds, stop=drain.stopped)
     prompt_tokens = estimated_prompt_tokens(len(await request.body()))
     run = await serving.prepare(
         body, header, admit=lambda work: limiter.admit(caller.id, prompt_tokens + work), cache_partition=caller.id
@@ -64,12 +66,13 @@ async def create_chat_completion(
     caller: CallerDep,
     limiter: RateLimiterDep,
     settings: SettingsDep,
+    drain: DrainDep,
 ) -> Response:
     """Chat completion, whole or streamed (server-sent events ending in `data: [DONE]`).
 
     The model `auto` lets the route planner choose local or cloud; `X-Pensieve-Route` overrides.
     """
-    return await _respond(chat, body, request, header, caller, limiter, settings)
+    return await _respond(chat, body, request, header, caller, limiter, settings, drain)
 
 
 @router.post("/completions", response_model=Completion, responses=_STREAM_DOC)
@@ -81,6 +84,7 @@ async def create_completion(
     caller: CallerDep,
     limiter: RateLimiterDep,
     settings: SettingsDep,
+    drain: DrainDep,
 ) -> Response:
     """Text completion (legacy endpoint), whole or streamed."""
-    return await _respond(completions, body, request, header, caller, limiter, settings)
+    return await _respond(completions, body, request, header, caller, limiter, settings, drain)
