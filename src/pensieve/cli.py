@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         preload_default_model=False if args.no_preload else None,
     )
-    configure_logging(settings.server.log_level, settings.server.log_dir)
+    configure_logging(settings.server.log_level, settings.server.log_dir, settings.server.log_format)
     settings.engine.models_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"Pensieve {__version__} on http://{settings.server.host}:{settings.server.port}  (API docs: /docs)", flush=True
@@ -61,6 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=settings.server.host,
         port=settings.server.port,
         log_config=None,
+        # Our access log (pensieve.access) names the request id; uvicorn's would repeat each line without it.
+        access_log=False,
         timeout_graceful_shutdown=5,
     )
     return 0
