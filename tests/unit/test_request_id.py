@@ -12,13 +12,16 @@ import re
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from pensieve.api.security import RequestOriginGuard
+from pensieve.app import create_app
 from pensieve.burst.stats import DecisionLogEntry
+from pensieve.config import load_settings
 from pensieve.observability.logging import LOG_FORMAT, JsonFormatter, RequestIdFilter, make_formatter
 from pensieve.observability.metrics import Metrics
 from pensieve.observability.request_id import (
@@ -27,6 +30,8 @@ from pensieve.observability.request_id import (
     current_request_id,
     loggable,
     request_id_from,
+    route_label,
+    route_templates,
     sane_request_id,
 )
 
@@ -211,3 +216,12 @@ def _entry(route: str, first_token_ms: float | None) -> DecisionLogEntry:
         stream=False,
         error=None,
     )
+
+
+def test_the_real_apps_routes_are_found_by_template_before_routing(tmp_path: Path) -> None:
+    templates = route_templates(create_app(load_settings(env_file=tmp_path / ".env")))
+    found = {template for _, template in templates}
+    assert {"/v1/chat/completions", "/v1/models/{model_id}", "/api/models/{model_id}/load", "/metrics"} <= found
+    assert route_label({"path": "/api/models/gemma/load"}, templates) == "/api/models/{model_id}/load"
+    assert route_label({"path": "/v1/chat/completions"}, templates) == "/v1/chat/completions"
+    assert route_label({"path": "/v1/chat/completions/../../etc"}, templates) == UNMATCHED_ROUTE

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from starlette.routing import Match
+from starlette.routing import Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pensieve.errors import PensieveError
@@ -64,7 +64,25 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return new_request_id()
 
 
-def route_label(scope: Scope) -> str:
+def route_templates(app: Any) -> list[tuple[re.Pattern[str], str]]:
+    """(pattern, template) of every path the app serves, literal paths before those with parameters.
+
+    Read from the OpenAPI paths and the top-level routes (public API: FastAPI wraps included routers in
+    private types that match differently from version to version).
+    """
+    try:
+        paths = set(app.openapi().get("paths", {}))
+    except Exception:  # a schema that cannot be built leaves the top-level routes
+        paths = set()
+    for route in getattr(app, "routes", ()):
+        if isinstance(path := getattr(route, "path", None), str):
+            # A mount (the offline docs' files) serves everything under its path.
+            paths.add(f"{path}/{{path:path}}" if isinstance(route, Mount) else path)
+    ordered = sorted(paths, key=lambda template: (template.count("{"), template))
+    return [(compile_path(template)[0], template) for template in ordered if template.startswith("/")]
+
+
+def route_label(scope: Scope, templates: list[tuple[re.Pattern[str], str]]) -> str:
     """The template of the route that served (or would serve) the request, e.g. `/api/admin/models/{model_id}`.
 
     Raw paths would give Prometheus one series per URL a client invents; templates are few and fixed.
@@ -72,15 +90,9 @@ def route_label(scope: Scope) -> str:
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
         return path
-    # The guards refuse before routing, so the route is looked up here (only for such requests).
-    for route in getattr(scope.get("app"), "routes", None) or ():
-        try:
-            match, _ = route.matches(scope)
-        except Exception:  # a route that cannot judge this scope names nothing
-            continue
-        if match != Match.NONE and isinstance(getattr(route, "path", None), str):
-            return str(route.path)
-    return UNMATCHED_ROUTE
+    # The guards refuse before routing: the path is matched against the templates here.
+    raw = str(scope.get("path", ""))
+    return next((template for pattern, template in templates if pattern.match(raw)), UNMATCHED_ROUTE)
 
 
 def loggable(text: str, limit: int = _MAX_LOGGED_PATH) -> str:
@@ -98,6 +110,7 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: Callable[[], Metrics | None] = lambda: None) -> None:
         self.app = app
         self.metrics = metrics
+        self._templates: list[tuple[re.Pattern[str], str]] | None = None  # built at the first response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,7 +154,9 @@ class RequestContextMiddleware:
         access_logger.info("%s %s %s %.1f ms", method, path, shown, duration_ms, extra={"fields": fields})
         metrics = self.metrics()
         if metrics is not None and status is not None:
-            metrics.http_response(route_label(scope), status)
+            if self._templates is None:
+                self._templates = route_templates(scope.get("app"))
+            metrics.http_response(route_label(scope, self._templates), status)
 
 
 async def _send_internal_error(send: Send) -> None:
