@@ -129,20 +129,24 @@ class RequestContextMiddleware:
                 message = {**message, "headers": [*headers, (HEADER.encode(), request_id.encode())]}
             await send(message)
 
+        failed = False
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
+            failed = True
             if status is None:
                 # Starlette's error middleware sits outside this one; answering here puts the id on the 500.
                 # A client already gone cannot be answered: the original error matters more.
                 with contextlib.suppress(Exception):
                     await _send_internal_error(send_with_id)
-            self._account(scope, status, started)
-            # The context variable is left set: the handler outside logs the traceback, and that line
-            # should name the request too. Each request runs in its own task, so the value ends with it.
             raise
-        self._account(scope, status, started)
-        _request_id.reset(token)
+        finally:
+            # Also when the request is cancelled: its access line is written, with '-' if nothing was sent.
+            self._account(scope, status, started)
+            # After an error the variable stays set: the handler outside logs the traceback, and that line
+            # should name the request too. Each request runs in its own task, so the value ends with it.
+            if not failed:
+                _request_id.reset(token)
 
     def _account(self, scope: Scope, status: int | None, started: float) -> None:
         duration_ms = (time.perf_counter() - started) * 1000
