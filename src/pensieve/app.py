@@ -22,6 +22,8 @@ from pensieve.api.limits import BodySizeLimitMiddleware
 from pensieve.api.security import RequestOriginGuard
 from pensieve.burst.options import check_burst_settings
 from pensieve.config import Settings
+from pensieve.observability.metrics import Metrics
+from pensieve.observability.request_id import RequestContextMiddleware
 from pensieve.services import Services
 
 DESCRIPTION = (
@@ -64,14 +66,22 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
             allow_origins=settings.server.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["x-pensieve-route", "x-pensieve-reason", "x-pensieve-model"],
+            expose_headers=["x-pensieve-route", "x-pensieve-reason", "x-pensieve-model", "x-request-id"],
         )
     # While shutting down, new requests get 503 and running ones are counted (pensieve.graceful drains them).
     app.state.drain = Drain(settings.server.shutdown_timeout)
     app.add_middleware(DrainMiddleware, drain=app.state.drain)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_request_bytes)
-    # Outermost: a request from a rebinding page or another site is refused before anything else runs.
+    # Outside the routes: a request from a rebinding page or another site is refused before anything else runs.
     app.add_middleware(
         RequestOriginGuard, allowed_hosts=settings.server.allowed_hosts, cors_origins=settings.server.cors_origins
     )
+    # Outside even the guards: their refusals carry x-request-id too, and every response is logged and counted.
+    app.add_middleware(RequestContextMiddleware, metrics=lambda: _metrics(app))
     return app
+
+
+def _metrics(app: FastAPI) -> Metrics | None:
+    """The running app's metrics (None before the lifespan has built the services)."""
+    services: Services | None = getattr(app.state, "services", None)
+    return services.metrics if services is not None else None

@@ -55,14 +55,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if _exposed(settings):
         return 2
-    configure_logging(settings.server.log_level, settings.server.log_dir)
+    configure_logging(settings.server.log_level, settings.server.log_dir, settings.server.log_format)
     settings.engine.models_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"Pensieve {__version__} on http://{settings.server.host}:{settings.server.port}  (API docs: /docs)", flush=True
     )
     app = create_app(settings, env_file=args.env_file or Path(".env"))
     config = uvicorn.Config(
-        app, host=settings.server.host, port=settings.server.port, log_config=None, timeout_graceful_shutdown=5
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        # Our access log (pensieve.access) names the request id; uvicorn's would repeat each line without it.
+        access_log=False,
+        timeout_graceful_shutdown=5,
     )
     GracefulServer(config, app.state.drain).run()
     return 0
@@ -226,7 +232,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     import subprocess
 
     from pensieve.ui.config import load_ui_settings
-    from pensieve.ui.launch import streamlit_command, ui_unavailable, ui_url, watch_ui
+    from pensieve.ui.launch import copy_output, streamlit_command, ui_unavailable, ui_url, watch_ui
 
     problem = ui_unavailable()
     if problem:
@@ -242,14 +248,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     server_url = ui.server_url or f"http://{server_host}:{settings.server.port}"
     settings.server.log_dir.mkdir(parents=True, exist_ok=True)
     ui_log = settings.server.log_dir / "ui.log"
-    with ui_log.open("ab") as log:
-        process = subprocess.Popen(
-            streamlit_command(host, port),
-            env=_ui_environment(args, server_url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
+    # Through a pipe into a rotating file (ui/launch.py), unbuffered so each line lands as Streamlit writes it.
+    process = subprocess.Popen(
+        streamlit_command(host, port),
+        env={**_ui_environment(args, server_url), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    assert process.stdout is not None  # stdout=PIPE
+    copying = copy_output(process.stdout, ui_log)
     print(f"Pensieve UI on {ui_url(host, port)}  (its log: {ui_log})", flush=True)
     stopping = watch_ui(process, ui_log)
     # uvicorn re-raises SIGTERM once it has shut down; with the default handler that would kill this
@@ -264,6 +272,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        copying.join(timeout=5)  # the UI's last lines reach ui.log
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -63,6 +63,7 @@ class Services:
         cloud = CloudRegistry.from_settings(settings.cloud)
         ledger = SpendLedger.open(settings.persistence.data_dir / LEDGER_FILE)
         decisions, metrics = DecisionLog(), Metrics()
+        pool.on_worker_event = metrics.worker_event
         planner = RoutePlanner(BurstOptions.from_settings(settings), pool, cloud, ledger)
         recorder = RunRecorder(ledger, decisions, metrics, cloud)
         defaults = RequestDefaults.of(settings)

@@ -24,6 +24,7 @@ DEFAULT_UI_PORT = 8501
 RESTART: dict[str, Any] = {"restart_required": True}
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+LogFormat = Literal["text", "json"]
 ChatFormat = Literal["auto", "template", "gemma", "chatml", "phi3", "dialogue"]
 
 
@@ -139,13 +140,16 @@ class ServerSettings(Section):
     log_level: LogLevel = Field(
         "info", description="critical, error, warning, info or debug.", json_schema_extra=RESTART
     )
+    log_format: LogFormat = Field(
+        "text", description="Log lines as readable text, or one JSON object per line (json).", json_schema_extra=RESTART
+    )
 
     @field_validator("host", mode="before")
     @classmethod
     def _strip_host(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lowercase_log_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

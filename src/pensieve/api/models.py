@@ -11,8 +11,8 @@ from pensieve.api.access import inference_caller
 from pensieve.api.deps import CloudDep, PoolDep, SettingsDep
 from pensieve.burst.planner import AUTO_MODEL
 from pensieve.cloud.registry import CloudRegistry
-from pensieve.engine.pool import ModelPool, normalise_model_id
-from pensieve.engine.registry import ModelInfo
+from pensieve.engine.pool import ModelPool
+from pensieve.engine.registry import ModelInfo, normalise_model_id
 from pensieve.errors import ModelNotFoundError
 from pensieve.schemas.responses import ModelCard, ModelList
 

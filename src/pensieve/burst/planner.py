@@ -26,7 +26,8 @@ from pensieve.burst.outgoing import outgoing_texts
 from pensieve.burst.policy import Decision, Pin, RequestFacts, Signals, decide
 from pensieve.cloud.engine import estimate_tokens
 from pensieve.cloud.registry import CloudRegistry
-from pensieve.engine.pool import ModelPool, normalise_model_id
+from pensieve.engine.pool import ModelPool
+from pensieve.engine.registry import normalise_model_id
 from pensieve.engine_api import Engine, GenerationRequest
 from pensieve.errors import (
     ContextLengthExceededError,

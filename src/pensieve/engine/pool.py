@@ -25,7 +25,7 @@ from pensieve.engine.failures import FailureLog, ModelFailure
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.memory import MemoryEstimate, estimate_memory, planned_kv_cells
-from pensieve.engine.registry import ModelInfo, ModelRegistry
+from pensieve.engine.registry import ModelInfo, ModelRegistry, normalise_model_id
 from pensieve.engine.residency import Resident, expires_at, is_busy, is_expired, plan_admission
 from pensieve.engine.worker_client import WorkerCrashError, WorkerLoadTimeoutError
 from pensieve.errors import ModelNotFoundError, PensieveError
@@ -50,12 +50,6 @@ def llama_config(settings: EngineSettings) -> LlamaConfig:
         n_parallel=settings.resolved_parallel,
         kv_cells=settings.kv_cache_tokens,
     )
-
-
-def normalise_model_id(model_id: str) -> str:
-    """Accept "name.gguf" and surrounding spaces as well as the bare id."""
-    cleaned = model_id.strip()
-    return cleaned.removesuffix(".gguf") if cleaned.endswith(".gguf") else cleaned
 
 
 class ModelPool:
@@ -90,6 +84,8 @@ class ModelPool:
         self._ever_loaded: set[str] = set()
         self._keep_alive_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Told ("crash" | "restart", model id) once per worker crash and restart; the services wire the metrics.
+        self.on_worker_event: Callable[[str, str], None] = lambda _event, _model: None
 
     def reconfigure(self, settings: EngineSettings, *, default_max_tokens: int) -> None:
         """Use new settings: limits and keep-alive apply now, load parameters to the next load."""
@@ -113,18 +109,23 @@ class ModelPool:
 
     def current_failure(self, model_id: str) -> ModelFailure | None:
         """What keeps a model from serving now: its load failure, or a crash no successful load has followed."""
-        self._notice_crashes()
+        self.notice_crashes()
         return self._failures.current(normalise_model_id(model_id))
 
     def failures(self) -> list[ModelFailure]:
         """Per model that failed: its remembered load failure, else its last worker crash (recovered or not)."""
-        self._notice_crashes()
+        self.notice_crashes()
         return self._failures.all()
 
-    def _notice_crashes(self) -> None:
+    def notice_crashes(self) -> None:
+        """Put on record (and tell `on_worker_event`) the workers that died since the last look."""
         for engine in self._engines.values():
-            if engine.worker.crash is not None:
-                self._failures.crashed(engine.worker.crash)
+            self._note_crash(engine)
+
+    def _note_crash(self, engine: LocalEngine) -> None:
+        crash = engine.worker.crash
+        if crash is not None and self._failures.crashed(crash):
+            self.on_worker_event("crash", crash.model_id)
 
     def loadable(self, model_id: str) -> bool:
         """True when the model loaded in this process before and has not failed since (it reloads on demand)."""
@@ -168,7 +169,8 @@ class ModelPool:
         """Under the model's lock: the loaded engine, or a fresh worker when there is none or it died."""
         async with lock:
             engine = self._engines.get(model_id)
-            if engine is not None and not engine.alive:
+            restarting = engine is not None and not engine.alive
+            if engine is not None and restarting:
                 # Its worker process died (crash, OOM kill): start a fresh one; `_forget` keeps the crash on record.
                 logger.warning("restarting the worker of model %s: %s", model_id, engine.worker.failure)
                 self._forget(model_id)
@@ -181,6 +183,8 @@ class ModelPool:
                 self._ever_loaded.add(model_id)
                 self._active_at[model_id] = self._clock()
                 self._wake.set()
+                if restarting:
+                    self.on_worker_event("restart", model_id)
         return engine
 
     async def _installed(self, model_id: str) -> ModelInfo:
@@ -227,6 +231,8 @@ class ModelPool:
         self._failures.load_failed(
             record, info.size_bytes, info.modified_ns, crashed=crash is not None, transient=transient
         )
+        if crash is not None:
+            self.on_worker_event("crash", info.id)
         return self._failures.refusal(record, record.at)
 
     async def _make_room(self, model_id: str, needed: MemoryEstimate) -> None:
@@ -365,8 +371,8 @@ class ModelPool:
         self._handed_out.pop(model_id, None)
         self._estimates.pop(model_id, None)
         engine = self._engines.pop(model_id, None)
-        if engine is not None and engine.worker.crash is not None:
-            self._failures.crashed(engine.worker.crash)
+        if engine is not None:
+            self._note_crash(engine)
         return engine
 
     async def unload(self, model_id: str, *, must_exist: bool = False) -> bool:

@@ -17,6 +17,12 @@ from pensieve.engine.gguf_metadata import GGUFFormatError, GGUFMetadata, read_gg
 logger = logging.getLogger(__name__)
 
 
+def normalise_model_id(model_id: str) -> str:
+    """Accept "name.gguf" and surrounding spaces as well as the bare id."""
+    cleaned = model_id.strip()
+    return cleaned.removesuffix(".gguf") if cleaned.endswith(".gguf") else cleaned
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """One installed model file; `error` says why it cannot be used, if it cannot."""

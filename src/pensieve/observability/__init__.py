@@ -1,7 +1,9 @@
-"""What the server reports about itself: logging set-up, Prometheus metrics, the server process's figures.
+"""What the server reports about itself: logging set-up, Prometheus metrics, the server process's figures,
+request ids and the access log.
 
-Nothing here makes decisions: the accounting recorder (`pensieve.burst.accounting`) feeds `Metrics`,
-the admin and `/api/ps` routes read `process`, the CLI calls `logging.configure_logging`.
+Nothing here makes decisions: the accounting recorder (`pensieve.burst.accounting`) and the model pool's
+crash hook feed `Metrics`, the admin and `/api/ps` routes read `process`, the CLI calls
+`logging.configure_logging`, and `app.py` puts `request_id.RequestContextMiddleware` outside everything.
 """
 
 from pensieve.observability.metrics import Metrics

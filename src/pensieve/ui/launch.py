@@ -1,6 +1,7 @@
-"""How the CLI starts the Streamlit UI: the command line, with telemetry off and Pensieve's theme.
+"""How the CLI starts the Streamlit UI: the command line, with telemetry off and Pensieve's theme, and its log.
 
-Streamlit reads its configuration from flags, so nothing is written to `~/.streamlit`.
+Streamlit reads its configuration from flags, so nothing is written to `~/.streamlit`. Under `pensieve up`
+the UI's output is copied line by line into `logs/ui.log`, which rotates like the server's log.
 This module does not import Streamlit: the CLI uses it before Streamlit is needed.
 """
 
@@ -8,13 +9,19 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import logging.handlers
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 APP_PATH = Path(__file__).with_name("app.py")
 logger = logging.getLogger(__name__)
+# The same rotation as the server's logs/pensieve.log (10 MB, 3 old files): a UI left running for months
+# must not fill the disk. Not imported from the server's code: the UI imports none of it.
+UI_LOG_MAX_BYTES = 10 * 1024 * 1024
+UI_LOG_BACKUPS = 3
 
 # Streamlit options as `--section.option value` flags.
 STREAMLIT_OPTIONS: dict[str, str] = {
@@ -68,3 +75,29 @@ def watch_ui(process: subprocess.Popen[bytes], log_path: Path) -> threading.Even
 
     threading.Thread(target=wait, name="pensieve-ui-watch", daemon=True).start()
     return stopping
+
+
+def copy_output(
+    stream: IO[bytes], log_path: Path, *, max_bytes: int = UI_LOG_MAX_BYTES, backups: int = UI_LOG_BACKUPS
+) -> threading.Thread:
+    """Copy a process's output, line by line, into `log_path`, rotated at `max_bytes` with `backups` old files.
+
+    The returned thread ends when the process closes its output (it exits); join it to be sure the last
+    lines are written.
+    """
+    handler = logging.handlers.RotatingFileHandler(log_path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))  # Streamlit's lines as they are, no second stamp
+
+    def copy() -> None:
+        try:
+            for raw in iter(stream.readline, b""):
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                # A record without args: a '%' in Streamlit's output is written as it is.
+                handler.handle(logging.makeLogRecord({"msg": text, "levelno": logging.INFO, "levelname": "INFO"}))
+        finally:
+            stream.close()
+            handler.close()
+
+    thread = threading.Thread(target=copy, name="pensieve-ui-log", daemon=True)
+    thread.start()
+    return thread
