@@ -35,10 +35,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the HTTP server."""
-    import uvicorn
-
     from pensieve.app import create_app
-    from pensieve.graceful import GracefulServer
+    from pensieve.graceful import serve
     from pensieve.observability.logging import configure_logging
 
     settings = _settings(
@@ -60,17 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"Pensieve {__version__} on http://{settings.server.host}:{settings.server.port}  (API docs: /docs)", flush=True
     )
-    app = create_app(settings, env_file=args.env_file or Path(".env"))
-    config = uvicorn.Config(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        log_config=None,
-        # Our access log (pensieve.access) names the request id; uvicorn's would repeat each line without it.
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    GracefulServer(config, app.state.drain).run()
+    serve(create_app(settings, env_file=args.env_file or Path(".env")), settings.server)
     return 0
 
 
@@ -260,8 +248,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     copying = copy_output(process.stdout, ui_log)
     print(f"Pensieve UI on {ui_url(host, port)}  (its log: {ui_log})", flush=True)
     stopping = watch_ui(process, ui_log)
-    # uvicorn re-raises SIGTERM once it has shut down; with the default handler that would kill this
-    # process before the `finally` below could stop the UI. Exiting normally lets it run.
+    # A SIGTERM the server does not handle itself (before it listens, or after it stopped) would kill this
+    # process before the `finally` below could stop the UI; exiting normally lets it run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return cmd_serve(args)

@@ -15,8 +15,10 @@ import socket
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from pensieve.api.drain import Drain
+from pensieve.settings_sections import ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +58,17 @@ class GracefulServer(uvicorn.Server):
     async def _drain_then_exit(self) -> None:
         await self.drain.run()
         self.should_exit = True
+
+
+def serve(app: FastAPI, server: ServerSettings) -> None:
+    """Run `app` (from `create_app`) on the configured address until a signal has drained and stopped it."""
+    config = uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        log_config=None,
+        # Our access log (pensieve.access) names the request id; uvicorn's would repeat each line without it.
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    GracefulServer(config, app.state.drain).run()

@@ -87,13 +87,9 @@ class ServerSettings(Section):
         json_schema_extra=RESTART,
     )
     insecure_no_auth: bool = Field(
-        False,
-        description="Serve on a non-loopback address without an API key (refused otherwise).",
-        json_schema_extra=RESTART,
+        False, description="Serve on a non-loopback address without an API key.", json_schema_extra=RESTART
     )
-    rate_limit_requests_per_minute: int = Field(
-        0, ge=0, description="Generation and embedding requests per minute per key (or per address); 0 = no limit."
-    )
+    rate_limit_requests_per_minute: int = Field(0, ge=0, description="Requests per minute per key; 0 = no limit.")
     rate_limit_tokens_per_minute: int = Field(
         0,
         ge=0,
