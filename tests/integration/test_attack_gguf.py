@@ -70,10 +70,14 @@ def test_every_hostile_file_is_listed_as_unusable_with_its_reason(attack: Attack
         entry = entries[model_id]
         assert entry["usable"] is False and entry["loaded"] is False, entry
         assert any(problem in entry["error"] for problem in problems), entry
-        assert_openai_error(http.get(f"/v1/models/{model_id}"), 404, code="model_not_found")
-    # The OpenAI listing offers only what can serve: the real model and the (sound) payload files.
-    listed = [model["id"] for model in http.get("/v1/models").json()["data"]]
-    assert sorted(listed) == sorted([attack.server.model_id, *attack.payload_ids, "auto"])
+        card = http.get(f"/v1/models/{model_id}").json()
+        assert card["details"]["usable"] is False and card["details"]["error"] == entry["error"]
+    # The OpenAI listing offers what can serve first (the real model, the sound payload files, auto), then
+    # every hostile file marked unusable with its reason.
+    listed = http.get("/v1/models").json()["data"]
+    serving = [card["id"] for card in listed if card["details"].get("usable", True)]
+    assert sorted(serving) == sorted([attack.server.model_id, *attack.payload_ids, "auto"])
+    assert {card["id"] for card in listed if card["details"].get("usable", True) is False} == set(attack.problems)
     # Each file was refused by the reader with its reason, not by an exception it did not expect.
     log = attack.server.log_path.read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log and "could not be read" not in log, attack.server.log_tail()

@@ -61,7 +61,7 @@ def test_sdk_with_wrong_key_raises_authentication_error(keyed_server: ServerHand
 def test_right_key_is_served(keyed_server: ServerHandle) -> None:
     sdk = make_client(keyed_server.base_url, api_key=KEY)
     try:
-        assert [model.id for model in sdk.models.list().data] == [keyed_server.model_id, "auto"]
+        assert [model.id for model in sdk.models.list().data][:2] == [keyed_server.model_id, "auto"]
         completion = sdk.chat.completions.create(
             model=keyed_server.model_id,
             messages=[{"role": "user", "content": "What is the capital of France?"}],

@@ -53,10 +53,11 @@ def test_api_docs_are_served(http: httpx.Client, path: str) -> None:
         assert "/v1/models" in paths
 
 
-def test_v1_models_lists_only_the_usable_model(client: openai.OpenAI, model_id: str) -> None:
+def test_v1_models_lists_the_usable_model_first(client: openai.OpenAI, model_id: str) -> None:
     models = client.models.list()
-    # Local models first, then `auto` (the burst controller decides; listed even with no cloud configured).
-    assert [model.id for model in models.data] == [model_id, "auto"]
+    # Local models first, then `auto` (the burst controller decides; listed even with no cloud configured),
+    # then the files that cannot serve.
+    assert [model.id for model in models.data] == [model_id, "auto", *sorted(BAD_MODELS)]
     assert models.data[1].owned_by == "pensieve"
     card = models.data[0]
     assert card.object == "model"
@@ -81,8 +82,9 @@ def test_retrieve_unknown_model_is_404(client: openai.OpenAI, http: httpx.Client
 
 
 @pytest.mark.parametrize("bad_id", BAD_MODELS)
-def test_retrieve_unusable_model_is_404(http: httpx.Client, bad_id: str) -> None:
-    assert_openai_error(http.get(f"/v1/models/{bad_id}"), 404, code="model_not_found")
+def test_retrieve_unusable_model_says_why(http: httpx.Client, bad_id: str) -> None:
+    card = http.get(f"/v1/models/{bad_id}").json()
+    assert card["id"] == bad_id and card["details"]["usable"] is False and card["details"]["error"]
 
 
 def test_api_models_lists_every_file_with_errors_on_the_bad_ones(
@@ -163,12 +165,15 @@ def test_sdk_does_not_retry_a_model_load_failure(server: ServerHandle) -> None:
         retrying.close()
 
 
-def test_bad_files_stay_off_the_openai_listing_after_failed_loads(
+def test_bad_files_are_listed_last_as_unusable_after_failed_loads(
     client: openai.OpenAI, http: httpx.Client, model_id: str
 ) -> None:
     for bad_id in BAD_MODELS:
         _load_failure(client, bad_id)
-    assert [model.id for model in client.models.list().data] == [model_id, "auto"]
+    listed = http.get("/v1/models").json()["data"]
+    assert [card["id"] for card in listed[:2]] == [model_id, "auto"]
+    assert sorted(card["id"] for card in listed[2:]) == sorted(BAD_MODELS)
+    assert all(card["details"]["usable"] is False and card["details"]["error"] for card in listed[2:])
     ready = http.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["loaded_models"] == [model_id]

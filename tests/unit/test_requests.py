@@ -12,7 +12,13 @@ from pydantic import ValidationError
 from pensieve.api.errors import describe_validation
 from pensieve.config import Settings, load_settings
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
-from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RequestDefaults
+from pensieve.schemas.requests import (
+    MAX_PROMPTS,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RequestDefaults,
+)
 
 
 @pytest.fixture
@@ -151,3 +157,11 @@ def test_empty_or_too_many_embedding_inputs_are_refused(value: Any, message: str
     with pytest.raises(InvalidRequestError) as caught:
         EmbeddingRequest.model_validate({"input": value}).inputs()
     assert message in caught.value.message and caught.value.param == "input"
+
+
+def test_prompts_per_request_are_capped() -> None:
+    assert len(CompletionRequest(prompt=["a"] * MAX_PROMPTS).prompts()) == MAX_PROMPTS
+    assert len(CompletionRequest(prompt=[1] * 1000).prompts()) == 1  # token ids of one prompt
+    with pytest.raises(InvalidRequestError, match=f"At most {MAX_PROMPTS} prompts") as refused:
+        CompletionRequest(prompt=["a"] * (MAX_PROMPTS + 1)).prompts()
+    assert refused.value.param == "prompt"

@@ -71,26 +71,24 @@ def _routing_cards(cloud: CloudRegistry, default_model: str) -> list[ModelCard]:
 
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(pool: PoolDep, cloud: CloudDep, settings: SettingsDep) -> ModelList:
-    """Installed local models that can serve, then `auto` and the cloud models (`<provider>/<model>`).
-
-    Unreadable model files are listed by GET /api/models.
-    """
-    models = await pool.available_models()
-    return ModelList(
-        data=[_card(info, pool) for info in models if info.usable]
-        + _routing_cards(cloud, settings.engine.default_model)
-    )
+    """Installed local models that can serve, then `auto` and the cloud models (`<provider>/<model>`), then
+    the model files that cannot serve, last, with `details.usable` false and `details.error` saying why
+    (so a broken download shows up with its reason instead of silently missing)."""
+    cards = [_card(info, pool) for info in await pool.available_models()]
+    usable = [card for card in cards if card.details["usable"]]
+    unusable = [card for card in cards if not card.details["usable"]]
+    return ModelList(data=usable + _routing_cards(cloud, settings.engine.default_model) + unusable)
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard)
 async def retrieve_model(model_id: str, pool: PoolDep, cloud: CloudDep, settings: SettingsDep) -> ModelCard:
-    """One model: installed, `auto` or a cloud model."""
+    """One model: installed (usable or not: see `details`), `auto` or a cloud model."""
     for card in _routing_cards(cloud, settings.engine.default_model):
         if card.id == model_id or card.id == cloud.resolve(model_id):
             return card
     wanted = normalise_model_id(model_id)
     for info in await pool.available_models():
-        if info.id == wanted and info.usable:
+        if info.id == wanted:
             return _card(info, pool)
     raise ModelNotFoundError(f"The model '{model_id}' does not exist.", param="model")
 

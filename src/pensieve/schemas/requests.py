@@ -23,6 +23,7 @@ MAX_LOGIT_BIAS = 1024
 MAX_TOKEN_ID_DIGITS = 10
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 16
+MAX_PROMPTS = 128  # prompts in one /v1/completions request (each is a separate run)
 
 
 @dataclass(frozen=True)
@@ -289,6 +290,10 @@ class CompletionRequest(SamplingFields):
             return [prompt]
         if not prompt:
             raise InvalidRequestError("The prompt must not be an empty list.", param="prompt")
+        if len(prompt) > MAX_PROMPTS and not all(isinstance(item, int) for item in prompt):
+            raise InvalidRequestError(
+                f"At most {MAX_PROMPTS} prompts per request; this one has {len(prompt)}.", param="prompt"
+            )
         if all(isinstance(item, str) for item in prompt):
             return [str(item) for item in prompt]
         if all(isinstance(item, int) for item in prompt):

@@ -205,8 +205,10 @@ class PensieveClient:
     # --- Models ---------------------------------------------------------------------------------
 
     def chat_models(self) -> list[dict[str, Any]]:
-        """GET /v1/models: usable local models, then `auto`, then cloud models `<provider>/<model>`."""
-        return list(self._call("GET", "/v1/models")["data"])
+        """GET /v1/models: usable local models, then `auto`, then cloud models `<provider>/<model>` (the files
+        that cannot serve, listed last by the server, are left out: /api/models shows them with the reason)."""
+        cards = self._call("GET", "/v1/models")["data"]
+        return [card for card in cards if card.get("details", {}).get("usable", True)]
 
     def model_files(self) -> dict[str, Any]:
         """GET /api/models: every .gguf (usable or not, with the reason), load state and engine stats."""
