@@ -23,6 +23,7 @@ from pensieve.settings_sections import (
     BurstSettings,
     CloudSettings,
     EngineSettings,
+    FilesSettings,
     PersistenceSettings,
     PrivacySettings,
     SamplingSettings,
@@ -59,6 +60,7 @@ class Settings(BaseModel):
     budget: BudgetSettings = BudgetSettings.model_validate({})
     privacy: PrivacySettings = PrivacySettings.model_validate({})
     persistence: PersistenceSettings = PersistenceSettings.model_validate({})
+    files: FilesSettings = FilesSettings.model_validate({})
     ui: WebUISettings = WebUISettings.model_validate({})
 
     @model_validator(mode="before")
