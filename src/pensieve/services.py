@@ -22,6 +22,7 @@ from pensieve.engine.pool import ModelPool
 from pensieve.engine.registry import ModelRegistry
 from pensieve.errors import PensieveError
 from pensieve.observability import Metrics, ProcessClock
+from pensieve.persistence.database import Database
 from pensieve.rate_limits import RateLimiter
 from pensieve.schemas.requests import RequestDefaults
 from pensieve.serving import ChatServing, CompletionServing
@@ -49,6 +50,7 @@ class Services:
     completions: CompletionServing
     process: ProcessClock
     rate_limiter: RateLimiter
+    database: Database  # sessions and file records: in memory unless PENSIEVE_PERSIST=sqlite
 
     @classmethod
     def build(cls, settings: Settings, env_file: Path) -> Services:
@@ -81,6 +83,7 @@ class Services:
             completions=CompletionServing(defaults, planner, pool, cloud, recorder),
             process=ProcessClock(),
             rate_limiter=RateLimiter(settings.server),
+            database=Database.open(settings.persistence),
         )
 
     async def start(self) -> None:
@@ -117,7 +120,8 @@ class Services:
             await self.cloud.reconfigure(new.cloud)
 
     async def close(self) -> None:
-        """Unload every model, close the cloud clients and the ledger."""
+        """Unload every model, close the cloud clients, the ledger and the database."""
         await self.pool.close()
         await self.cloud.close()
         self.ledger.close()
+        self.database.close()

@@ -1,0 +1,1 @@
+"""What the server keeps between requests: the SQLite database that sessions and file records share."""
