@@ -7,12 +7,11 @@ and one file that is not GGUF, so the Models page shows both kinds. The cloud is
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ui_support import CLOUD_KEY, OUTPUT_DIR
+from ui_support import CLOUD_KEY, OUTPUT_DIR, point_ui_at
 
 from support.fake_cloud import FakeCloud
 from support.models import ModelsFolder, make_models_folder
@@ -54,12 +53,7 @@ def ui_server(
 @pytest.fixture
 def ui_environment(ui_server: ServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServerHandle:
     """Point the UI (run in this process by AppTest) at the test server, away from the developer's .env."""
-    for key in [key for key in os.environ if key.startswith("PENSIEVE_")]:
-        monkeypatch.delenv(key)
-    empty_env = tmp_path / "ui.env"
-    empty_env.write_text("", encoding="utf-8")
-    monkeypatch.setenv("PENSIEVE_ENV_FILE", str(empty_env))
-    monkeypatch.setenv("PENSIEVE_SERVER_URL", ui_server.base_url)
+    point_ui_at(ui_server.base_url, tmp_path / "ui.env", monkeypatch)
     return ui_server
 
 

@@ -4,13 +4,12 @@ real server."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_support import APP_PATH
+from ui_support import APP_PATH, point_ui_at
 
 from support.models import ModelsFolder
 from support.server import ServerHandle, running_server
@@ -30,12 +29,7 @@ def guarded_server(ui_models: ModelsFolder, tmp_path_factory: pytest.TempPathFac
 
 
 def _settings_page(server: ServerHandle, env_lines: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    for key in [key for key in os.environ if key.startswith("PENSIEVE_")]:
-        monkeypatch.delenv(key)
-    env_file = tmp_path / "ui.env"
-    env_file.write_text(env_lines, encoding="utf-8")
-    monkeypatch.setenv("PENSIEVE_ENV_FILE", str(env_file))
-    monkeypatch.setenv("PENSIEVE_SERVER_URL", server.base_url)
+    point_ui_at(server.base_url, tmp_path / "ui.env", monkeypatch, env_lines)
     app = AppTest.from_file(str(APP_PATH), default_timeout=90.0).run()
     return app.switch_page("views/settings.py").run()
 

@@ -7,13 +7,12 @@ ENOTDIR, which even root cannot get past) keeps its ledger in memory; /ready lis
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_support import APP_PATH
+from ui_support import APP_PATH, point_ui_at
 
 from support.models import ModelsFolder
 from support.server import ServerHandle, running_server
@@ -28,12 +27,7 @@ def degraded_server(ui_models: ModelsFolder, tmp_path: Path, monkeypatch: pytest
     blocker.write_text("a regular file where the data folder should be")
     env = {"PENSIEVE_DATA_DIR": str(blocker / "data")}
     with running_server("ui-degraded", ui_models, tmp_path / "server", env) as handle:
-        for key in [key for key in os.environ if key.startswith("PENSIEVE_")]:
-            monkeypatch.delenv(key)
-        empty_env = tmp_path / "ui.env"
-        empty_env.write_text("", encoding="utf-8")
-        monkeypatch.setenv("PENSIEVE_ENV_FILE", str(empty_env))
-        monkeypatch.setenv("PENSIEVE_SERVER_URL", handle.base_url)
+        point_ui_at(handle.base_url, tmp_path / "ui.env", monkeypatch)
         yield handle
 
 
