@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from pensieve import __version__
-from pensieve.api import admin, burst, embeddings, health, metrics, models, openai_v1, ps
+from pensieve.api import admin, burst, embeddings, health, metrics, models, openai_v1, ps, sessions
 from pensieve.api.drain import Drain, DrainMiddleware
 from pensieve.api.errors import install_error_handlers
 from pensieve.api.limits import BodySizeLimitMiddleware
@@ -58,13 +58,14 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     app.include_router(burst.router)
     app.include_router(admin.router)
     app.include_router(ps.router)
+    app.include_router(sessions.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.server.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=["x-pensieve-route", "x-pensieve-reason", "x-pensieve-model", "x-request-id"],
         )

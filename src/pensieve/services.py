@@ -26,6 +26,7 @@ from pensieve.persistence.database import Database
 from pensieve.rate_limits import RateLimiter
 from pensieve.schemas.requests import RequestDefaults
 from pensieve.serving import ChatServing, CompletionServing
+from pensieve.sessions import SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Services:
     process: ProcessClock
     rate_limiter: RateLimiter
     database: Database  # sessions and file records: in memory unless PENSIEVE_PERSIST=sqlite
+    sessions: SessionStore  # conversations, on `database`
 
     @classmethod
     def build(cls, settings: Settings, env_file: Path) -> Services:
@@ -69,6 +71,7 @@ class Services:
         planner = RoutePlanner(BurstOptions.from_settings(settings), pool, cloud, ledger)
         recorder = RunRecorder(ledger, decisions, metrics, cloud)
         defaults = RequestDefaults.of(settings)
+        database = Database.open(settings.persistence)
         return cls(
             settings=settings,
             env_file=env_file,
@@ -83,7 +86,8 @@ class Services:
             completions=CompletionServing(defaults, planner, pool, cloud, recorder),
             process=ProcessClock(),
             rate_limiter=RateLimiter(settings.server),
-            database=Database.open(settings.persistence),
+            database=database,
+            sessions=SessionStore(database),
         )
 
     async def start(self) -> None:

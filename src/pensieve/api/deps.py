@@ -22,6 +22,7 @@ from pensieve.observability import Metrics, ProcessClock
 from pensieve.rate_limits import RateLimiter
 from pensieve.services import Services
 from pensieve.serving import ChatServing, CompletionServing
+from pensieve.sessions import SessionStore
 
 ROUTE_HEADER = "x-pensieve-route"
 
@@ -80,6 +81,11 @@ def get_completions(services: ServicesDep) -> CompletionServing:
     return services.completions
 
 
+def get_sessions(services: ServicesDep) -> SessionStore:
+    """The stored conversations (sessions and their messages)."""
+    return services.sessions
+
+
 def get_drain(request: Request) -> Drain:
     """The shutdown state: draining or not, and when running requests must stop."""
     drain: Drain = request.app.state.drain
@@ -116,4 +122,5 @@ ChatDep = Annotated[ChatServing, Depends(get_chat)]
 CompletionsDep = Annotated[CompletionServing, Depends(get_completions)]
 DrainDep = Annotated[Drain, Depends(get_drain)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
 RouteHeaderDep = Annotated[RouteHeader | None, Depends(route_header)]
