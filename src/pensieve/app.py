@@ -67,7 +67,14 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
             allow_origins=settings.server.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["x-pensieve-route", "x-pensieve-reason", "x-pensieve-model", "x-request-id"],
+            expose_headers=[
+                "x-pensieve-route",
+                "x-pensieve-reason",
+                "x-pensieve-model",
+                "x-pensieve-session",
+                "x-pensieve-trimmed-messages",
+                "x-request-id",
+            ],
         )
     # While shutting down, new requests get 503 and running ones are counted (pensieve.graceful drains them).
     app.state.drain = Drain(settings.server.shutdown_timeout)

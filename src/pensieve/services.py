@@ -72,6 +72,7 @@ class Services:
         recorder = RunRecorder(ledger, decisions, metrics, cloud)
         defaults = RequestDefaults.of(settings)
         database = Database.open(settings.persistence)
+        sessions = SessionStore(database)
         return cls(
             settings=settings,
             env_file=env_file,
@@ -82,12 +83,12 @@ class Services:
             metrics=metrics,
             planner=planner,
             recorder=recorder,
-            chat=ChatServing(defaults, planner, pool, cloud, recorder),
+            chat=ChatServing(defaults, planner, pool, cloud, recorder, sessions=sessions),
             completions=CompletionServing(defaults, planner, pool, cloud, recorder),
             process=ProcessClock(),
             rate_limiter=RateLimiter(settings.server),
             database=database,
-            sessions=SessionStore(database),
+            sessions=sessions,
         )
 
     async def start(self) -> None:

@@ -6,7 +6,9 @@ the x-pensieve-* route headers on the response, and cancels a whole-answer run w
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +24,7 @@ from pensieve.rate_limits import RateLimiter, estimated_prompt_tokens
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
 from pensieve.schemas.responses import ChatCompletion, Completion
 from pensieve.serving import GenerationServing
+from pensieve.serving.conversation import SESSION_HEADER, SessionTurn
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(inference_caller)])
 
@@ -30,61 +33,93 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class Call:
+    """What every generation route needs besides its body and serving class: who calls, under which limits."""
+
+    request: Request
+    header: RouteHeader | None
+    caller: Caller
+    limiter: RateLimiter
+    settings: Settings
+    drain: Drain
+
+
+def _call(
+    request: Request,
+    header: RouteHeaderDep,
+    caller: CallerDep,
+    limiter: RateLimiterDep,
+    settings: SettingsDep,
+    drain: DrainDep,
+) -> Call:
+    return Call(request, header, caller, limiter, settings, drain)
+
+
+CallDep = Annotated[Call, Depends(_call)]
+
+
+def session_header(request: Request) -> str | None:
+    """The X-Pensieve-Session header (the `session_id` body field says the same), or None."""
+    value = request.headers.get(SESSION_HEADER, "").strip()
+    return value or None
+
+
 async def _respond(
     serving: GenerationServing[Any],
     body: ChatCompletionRequest | CompletionRequest,
-    request: Request,
-    header: RouteHeader | None,
-    caller: Caller,
-    limiter: RateLimiter,
-    settings: Settings,
-    drain: Drain,
+    call: Call,
+    turn: SessionTurn | None = None,
 ) -> Response:
-    deadline = Deadline(settings.server.request_timeout_seconds, stop=drain.stopped)
-    prompt_tokens = estimated_prompt_tokens(len(await request.body()))
+    deadline = Deadline(call.settings.server.request_timeout_seconds, stop=call.drain.stopped)
+    prompt_tokens = estimated_prompt_tokens(len(await call.request.body()))
+    caller = call.caller
     run = await serving.prepare(
-        body, header, admit=lambda work: limiter.admit(caller.id, prompt_tokens + work), cache_partition=caller.id
+        body,
+        call.header,
+        admit=lambda work: call.limiter.admit(caller.id, prompt_tokens + work),
+        cache_partition=caller.id,
+        session_private=turn.private_kinds if turn else (),
     )
+    if turn is not None:
+        await asyncio.to_thread(turn.note_private, run.runner.plan.facts.private_kinds)
+    extra = turn.headers() if turn else {}
     try:
         if body.stream:
             # Waiting for the first chunk (queue, prefill) watches the client too: one that leaves is dropped now.
-            streamed = await cancel_on_disconnect(request, deadline.within(serving.stream(run)))
+            streamed = await cancel_on_disconnect(call.request, deadline.within(serving.stream(run)))
+            rest = deadline.limit(streamed.rest)
+            if turn is not None:
+                rest = turn.recording(streamed.first, rest, run.runner)
             # Fallback happens before the first chunk, so the route is final by now.
-            return event_stream_response(streamed.first, deadline.limit(streamed.rest), headers=streamed.info.headers())
-        result = await cancel_on_disconnect(request, deadline.within(serving.answer(run)))
+            return event_stream_response(streamed.first, rest, headers=streamed.info.headers() | extra)
+        result = await cancel_on_disconnect(call.request, deadline.within(serving.answer(run)))
     except ClientDisconnectedError:
         return Response(status_code=CLIENT_CLOSED)
-    return JSONResponse(result.model_dump(), headers=run.info.headers())
+    payload = result.model_dump()
+    if turn is not None and isinstance(result, ChatCompletion):
+        await asyncio.to_thread(turn.record_answer, result, run.runner)
+        payload["session"] = turn.summary()
+    return JSONResponse(payload, headers=run.info.headers() | extra)
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=_STREAM_DOC)
 async def create_chat_completion(
-    body: ChatCompletionRequest,
-    request: Request,
-    chat: ChatDep,
-    header: RouteHeaderDep,
-    caller: CallerDep,
-    limiter: RateLimiterDep,
-    settings: SettingsDep,
-    drain: DrainDep,
+    body: ChatCompletionRequest, chat: ChatDep, call: CallDep, session: Annotated[str | None, Depends(session_header)]
 ) -> Response:
     """Chat completion, whole or streamed (server-sent events ending in `data: [DONE]`).
 
-    The model `auto` lets the route planner choose local or cloud; `X-Pensieve-Route` overrides.
+    The model `auto` lets the route planner choose local or cloud; `X-Pensieve-Route` overrides. With a
+    `session_id` (or `X-Pensieve-Session`) the session's history goes in front and the answer is stored.
     """
-    return await _respond(chat, body, request, header, caller, limiter, settings, drain)
+    session_id = body.session_id or session
+    if session_id is None:
+        return await _respond(chat, body, call)
+    turn, body = await chat.begin_turn(body, owner=call.caller.id, session_id=session_id)
+    return await _respond(chat, body, call, turn)
 
 
 @router.post("/completions", response_model=Completion, responses=_STREAM_DOC)
-async def create_completion(
-    body: CompletionRequest,
-    request: Request,
-    completions: CompletionsDep,
-    header: RouteHeaderDep,
-    caller: CallerDep,
-    limiter: RateLimiterDep,
-    settings: SettingsDep,
-    drain: DrainDep,
-) -> Response:
+async def create_completion(body: CompletionRequest, completions: CompletionsDep, call: CallDep) -> Response:
     """Text completion (legacy endpoint), whole or streamed."""
-    return await _respond(completions, body, request, header, caller, limiter, settings, drain)
+    return await _respond(completions, body, call)

@@ -89,8 +89,8 @@ class RunRecorder:
 
     def finished(
         self, info: RouteInfo, usage: Usage, timing: Timing, *, stream: bool, reservation: Reservation | None = None
-    ) -> None:
-        """A run that produced its whole answer: cloud spend or local savings, then the log entry."""
+    ) -> float:
+        """A run that produced its whole answer: cloud spend or local savings, then the log entry; its cost."""
         cost = 0.0
         source = None
         if info.route == "cloud":
@@ -113,6 +113,7 @@ class RunRecorder:
             error=None,
             usage_source=source,
         )
+        return cost
 
     def failed(
         self,
@@ -139,7 +140,7 @@ class RunRecorder:
 
     def abandoned(
         self, info: RouteInfo, billed: Usage, timing: Timing, *, stream: bool, reservation: Reservation | None = None
-    ) -> None:
+    ) -> float:
         """A cloud run the client walked away from mid-stream: what the provider billed so far (estimated)."""
         cost = self._spend(info, billed, reservation)
         self._record(
@@ -152,6 +153,7 @@ class RunRecorder:
             error="client_disconnected",
             usage_source="estimated",
         )
+        return cost
 
     def refused(self, plan: Plan) -> None:
         """A request no side may run (every decision is counted, refusals too)."""

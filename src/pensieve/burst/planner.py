@@ -236,12 +236,14 @@ class RoutePlanner:
         header: RouteHeader | None,
         choices: int = 1,
         reserve: bool = False,
+        session_private: tuple[str, ...] = (),
     ) -> Plan:
         """Measure the request and the state of both sides, then decide (no generation happens).
 
         `choices` is how many cloud calls the request makes (n, times the prompts of a batch) for the cost
         estimate. With `reserve`, a plan that starts in the cloud (or may cascade to it) holds that estimate
-        against the caps until the runner settles it; `explain` plans without reserving.
+        against the caps until the runner settles it; `explain` plans without reserving. `session_private`
+        names the private data an earlier turn of the request's session held: such a session stays local.
         """
         options = self.options  # one configuration for the whole plan, even if settings change meanwhile
         pin, local_model, cloud_model = self._pin(request.model, header)
@@ -274,6 +276,7 @@ class RoutePlanner:
             complexity_score=complexity.score,
             complexity_detail=complexity.explain(),
             private_kinds=kinds,
+            session_private=session_private,
         )
         # Without a local tokenizer to count with, the cloud's estimate: the budget must still see the prompt.
         billed_prompt = prompt_tokens if prompt_tokens is not None else sum(estimate_tokens(t) + 4 for t in texts) + 3

@@ -72,6 +72,8 @@ class RequestFacts:
     complexity_score: float | None = None
     complexity_detail: str = ""
     private_kinds: Mapping[str, int] = field(default_factory=dict)
+    # Kinds of private data an earlier turn of this request's session held: the session stays local for good.
+    session_private: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,9 @@ class Decision:
 def _privacy(config: PolicyConfig, facts: RequestFacts) -> Verdict:
     found = ", ".join(f"{kind}×{count}" for kind, count in sorted(facts.private_kinds.items()))
     total = float(sum(facts.private_kinds.values()))
+    if facts.session_private:  # sticky, whatever the mode: the session's history holds the private data
+        kinds = ", ".join(facts.session_private)
+        return Verdict("privacy", True, "no_cloud", f"this session held private data ({kinds}): it stays here", 1.0)
     if config.privacy_mode == "off":
         return Verdict("privacy", False, "abstain", "privacy checks are off", total)
     if not facts.private_kinds:
@@ -247,6 +252,8 @@ def decide(config: PolicyConfig, facts: RequestFacts, signals: Signals) -> Decis
     soft_local = facts.pin == "model_local" and not config.pinned_local_fallback
 
     def make(route: Route, reason: str) -> Decision:
+        if route == "local" and facts.session_private and reason != "explicit":
+            reason = "session_private"  # the reason says why this session never bursts any more
         if route == "local":
             may_fall_back = config.local_failure and cloud_ok and not (hard_local or soft_local)
             fallback: Route | None = "cloud" if may_fall_back else None
@@ -302,4 +309,6 @@ def _blocked_reason(blocker: Verdict | None, facts: RequestFacts) -> str:
         return "no_cloud"
     if blocker.criterion == "connectivity":
         return "circuit_open"
+    if blocker.criterion == "privacy" and facts.session_private:
+        return "session_private"
     return blocker.criterion

@@ -78,6 +78,9 @@ class RouteRunner:
         self._recorder = recorder
         self._reservation = plan.reservation
         self._billed: Usage | None = None  # what the last cut cloud run was billed, for the error record
+        # What the finished (or abandoned) runs of this request used and cost, for a session's turn record.
+        self.usage: Usage | None = None
+        self.cost_usd = 0.0
 
     def settle(self) -> None:
         """The request is over: release what its budget reservation still holds (call once all choices ended)."""
@@ -161,12 +164,9 @@ class RouteRunner:
                     if chunk.finish_reason is not None:
                         finished = True
                         timing = Timing(started, first_token, time.perf_counter())
-                        self._recorder.finished(
-                            self.info,
-                            chunk.usage or Usage(0, 0),
-                            timing,
-                            stream=self.plan.facts.stream,
-                            reservation=self._reservation,
+                        self.usage = chunk.usage or Usage(0, 0)
+                        self.cost_usd += self._recorder.finished(
+                            self.info, self.usage, timing, stream=self.plan.facts.stream, reservation=self._reservation
                         )
                     yield chunk
         except PensieveError:
@@ -180,7 +180,8 @@ class RouteRunner:
                 # started sending: it billed the prompt and what it sent.
                 billed = Usage(prompt_tokens, estimate_tokens("".join(received)))
                 timing = Timing(started, first_token, time.perf_counter())
-                self._recorder.abandoned(
+                self.usage = billed
+                self.cost_usd += self._recorder.abandoned(
                     self.info, billed, timing, stream=self.plan.facts.stream, reservation=self._reservation
                 )
 

@@ -156,6 +156,11 @@ class LocalEngine:
         """KV cache cells the worker's sequences hold now (from its last step report)."""
         return self.worker.kv_cells
 
+    def count_prompt_tokens_now(self, request: GenerationRequest) -> int:
+        """Tokens in the formatted prompt of `request`, counted in the calling thread (call it off the event loop:
+        a session's history is fitted by counting several candidate prompts in a worker thread)."""
+        return len(self._tokenize_request(request)[0])
+
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens in the formatted prompt of `request`."""
         return len((await self.prepare(request, check_context=False)).tokens)

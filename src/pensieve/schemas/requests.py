@@ -242,6 +242,13 @@ class ChatCompletionRequest(SamplingFields):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    session_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Extension: a session (POST /api/sessions) whose history the server adds; send only the new "
+        "message. The X-Pensieve-Session header does the same.",
+    )
 
     def to_request(self, defaults: RequestDefaults) -> GenerationRequest:
         """The engine request; refuses features this server does not offer yet."""

@@ -115,12 +115,14 @@ class GenerationServing(ABC, Generic[Body]):
         header: RouteHeader | None,
         admit: Callable[[int], None] | None = None,
         cache_partition: str = "",
+        session_private: tuple[str, ...] = (),
     ) -> PreparedRun[Body]:
         """Convert the body, check the work it asks for, plan it, and build its runner.
 
         `admit(tokens)` (the caller's rate limit) sees the tokens the request may generate before anything
         is planned or loaded; `cache_partition` (the caller) limits prompt-cache reuse to the caller's own
-        prompts. A refused plan is recorded, then raised.
+        prompts; `session_private` (the kinds of private data the request's session held) keeps it local. A
+        refused plan is recorded, then raised.
         """
         requests = [replace(request, cache_partition=cache_partition) for request in self.requests(body)]
         work = self.requested_tokens(requests, body.n)
@@ -137,7 +139,12 @@ class GenerationServing(ABC, Generic[Body]):
             admit(work)
         # Each choice of each prompt is one cloud call: the budget reserves for all of them.
         plan = await self.planner.plan(
-            routing_request(requests), stream=body.stream, header=header, choices=body.n * len(requests), reserve=True
+            routing_request(requests),
+            stream=body.stream,
+            header=header,
+            choices=body.n * len(requests),
+            reserve=True,
+            session_private=session_private,
         )
         if plan.refused:
             self.recorder.refused(plan)

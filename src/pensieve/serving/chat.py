@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+from pensieve.burst.accounting import RunRecorder
+from pensieve.burst.planner import RoutePlanner
+from pensieve.cloud.registry import CloudRegistry
+from pensieve.engine.pool import ModelPool
 from pensieve.engine_api import GenerationRequest, Usage
-from pensieve.schemas.requests import ChatCompletionRequest
+from pensieve.schemas.requests import ChatCompletionRequest, RequestDefaults
 from pensieve.schemas.responses import (
     AssistantMessage,
     ChatChoice,
@@ -20,10 +24,39 @@ from pensieve.schemas.responses import (
 )
 from pensieve.serving.base import GenerationServing, PreparedRun
 from pensieve.serving.choices import add_usage, collect_choices, pieces, seeded
+from pensieve.serving.conversation import SessionTurn, begin_turn
+from pensieve.sessions import SessionStore
 
 
 class ChatServing(GenerationServing[ChatCompletionRequest]):
-    """Chat completions, run where the route planner decides."""
+    """Chat completions, run where the route planner decides; a request naming a session gets its history."""
+
+    def __init__(
+        self,
+        defaults: RequestDefaults,
+        planner: RoutePlanner,
+        pool: ModelPool,
+        cloud: CloudRegistry,
+        recorder: RunRecorder,
+        *,
+        sessions: SessionStore,
+    ) -> None:
+        super().__init__(defaults, planner, pool, cloud, recorder)
+        self.sessions = sessions  # the sessions a request may name
+
+    async def begin_turn(
+        self, body: ChatCompletionRequest, *, owner: str, session_id: str
+    ) -> tuple[SessionTurn, ChatCompletionRequest]:
+        """The session turn `body` starts, and the request to run (the session's history fitted in front)."""
+        return await begin_turn(
+            body,
+            owner=owner,
+            session_id=session_id,
+            store=self.sessions,
+            pool=self.pool,
+            cloud=self.cloud,
+            defaults=self.defaults,
+        )
 
     def requests(self, body: ChatCompletionRequest) -> list[GenerationRequest]:
         """One engine request: the conversation with the sampling defaults filled in."""

@@ -16,7 +16,7 @@ import enum
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pensieve.errors import InvalidRequestError
@@ -246,36 +246,55 @@ class SessionStore:
             cursor.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,))
             return cursor.rowcount
 
+    def record_turn(
+        self, session_id: str, questions: Sequence[str], answer: str, facts: dict[str, Any], trimmed: int
+    ) -> StoredMessage:
+        """Store a whole turn in ONE transaction: the client's new messages, then the answer with its `facts`
+        (the keyword arguments of `append_assistant`), and the trimmed count. A crash never leaves a question
+        stored without its answer (chat templates need the turns to alternate)."""
+        with self._db.transaction() as cursor:
+            for question in questions:
+                self._insert(cursor, session_id, "user", question, {"citations": None})
+            message = self._insert(cursor, session_id, "assistant", answer, {"citations": None, **facts})
+            cursor.execute("UPDATE sessions SET trimmed = ? WHERE id = ?", (max(0, trimmed), session_id))
+            return message
+
     def _append(self, session_id: str, role: MessageRole, content: str, facts: dict[str, Any]) -> StoredMessage:
         """Insert one message at the end and bump the session's count, update time and activity, atomically."""
-        now = time.time()
         with self._db.transaction() as cursor:
-            session = _session(_fetch(cursor, session_id))
-            values = {
-                **facts,
-                "id": new_id("msg"),
-                "session_id": session_id,
-                "idx": session.message_count,
-                "role": role,
-                "content": content,
-                "created_at": now,
-                "citations": json.dumps(facts["citations"]) if facts.get("citations") is not None else None,
-            }
-            columns = ", ".join(values)
-            cursor.execute(
-                f"INSERT INTO session_messages ({columns}) VALUES ({', '.join(':' + name for name in values)})",
-                values,
-            )
-            title = session.title
-            if title is None and role == "user":
-                title = derive_title(content)
-            cursor.execute(
-                f"UPDATE sessions SET message_count = message_count + 1, updated_at = ?, title = ?, "
-                f"activity = {_NEXT_ACTIVITY} WHERE id = ?",
-                (now, title, session_id),
-            )
-            row = cursor.execute("SELECT * FROM session_messages WHERE id = ?", (values["id"],)).fetchone()
-            return _message(row)
+            return self._insert(cursor, session_id, role, content, facts)
+
+    def _insert(
+        self, cursor: sqlite3.Cursor, session_id: str, role: MessageRole, content: str, facts: dict[str, Any]
+    ) -> StoredMessage:
+        """`_append` inside the caller's transaction."""
+        now = time.time()
+        session = _session(_fetch(cursor, session_id))
+        values = {
+            **facts,
+            "id": new_id("msg"),
+            "session_id": session_id,
+            "idx": session.message_count,
+            "role": role,
+            "content": content,
+            "created_at": now,
+            "citations": json.dumps(facts["citations"]) if facts.get("citations") is not None else None,
+        }
+        columns = ", ".join(values)
+        cursor.execute(
+            f"INSERT INTO session_messages ({columns}) VALUES ({', '.join(':' + name for name in values)})",
+            values,
+        )
+        title = session.title
+        if title is None and role == "user":
+            title = derive_title(content)
+        cursor.execute(
+            f"UPDATE sessions SET message_count = message_count + 1, updated_at = ?, title = ?, "
+            f"activity = {_NEXT_ACTIVITY} WHERE id = ?",
+            (now, title, session_id),
+        )
+        row = cursor.execute("SELECT * FROM session_messages WHERE id = ?", (values["id"],)).fetchone()
+        return _message(row)
 
 
 # Bumped on every write to a session: it orders sessions by last activity (see the module docstring).

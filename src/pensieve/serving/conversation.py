@@ -1,0 +1,178 @@
+"""A chat request that names a session: the stored history goes in, the answer is stored.
+
+The client sends only its new message(s) with `session_id` (body) or `X-Pensieve-Session` (header). The
+server puts the session's system prompt and as much of its history as fits the model's context in front
+(oldest turns left out first, `sessions.history.fit_history`), runs the request like any other, and
+stores the new messages with the answer and its record (route, reason, model, tokens, latency, cost) in
+one go once the answer ended: a whole answer, or a streamed one the client stopped (`partial`). A run
+that failed stores nothing, so the history never holds a question without its answer.
+
+A session whose messages held private data stays local for good (`Session.private`, passed to the planner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pensieve.burst.runner import RouteRunner
+from pensieve.cloud.engine import estimate_tokens
+from pensieve.cloud.registry import CloudRegistry
+from pensieve.engine.pool import ModelPool
+from pensieve.engine_api import ChatMessage
+from pensieve.schemas.requests import ChatCompletionRequest, ChatMessageIn, RequestDefaults
+from pensieve.schemas.responses import ChatCompletion
+from pensieve.sessions import Session, SessionNotFoundError, SessionStore
+from pensieve.sessions.history import fit_history
+
+SESSION_HEADER = "x-pensieve-session"
+TRIMMED_HEADER = "x-pensieve-trimmed-messages"
+# Without max_tokens, the answer is given this share of the context when history is fitted around it.
+ANSWER_SHARE = 4
+# A cloud model whose context is not configured is assumed to take this many tokens.
+ASSUMED_CLOUD_CONTEXT = 32768
+
+
+@dataclass
+class SessionTurn:
+    """One turn of a session: what the client sent, what the prompt left out, and how to store the answer."""
+
+    store: SessionStore
+    session: Session
+    sent: list[ChatMessage]
+    trimmed: int
+    started: float = field(default_factory=time.perf_counter)
+    recorded: bool = False
+
+    @property
+    def private_kinds(self) -> tuple[str, ...]:
+        """The kinds of private data the session has held (empty while it never did): it then stays local."""
+        return (self.session.private_kinds or ("private",)) if self.session.private else ()
+
+    def headers(self) -> dict[str, str]:
+        """The session's response headers."""
+        return {SESSION_HEADER: self.session.id, TRIMMED_HEADER: str(self.trimmed)}
+
+    def summary(self) -> dict[str, Any]:
+        """The `session` field of a whole answer."""
+        return {"id": self.session.id, "trimmed_messages": self.trimmed}
+
+    def note_private(self, kinds: dict[str, int] | Any) -> None:
+        """This turn held private data: the session stays local from now on (kinds only, never the text)."""
+        if kinds:
+            self.session = self.store.mark_private(self.session.id, sorted(kinds))
+
+    def record(self, text: str, runner: RouteRunner, finish_reason: str | None, *, partial: bool) -> None:
+        """Store the new messages and the answer with its record (once; later calls do nothing)."""
+        if self.recorded:
+            return
+        self.recorded = True
+        info, usage = runner.info, runner.usage
+        facts = {
+            "route": info.route,
+            "reason": info.reason,
+            "model": info.model,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "latency_ms": (time.perf_counter() - self.started) * 1000,
+            "cost_usd": runner.cost_usd,
+            "finish_reason": finish_reason,
+            "partial": partial,
+            "trimmed": self.trimmed,
+        }
+        questions = [message.content for message in self.sent]
+        self.store.record_turn(self.session.id, questions, text, facts, self.trimmed)
+
+    def record_answer(self, answer: ChatCompletion, runner: RouteRunner) -> None:
+        """Store a whole answer (its first choice)."""
+        choice = answer.choices[0]
+        self.record(choice.message.content or "", runner, choice.finish_reason, partial=False)
+
+    async def recording(
+        self, first: str, rest: AsyncGenerator[str, None], runner: RouteRunner
+    ) -> AsyncGenerator[str, None]:
+        """`rest` of a stream, storing the first choice's text when it ends (partial if the client left)."""
+        parts: list[str] = []
+        finish: list[str | None] = [None]
+
+        def note(payload: str) -> None:
+            try:
+                choices = json.loads(payload).get("choices") or []
+            except (ValueError, AttributeError):
+                return
+            for choice in choices:
+                if choice.get("index") == 0:
+                    parts.append((choice.get("delta") or {}).get("content") or "")
+                    finish[0] = choice.get("finish_reason") or finish[0]
+
+        note(first)
+        completed = False
+        try:
+            async with aclosing(rest):
+                async for payload in rest:
+                    note(payload)
+                    yield payload
+            completed = True
+        finally:
+            # Stored when the stream ended, however: a client that stopped it keeps what it saw, marked partial.
+            if any(parts) or completed:
+                self.record("".join(parts), runner, finish[0], partial=not completed or finish[0] is None)
+
+
+async def begin_turn(
+    body: ChatCompletionRequest,
+    *,
+    owner: str,
+    session_id: str,
+    store: SessionStore,
+    pool: ModelPool,
+    cloud: CloudRegistry,
+    defaults: RequestDefaults,
+) -> tuple[SessionTurn, ChatCompletionRequest]:
+    """The turn, and the request to run: the session's system prompt and fitted history, then the new messages."""
+    session = await asyncio.to_thread(store.get, owner, session_id)
+    if session is None:
+        raise SessionNotFoundError.for_id(session_id)
+    stored = await asyncio.to_thread(store.messages, session.id)
+    # A partial answer stays in the history: it is what the user saw before asking the next question.
+    history = [ChatMessage(m.role, m.content) for m in stored if m.role in ("user", "assistant")]
+    model = body.model.strip() if body.model and body.model.strip() else (session.model or defaults.model)
+    new = [message for message in body.messages if message.role not in ("system", "developer")]
+    own_system = [message for message in body.messages if message.role in ("system", "developer")]
+    system = "\n\n".join(m.text(i) for i, m in enumerate(own_system)) if own_system else session.system_prompt
+    new_chat = [ChatMessage(m.role, m.text(i), m.name) for i, m in enumerate(new)]
+    count, budget = await _measure(model, body, pool, cloud, defaults)
+    fitted, left_out = await asyncio.to_thread(fit_history, system, history, new_chat, count, budget)
+    messages = [ChatMessageIn(role=m.role, content=m.content, name=m.name) for m in fitted]
+    run_body = body.model_copy(update={"messages": messages, "model": model})
+    turn = SessionTurn(store, session, [m for m in new_chat if m.role == "user"], left_out)
+    return turn, run_body
+
+
+async def _measure(
+    model: str, body: ChatCompletionRequest, pool: ModelPool, cloud: CloudRegistry, defaults: RequestDefaults
+) -> tuple[Callable[[list[ChatMessage]], int], int]:
+    """How to count a prompt's tokens for `model`, and how many the prompt may use (the answer's share kept)."""
+    requested = body.max_completion_tokens or body.max_tokens or defaults.sampling.max_tokens or 0
+    cloud_id = cloud.resolve(model) if model.lower() != "auto" else None
+    if cloud_id is not None:
+        context = cloud.model(cloud_id).context_length or ASSUMED_CLOUD_CONTEXT
+
+        def estimate(messages: list[ChatMessage]) -> int:
+            return sum(estimate_tokens(m.content) + 4 for m in messages) + 3
+
+        return estimate, context - (requested or context // ANSWER_SHARE)
+    local = defaults.model if model.lower() == "auto" else model
+    engine = await pool.get(local, reserve=False)
+    template = body.to_request(defaults)
+
+    def exact(messages: list[ChatMessage]) -> int:
+        return engine.count_prompt_tokens_now(replace(template, messages=tuple(messages)))
+
+    context = engine.context_length
+    return exact, context - (requested or context // ANSWER_SHARE)
