@@ -21,7 +21,18 @@ from pensieve.settings_sections import FilesSettings
 from support.documents import SAMPLES, elf_executable, make_pdf
 
 SCANNER = PrivacyScanner(PrivacyConfig())
-TOPICS = ["orchards", "rivers", "railways", "glaciers", "markets", "lighthouses", "harbours", "bridges", "deserts", "caves"]
+TOPICS = [
+    "orchards",
+    "rivers",
+    "railways",
+    "glaciers",
+    "markets",
+    "lighthouses",
+    "harbours",
+    "bridges",
+    "deserts",
+    "caves",
+]
 
 
 def _store(tmp_path: Path, database: Database | None = None, **settings: float) -> FileStore:
@@ -94,7 +105,9 @@ def test_no_matching_word_gives_the_beginning_within_budget(store: FileStore) ->
 
 
 def test_a_record_says_what_was_found_and_keeps_nothing_private(store: FileStore) -> None:
-    record = store.add([(_stage(store, b"Write to ana.silva@example.org about the plan."), "../x/n.txt")], "key:a", "p")[0]
+    record = store.add(
+        [(_stage(store, b"Write to ana.silva@example.org about the plan."), "../x/n.txt")], "key:a", "p"
+    )[0]
     assert record.private and record.private_kinds == ("email",)
     assert record.filename == "n.txt" and record.kind == "text" and record.bytes == 46
     assert "ana.silva" not in json.dumps(record.to_api())

@@ -16,8 +16,25 @@ import numpy as np
 from pensieve.files.chunks import Chunk, chunk_text
 
 
+def light_stem(word: str) -> str:
+    """English plurals folded to their singular ("herons" -> "heron", "cities" -> "city"): enough for a
+    question in the plural to find a passage in the singular, without a stemming library."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _stem_words(words: list[str]) -> list[str]:
+    """`light_stem` over a list (bm25s.tokenize hands its stemmer every distinct word at once)."""
+    return [light_stem(word) for word in words]
+
+
 def _tokens(texts: list[str]) -> list[list[str]]:
-    tokenized: list[list[str]] = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    tokenized: list[list[str]] = bm25s.tokenize(
+        texts, stopwords="en", stemmer=_stem_words, return_ids=False, show_progress=False
+    )
     return tokenized
 
 
@@ -35,9 +52,8 @@ class FileIndex:
         if not chunks:
             return cls(chunks, None)
         retriever = bm25s.BM25()
-        retriever.index(
-            bm25s.tokenize([c.text for c in chunks], stopwords="en", show_progress=False), show_progress=False
-        )
+        tokens = bm25s.tokenize([c.text for c in chunks], stopwords="en", stemmer=_stem_words, show_progress=False)
+        retriever.index(tokens, show_progress=False)
         return cls(chunks, retriever)
 
     def scores(self, query: str) -> np.ndarray:
