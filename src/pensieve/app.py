@@ -15,16 +15,18 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from pensieve import __version__
-from pensieve.api import admin, burst, embeddings, health, metrics, models, openai_v1, ps, sessions
+from pensieve.api import admin, burst, embeddings, files, health, metrics, models, openai_files, openai_v1, ps, sessions
 from pensieve.api.drain import Drain, DrainMiddleware
 from pensieve.api.errors import install_error_handlers
 from pensieve.api.limits import BodySizeLimitMiddleware
 from pensieve.api.security import RequestOriginGuard
 from pensieve.burst.options import check_burst_settings
 from pensieve.config import Settings
+from pensieve.files.upload import upload_body_limit
 from pensieve.observability.metrics import Metrics
 from pensieve.observability.request_id import RequestContextMiddleware
 from pensieve.services import Services
+from pensieve.settings_sections import FilesSettings
 
 DESCRIPTION = (
     "Pensieve runs GGUF models on this machine and speaks the OpenAI API: point any `openai` SDK, "
@@ -54,6 +56,8 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai_v1.router)
     app.include_router(embeddings.router)
+    app.include_router(openai_files.router)
+    app.include_router(files.router)
     app.include_router(models.router)
     app.include_router(burst.router)
     app.include_router(admin.router)
@@ -79,7 +83,13 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     # While shutting down, new requests get 503 and running ones are counted (pensieve.graceful drains them).
     app.state.drain = Drain(settings.server.shutdown_timeout)
     app.add_middleware(DrainMiddleware, drain=app.state.drain)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_request_bytes)
+    # Uploads may be larger than other requests: their caps are checked while the file streams in.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.server.max_request_bytes,
+        upload_paths=frozenset({"/api/files", "/v1/files"}),
+        upload_limit=lambda: upload_body_limit(_files_settings(app, settings)),
+    )
     # Outside the routes: a request from a rebinding page or another site is refused before anything else runs.
     app.add_middleware(
         RequestOriginGuard, allowed_hosts=settings.server.allowed_hosts, cors_origins=settings.server.cors_origins
@@ -89,7 +99,19 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     return app
 
 
+def _services(app: FastAPI) -> Services | None:
+    """The running app's services (None before the lifespan has built them)."""
+    services: Services | None = getattr(app.state, "services", None)
+    return services
+
+
+def _files_settings(app: FastAPI, initial: Settings) -> FilesSettings:
+    """The files settings in force (the initial ones before the lifespan has built the services)."""
+    services = _services(app)
+    return services.settings.files if services is not None else initial.files
+
+
 def _metrics(app: FastAPI) -> Metrics | None:
     """The running app's metrics (None before the lifespan has built the services)."""
-    services: Services | None = getattr(app.state, "services", None)
+    services = _services(app)
     return services.metrics if services is not None else None

@@ -236,3 +236,11 @@ class CloudUnavailableError(CloudError):
 
     status_code = 503
     default_code = "cloud_unavailable"
+
+
+class UnsupportedFileTypeError(PensieveError):
+    """An uploaded file's content is of a kind Pensieve does not accept, or cannot be read (HTTP 415)."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_file_type"

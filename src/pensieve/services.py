@@ -7,13 +7,14 @@ no service is forgotten when a setting starts to matter somewhere new.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from pensieve.burst.accounting import RunRecorder
 from pensieve.burst.ledger import SpendLedger
-from pensieve.burst.options import BurstOptions, check_burst_settings
+from pensieve.burst.options import BurstOptions, check_burst_settings, privacy_scanner
 from pensieve.burst.planner import RoutePlanner
 from pensieve.burst.stats import DecisionLog
 from pensieve.cloud.registry import CloudRegistry
@@ -21,6 +22,7 @@ from pensieve.config import Settings
 from pensieve.engine.pool import ModelPool
 from pensieve.engine.registry import ModelRegistry
 from pensieve.errors import PensieveError
+from pensieve.files.store import FileStore
 from pensieve.observability import Metrics, ProcessClock
 from pensieve.persistence.database import Database
 from pensieve.rate_limits import RateLimiter
@@ -53,6 +55,7 @@ class Services:
     rate_limiter: RateLimiter
     database: Database  # sessions and file records: in memory unless PENSIEVE_PERSIST=sqlite
     sessions: SessionStore  # conversations, on `database`
+    files: FileStore  # uploads: bytes under data_dir/uploads (persistent) or a temporary folder
 
     @classmethod
     def build(cls, settings: Settings, env_file: Path) -> Services:
@@ -73,6 +76,7 @@ class Services:
         defaults = RequestDefaults.of(settings)
         database = Database.open(settings.persistence)
         sessions = SessionStore(database)
+        files = FileStore(database, settings.files, privacy_scanner(settings), settings.persistence.data_dir)
         return cls(
             settings=settings,
             env_file=env_file,
@@ -89,11 +93,15 @@ class Services:
             rate_limiter=RateLimiter(settings.server),
             database=database,
             sessions=sessions,
+            files=files,
         )
 
     async def start(self) -> None:
         """Start the pool's keep-alive task and, when configured, load the default model."""
         self.pool.start()
+        if self.database.persistent:  # the files kept from the last run get their indexes back
+            count = await asyncio.to_thread(self.files.rebuild_indexes)
+            logger.info("files: %d stored file(s) indexed from %s", count, self.files.folder)
         if self.cloud.configured:
             models = ", ".join(self.cloud.model_ids())
             logger.info("cloud models: %s (auto bursts to %s)", models, self.cloud.default_model_id)
@@ -121,12 +129,15 @@ class Services:
         self.pool.reconfigure(new.engine, default_max_tokens=new.sampling.max_tokens)
         self.chat.defaults = self.completions.defaults = RequestDefaults.of(new)
         self.rate_limiter.reconfigure(new.server)
+        self.files.settings, self.files.scanner = new.files, privacy_scanner(new)
         if old.cloud != new.cloud:  # otherwise the circuit breakers keep their state
             await self.cloud.reconfigure(new.cloud)
 
     async def close(self) -> None:
-        """Unload every model, close the cloud clients, the ledger and the database."""
+        """Unload every model, close the cloud clients, the ledger, the files (a temporary folder is removed)
+        and the database."""
         await self.pool.close()
         await self.cloud.close()
         self.ledger.close()
+        self.files.close()
         self.database.close()

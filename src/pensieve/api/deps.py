@@ -18,6 +18,7 @@ from pensieve.cloud.registry import CloudRegistry
 from pensieve.config import Settings
 from pensieve.engine.pool import ModelPool
 from pensieve.errors import InvalidRequestError
+from pensieve.files.store import FileStore
 from pensieve.observability import Metrics, ProcessClock
 from pensieve.rate_limits import RateLimiter
 from pensieve.services import Services
@@ -86,6 +87,11 @@ def get_sessions(services: ServicesDep) -> SessionStore:
     return services.sessions
 
 
+def get_files(services: ServicesDep) -> FileStore:
+    """The uploaded files: records, bytes and their indexes."""
+    return services.files
+
+
 def get_drain(request: Request) -> Drain:
     """The shutdown state: draining or not, and when running requests must stop."""
     drain: Drain = request.app.state.drain
@@ -121,6 +127,7 @@ ProcessDep = Annotated[ProcessClock, Depends(get_process)]
 ChatDep = Annotated[ChatServing, Depends(get_chat)]
 CompletionsDep = Annotated[CompletionServing, Depends(get_completions)]
 DrainDep = Annotated[Drain, Depends(get_drain)]
+FilesDep = Annotated[FileStore, Depends(get_files)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
 RouteHeaderDep = Annotated[RouteHeader | None, Depends(route_header)]

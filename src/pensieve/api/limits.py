@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import Request
@@ -17,19 +17,38 @@ T = TypeVar("T")
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413, by Content-Length or by counting streamed chunks."""
+    """Refuse bodies over `max_bytes` with 413, by Content-Length or by counting streamed chunks.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    File uploads (POST to one of `upload_paths`) get `upload_limit()` instead, read per request so a
+    settings change applies at once: the upload route enforces the per-file and storage caps itself,
+    while streaming, and this limit only bounds the body as a whole.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        upload_paths: frozenset[str] = frozenset(),
+        upload_limit: Callable[[], int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_paths = upload_paths
+        self.upload_limit = upload_limit
+
+    def _limit(self, scope: Scope) -> int:
+        if self.upload_limit is not None and scope.get("method") == "POST" and scope["path"] in self.upload_paths:
+            return max(self.max_bytes, self.upload_limit())
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         received = 0
         too_large = False
@@ -40,9 +59,9 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
-                    raise PayloadTooLargeError(self._message())
+                    raise PayloadTooLargeError(self._message(limit))
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -57,16 +76,18 @@ class BodySizeLimitMiddleware:
         with contextlib.suppress(PayloadTooLargeError):
             await self.app(scope, counting_receive, guarded_send)
         if too_large and not response_started:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    def _message(self) -> str:
-        return (
-            f"The request body is larger than the server's limit of {self.max_bytes} bytes "
-            "(PENSIEVE_MAX_REQUEST_BYTES)."
-        )
+    def _message(self, limit: int) -> str:
+        if limit > self.max_bytes:
+            return (
+                f"The upload is larger than the server's limit of {limit} bytes for one upload request "
+                "(PENSIEVE_MAX_UPLOAD_MB per file): send fewer files at a time."
+            )
+        return f"The request body is larger than the server's limit of {limit} bytes (PENSIEVE_MAX_REQUEST_BYTES)."
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(PayloadTooLargeError(self._message()).to_body()).encode()
+    async def _refuse(self, send: Send, limit: int) -> None:
+        body = json.dumps(PayloadTooLargeError(self._message(limit)).to_body()).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -11,10 +11,7 @@ in the worker within a step. Everything here runs in the server process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
-import sys
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -24,6 +21,7 @@ from pensieve.engine.chat_template import choose_chat_format, looks_instruction_
 from pensieve.engine.llamacpp.grammar import GrammarError, grammar_for
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.llamacpp.vocab import LlamaVocab
+from pensieve.engine.memory import release_free_heap
 from pensieve.engine.registry import ModelInfo
 from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler, aligned_logprobs
 from pensieve.engine.worker_client import WorkerClient
@@ -157,8 +155,7 @@ class LocalEngine:
         return self.worker.kv_cells
 
     def count_prompt_tokens_now(self, request: GenerationRequest) -> int:
-        """Tokens in the formatted prompt of `request`, counted in the calling thread (call it off the event loop:
-        a session's history is fitted by counting several candidate prompts in a worker thread)."""
+        """Tokens in the formatted prompt of `request`, counted in this thread (call it off the event loop)."""
         return len(self._tokenize_request(request)[0])
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
@@ -393,10 +390,3 @@ class LocalEngine:
         await self.worker.close()
         self._vocab.close()
         release_free_heap()
-
-
-def release_free_heap() -> None:
-    """Give freed heap pages back to the OS (glibc keeps them otherwise, and RSS would not drop on unload)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)

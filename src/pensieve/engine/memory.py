@@ -15,6 +15,9 @@ bench/README.md). It is an estimate, not a promise.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import sys
 from dataclasses import dataclass
 
 from pensieve.engine.llamacpp.runtime import LlamaConfig
@@ -93,3 +96,10 @@ def estimate_memory(info: ModelInfo, kv_cells: int) -> MemoryEstimate:
         kv_bytes=per_token * kv_cells if per_token is not None else None,
         compute_bytes=int(info.size_bytes * COMPUTE_FRACTION) + COMPUTE_BASE_BYTES,
     )
+
+
+def release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc keeps them otherwise, and RSS would not drop on unload)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
