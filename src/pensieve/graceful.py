@@ -46,7 +46,7 @@ class GracefulServer(uvicorn.Server):
         if self._signalled:
             logger.warning("second %s: stopping now", signal.Signals(sig).name)
             self.should_exit = self.force_exit = True
-            self._loop.call_soon_threadsafe(self.drain.stopped.set)
+            self._loop.call_soon_threadsafe(self.drain.stop)
             return
         self._signalled = True
         self._loop.call_soon_threadsafe(self._start_drain)

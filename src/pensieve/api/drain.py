@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pensieve.errors import ServiceUnavailableError
@@ -34,6 +35,7 @@ class Drain:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._scopes: set[anyio.CancelScope] = set()  # the running requests' deadlines, cut when stopped
 
     def started(self) -> None:
         """A request began (probes are not counted)."""
@@ -46,6 +48,23 @@ class Drain:
         if self.in_flight <= 0:
             self.in_flight = 0
             self._idle.set()
+
+    def watch(self, scope: anyio.CancelScope) -> None:
+        """Cancel `scope` when running requests must stop (at once if they already must)."""
+        if self.stopped.is_set():
+            scope.cancel()
+        else:
+            self._scopes.add(scope)
+
+    def unwatch(self, scope: anyio.CancelScope) -> None:
+        """`scope` ended: forget it."""
+        self._scopes.discard(scope)
+
+    def stop(self) -> None:
+        """Stop every running request now (the drain time is over, or a second signal came)."""
+        self.stopped.set()
+        for scope in list(self._scopes):
+            scope.cancel()
 
     def begin(self) -> None:
         """Stop taking requests; the running ones may finish (see `run`)."""
@@ -62,7 +81,7 @@ class Drain:
         self.begin()
         if not await self._wait_idle(self.timeout_seconds):
             logger.warning("shutdown timeout: stopping %d request(s) still running", self.in_flight)
-        self.stopped.set()
+        self.stop()
         await self._wait_idle(CUT_GRACE_SECONDS)
 
     async def _wait_idle(self, seconds: float) -> bool:

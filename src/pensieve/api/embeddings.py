@@ -36,7 +36,7 @@ async def create_embeddings(
     drain: DrainDep,
 ) -> EmbeddingList | Response:
     """Embed text(s) or token ids with a local model (`auto` or no model: the default one)."""
-    deadline = Deadline(settings.server.request_timeout_seconds, stop=drain.stopped)
+    deadline = Deadline(settings.server.request_timeout_seconds, drain)
     limiter.admit(caller.id, estimated_prompt_tokens(len(await request.body())))
     requested = (body.model or "").strip()
     if cloud.resolve(requested) is not None:

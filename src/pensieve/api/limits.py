@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import math
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
+import anyio
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pensieve.api.drain import Drain
 from pensieve.errors import PayloadTooLargeError, PensieveError, RequestTimeoutError, ServiceUnavailableError
 
 T = TypeVar("T")
@@ -131,23 +134,29 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 class Deadline:
-    """When a request must stop: PENSIEVE_REQUEST_TIMEOUT_SECONDS after its start (0 = never), or when
-    `stop` is set (the shutdown's drain time is over), whichever comes first."""
+    """When a request must stop: PENSIEVE_REQUEST_TIMEOUT_SECONDS after its start (0 = never), or when the
+    shutdown's drain time is over (`drain.stopped`), whichever comes first.
 
-    def __init__(self, seconds: float, stop: asyncio.Event | None = None) -> None:
+    The work runs in the caller's own task under an anyio cancel scope (not in a task of its own, as
+    `asyncio.wait_for` would): a stream's generator is then never closed while another task still runs it,
+    which a client leaving at the same moment used to cause ("aclose(): asynchronous generator is already
+    running").
+    """
+
+    def __init__(self, seconds: float, drain: Drain | None = None) -> None:
         self.seconds = seconds
-        self._at = asyncio.get_running_loop().time() + seconds if seconds > 0 else None
-        self._stop = stop
+        self._at = asyncio.get_running_loop().time() + seconds if seconds > 0 else math.inf
+        self._drain = drain
 
     def remaining(self) -> float | None:
         """Seconds left (never negative), or None without a deadline."""
-        if self._at is None:
+        if math.isinf(self._at):
             return None
         return max(0.0, self._at - asyncio.get_running_loop().time())
 
     def error(self) -> PensieveError:
         """What a client gets when the request is stopped."""
-        if self._stop is not None and self._stop.is_set():
+        if self._drain is not None and self._drain.stopped.is_set():
             return ServiceUnavailableError(
                 "The server is shutting down and this request ran past PENSIEVE_SHUTDOWN_TIMEOUT; retry it.",
                 code="shutting_down",
@@ -159,32 +168,27 @@ class Deadline:
             "server is less busy."
         )
 
-    async def within(self, work: Awaitable[T]) -> T:
-        """Await `work`; when the deadline passes or `stop` is set first, cancel it and raise `error()`."""
-        task = asyncio.ensure_future(work)
-        stopper = asyncio.ensure_future(self._stop.wait()) if self._stop is not None else None
+    @contextlib.contextmanager
+    def _scope(self) -> Iterator[anyio.CancelScope]:
+        scope = anyio.CancelScope(deadline=self._at)
+        if self._drain is not None:
+            self._drain.watch(scope)
         try:
-            await asyncio.wait(
-                {task} if stopper is None else {task, stopper},
-                timeout=self.remaining(),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        except BaseException:
-            task.cancel()
-            raise
+            with scope:
+                yield scope
         finally:
-            if stopper is not None:
-                stopper.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task  # let the work unwind (the engine drops the run) before the error is reported
-        raise self.error()
+            if self._drain is not None:
+                self._drain.unwatch(scope)
+
+    async def within(self, work: Awaitable[T]) -> T:
+        """Await `work` in this task; when the deadline passes or the drain stops it, cancel it, raise `error()`."""
+        with self._scope():
+            return await work
+        raise self.error()  # reached only when the scope cancelled the work
 
     async def limit(self, payloads: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
-        """`payloads` until the deadline or `stop`; then the stream is closed (its work cancelled) and the
-        error raised (the SSE layer sends it as an error event before [DONE])."""
+        """`payloads` until the deadline or the drain's stop; then the stream is closed (its work cancelled)
+        and the error raised (the SSE layer sends it as an error event before [DONE])."""
         async with contextlib.aclosing(payloads):
             while True:
                 try:

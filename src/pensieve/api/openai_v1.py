@@ -71,7 +71,7 @@ async def _respond(
     call: Call,
     turn: SessionTurn | None = None,
 ) -> Response:
-    deadline = Deadline(call.settings.server.request_timeout_seconds, stop=call.drain.stopped)
+    deadline = Deadline(call.settings.server.request_timeout_seconds, call.drain)
     prompt_tokens = estimated_prompt_tokens(len(await call.request.body()))
     caller = call.caller
     run = await serving.prepare(

@@ -7,6 +7,8 @@ estimate = file size (the weights are mmapped and end up resident)
          + a compute allowance: 10% of the file size + 64 MB (llama.cpp's compute and output buffers,
            the worker's Python interpreter).
 
+`release_free_heap` gives the heap an unloaded model freed back to the OS.
+
 Sliding-window models (Gemma 2/3) are loaded with `swa_full` (see `BatchContext`), so their SWA layers
 hold a full-size cache too: every layer counts with all cells. The formula matched llama.cpp's own report
 for Gemma 3 270M exactly, and the worker's whole RSS came close to the estimate (the check is recorded in
