@@ -87,7 +87,7 @@ class Services:
             metrics=metrics,
             planner=planner,
             recorder=recorder,
-            chat=ChatServing(defaults, planner, pool, cloud, recorder, sessions=sessions),
+            chat=ChatServing(defaults, planner, pool, cloud, recorder, sessions=sessions, files=files),
             completions=CompletionServing(defaults, planner, pool, cloud, recorder),
             process=ProcessClock(),
             rate_limiter=RateLimiter(settings.server),

@@ -38,13 +38,12 @@ def _session(http: httpx.Client, **fields: Any) -> str:
     return str(created.json()["id"])
 
 
-def _turn(sdk: openai.OpenAI, model: str, session_id: str, text: str, **extra: Any) -> Any:
+def _turn(
+    sdk: openai.OpenAI, model: str, session_id: str, text: str, files: list[str] | None = None, **extra: Any
+) -> Any:
+    body: dict[str, Any] = {"session_id": session_id} | ({"file_ids": files} if files else {})
     return sdk.chat.completions.with_raw_response.create(
-        model=model,
-        messages=[{"role": "user", "content": text}],
-        temperature=0,
-        extra_body={"session_id": session_id},
-        **extra,
+        model=model, messages=[{"role": "user", "content": text}], temperature=0, extra_body=body, **extra
     )
 
 
@@ -192,3 +191,23 @@ def test_with_persistence_an_acknowledged_turn_survives_kill_9(models_folder: Mo
         assert [m["content"] for m in messages] == ["Say hello.", answer.choices[0].message.content]
     finally:
         again.stop()
+
+
+def test_a_private_file_keeps_the_request_and_then_its_session_local(
+    burst_server: ServerHandle, cloud: FakeCloud
+) -> None:
+    cloud.reset()
+    sdk = make_client(burst_server.base_url)
+    notes = b"Project notes. Contact jane.doe@example.com for access. The project code name is Bluefin.\n"
+    with httpx.Client(base_url=burst_server.base_url, timeout=60) as http:
+        uploaded = http.post("/api/files", files={"file": ("notes.txt", notes)}).json()["data"][0]
+        assert uploaded["private"] is True and uploaded["private_kinds"] == ["email"]
+        session_id = _session(http)
+        # The question matches only the harmless passage; the file's verdict keeps the request local anyway.
+        first = _turn(sdk, "auto", session_id, COMPLEX, [uploaded["id"]], max_tokens=8)
+        assert first.headers["x-pensieve-route"] == "local" and first.headers["x-pensieve-reason"] == "privacy"
+        assert http.get(f"/api/sessions/{session_id}").json()["private"] is True
+        later = _turn(sdk, "auto", session_id, COMPLEX, max_tokens=8)
+        assert later.headers["x-pensieve-reason"] == "session_private"
+    assert cloud.requests == []
+    sdk.close()

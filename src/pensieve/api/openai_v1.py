@@ -24,6 +24,7 @@ from pensieve.rate_limits import RateLimiter, estimated_prompt_tokens
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest
 from pensieve.schemas.responses import ChatCompletion, Completion
 from pensieve.serving import GenerationServing
+from pensieve.serving.attachments import Attachments
 from pensieve.serving.conversation import SESSION_HEADER, SessionTurn
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(inference_caller)])
@@ -70,6 +71,7 @@ async def _respond(
     body: ChatCompletionRequest | CompletionRequest,
     call: Call,
     turn: SessionTurn | None = None,
+    attachments: Attachments | None = None,
 ) -> Response:
     deadline = Deadline(call.settings.server.request_timeout_seconds, call.drain)
     prompt_tokens = estimated_prompt_tokens(len(await call.request.body()))
@@ -79,11 +81,13 @@ async def _respond(
         call.header,
         admit=lambda work: call.limiter.admit(caller.id, prompt_tokens + work),
         cache_partition=caller.id,
+        # A session that held private data stays local; an attached file's private data counts as typed.
         session_private=turn.private_kinds if turn else (),
+        file_private=attachments.private_kinds if attachments else (),
     )
     if turn is not None:
         await asyncio.to_thread(turn.note_private, run.runner.plan.facts.private_kinds)
-    extra = turn.headers() if turn else {}
+    extra = (turn.headers() if turn else {}) | (attachments.headers() if attachments else {})
     try:
         if body.stream:
             # Waiting for the first chunk (queue, prefill) watches the client too: one that leaves is dropped now.
@@ -100,6 +104,8 @@ async def _respond(
     if turn is not None and isinstance(result, ChatCompletion):
         await asyncio.to_thread(turn.record_answer, result, run.runner)
         payload["session"] = turn.summary()
+    if attachments is not None:
+        payload["citations"] = attachments.citations()
     return JSONResponse(payload, headers=run.info.headers() | extra)
 
 
@@ -110,13 +116,20 @@ async def create_chat_completion(
     """Chat completion, whole or streamed (server-sent events ending in `data: [DONE]`).
 
     The model `auto` lets the route planner choose local or cloud; `X-Pensieve-Route` overrides. With a
-    `session_id` (or `X-Pensieve-Session`) the session's history goes in front and the answer is stored.
+    `session_id` (or `X-Pensieve-Session`) the session's history goes in front and the answer is stored;
+    with `file_ids` the files' best passages for the question go into the prompt and are cited.
     """
+    owner = call.caller.id
+    attachments = None
+    if body.file_ids:
+        attachments, body = await chat.attach(body, owner=owner)
     session_id = body.session_id or session
     if session_id is None:
-        return await _respond(chat, body, call)
-    turn, body = await chat.begin_turn(body, owner=call.caller.id, session_id=session_id)
-    return await _respond(chat, body, call, turn)
+        return await _respond(chat, body, call, attachments=attachments)
+    turn, body = await chat.begin_turn(body, owner=owner, session_id=session_id)
+    if attachments is not None:
+        turn.remember_question(attachments.question, attachments.citations())
+    return await _respond(chat, body, call, turn, attachments)
 
 
 @router.post("/completions", response_model=Completion, responses=_STREAM_DOC)

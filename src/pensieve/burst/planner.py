@@ -237,6 +237,7 @@ class RoutePlanner:
         choices: int = 1,
         reserve: bool = False,
         session_private: tuple[str, ...] = (),
+        file_private: tuple[str, ...] = (),
     ) -> Plan:
         """Measure the request and the state of both sides, then decide (no generation happens).
 
@@ -244,6 +245,8 @@ class RoutePlanner:
         estimate. With `reserve`, a plan that starts in the cloud (or may cascade to it) holds that estimate
         against the caps until the runner settles it; `explain` plans without reserving. `session_private`
         names the private data an earlier turn of the request's session held: such a session stays local.
+        `file_private`: the kinds of private data the request's attached files hold (their upload verdict),
+        counted as if found in the prompt.
         """
         options = self.options  # one configuration for the whole plan, even if settings change meanwhile
         pin, local_model, cloud_model = self._pin(request.model, header)
@@ -263,8 +266,8 @@ class RoutePlanner:
         off_loop = sum(len(text) for text in texts) > INLINE_TEXT_CHARS
         findings, complexity = await asyncio.to_thread(measure) if off_loop else measure()
         kinds: dict[str, int] = {}
-        for finding in findings:
-            kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+        for kind in (*(finding.kind for finding in findings), *file_private):
+            kinds[kind] = kinds.get(kind, 0) + 1
         facts = RequestFacts(
             pin=pin,
             local_model=local_model,

@@ -37,6 +37,7 @@ class RequestDefaults:
     # max_tokens counts the context window for each choice.
     max_request_tokens: int = 65536
     context_tokens: int = 4096
+    file_context_tokens: int = 1024  # retrieved file passages a chat request may get
 
     @classmethod
     def of(cls, settings: Settings) -> RequestDefaults:
@@ -47,6 +48,7 @@ class RequestDefaults:
             settings.engine.cache_prompt,
             max_request_tokens=settings.server.max_request_tokens,
             context_tokens=settings.engine.n_ctx,
+            file_context_tokens=settings.files.file_context_tokens,
         )
 
 
@@ -248,6 +250,12 @@ class ChatCompletionRequest(SamplingFields):
         max_length=200,
         description="Extension: a session (POST /api/sessions) whose history the server adds; send only the new "
         "message. The X-Pensieve-Session header does the same.",
+    )
+    file_ids: list[str] | None = Field(
+        None,
+        max_length=20,
+        description="Extension: uploaded files (POST /api/files or /v1/files) whose passages that best match the "
+        "last user message go into the prompt; the response cites them.",
     )
 
     def to_request(self, defaults: RequestDefaults) -> GenerationRequest:

@@ -116,13 +116,15 @@ class GenerationServing(ABC, Generic[Body]):
         admit: Callable[[int], None] | None = None,
         cache_partition: str = "",
         session_private: tuple[str, ...] = (),
+        file_private: tuple[str, ...] = (),
     ) -> PreparedRun[Body]:
         """Convert the body, check the work it asks for, plan it, and build its runner.
 
         `admit(tokens)` (the caller's rate limit) sees the tokens the request may generate before anything
         is planned or loaded; `cache_partition` (the caller) limits prompt-cache reuse to the caller's own
-        prompts; `session_private` (the kinds of private data the request's session held) keeps it local. A
-        refused plan is recorded, then raised.
+        prompts; `session_private` (the kinds of private data the request's session held) keeps it local;
+        `file_private` (what its attached files hold) counts as private data in the prompt. A refused plan
+        is recorded, then raised.
         """
         requests = [replace(request, cache_partition=cache_partition) for request in self.requests(body)]
         work = self.requested_tokens(requests, body.n)
@@ -145,6 +147,7 @@ class GenerationServing(ABC, Generic[Body]):
             choices=body.n * len(requests),
             reserve=True,
             session_private=session_private,
+            file_private=file_private,
         )
         if plan.refused:
             self.recorder.refused(plan)

@@ -9,6 +9,7 @@ from pensieve.burst.planner import RoutePlanner
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.engine.pool import ModelPool
 from pensieve.engine_api import GenerationRequest, Usage
+from pensieve.files.store import FileStore
 from pensieve.schemas.requests import ChatCompletionRequest, RequestDefaults
 from pensieve.schemas.responses import (
     AssistantMessage,
@@ -22,6 +23,7 @@ from pensieve.schemas.responses import (
     new_id,
     now,
 )
+from pensieve.serving.attachments import Attachments, attach_files
 from pensieve.serving.base import GenerationServing, PreparedRun
 from pensieve.serving.choices import add_usage, collect_choices, pieces, seeded
 from pensieve.serving.conversation import SessionTurn, begin_turn
@@ -40,9 +42,15 @@ class ChatServing(GenerationServing[ChatCompletionRequest]):
         recorder: RunRecorder,
         *,
         sessions: SessionStore,
+        files: FileStore,
     ) -> None:
         super().__init__(defaults, planner, pool, cloud, recorder)
         self.sessions = sessions  # the sessions a request may name
+        self.files = files  # the uploaded files a request may name
+
+    async def attach(self, body: ChatCompletionRequest, *, owner: str) -> tuple[Attachments, ChatCompletionRequest]:
+        """The passages of the files `body` names, and the body with them before its question."""
+        return await attach_files(body, self.files, owner=owner, token_budget=self.defaults.file_context_tokens)
 
     async def begin_turn(
         self, body: ChatCompletionRequest, *, owner: str, session_id: str

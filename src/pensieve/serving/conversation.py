@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -48,6 +48,13 @@ class SessionTurn:
     trimmed: int
     started: float = field(default_factory=time.perf_counter)
     recorded: bool = False
+    citations: list[dict[str, Any]] | None = None  # the file passages the answer was given
+
+    def remember_question(self, question: str, citations: list[dict[str, Any]]) -> None:
+        """Store `question` as asked (not with the file passages put before it) and the passages used."""
+        if self.sent:
+            self.sent[-1] = ChatMessage("user", question)
+        self.citations = citations or None
 
     @property
     def private_kinds(self) -> tuple[str, ...]:
@@ -62,10 +69,11 @@ class SessionTurn:
         """The `session` field of a whole answer."""
         return {"id": self.session.id, "trimmed_messages": self.trimmed}
 
-    def note_private(self, kinds: dict[str, int] | Any) -> None:
+    def note_private(self, kinds: Iterable[str]) -> None:
         """This turn held private data: the session stays local from now on (kinds only, never the text)."""
-        if kinds:
-            self.session = self.store.mark_private(self.session.id, sorted(kinds))
+        found = sorted(set(kinds))
+        if found:
+            self.session = self.store.mark_private(self.session.id, found)
 
     def record(self, text: str, runner: RouteRunner, finish_reason: str | None, *, partial: bool) -> None:
         """Store the new messages and the answer with its record (once; later calls do nothing)."""
@@ -84,6 +92,7 @@ class SessionTurn:
             "finish_reason": finish_reason,
             "partial": partial,
             "trimmed": self.trimmed,
+            "citations": self.citations,
         }
         questions = [message.content for message in self.sent]
         self.store.record_turn(self.session.id, questions, text, facts, self.trimmed)
