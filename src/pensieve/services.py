@@ -25,6 +25,7 @@ from pensieve.errors import PensieveError
 from pensieve.files.store import FileStore
 from pensieve.observability import Metrics, ProcessClock
 from pensieve.persistence.database import Database
+from pensieve.persistence.retention import RetentionSweeper
 from pensieve.rate_limits import RateLimiter
 from pensieve.schemas.requests import RequestDefaults
 from pensieve.serving import ChatServing, CompletionServing
@@ -55,6 +56,7 @@ class Services:
     rate_limiter: RateLimiter
     database: Database  # sessions and file records: in memory unless PENSIEVE_PERSIST=sqlite
     sessions: SessionStore  # conversations, on `database`
+    retention: RetentionSweeper  # PENSIEVE_RETENTION_DAYS: old sessions and files deleted on a schedule
     files: FileStore  # uploads: bytes under data_dir/uploads (persistent) or a temporary folder
 
     @classmethod
@@ -94,11 +96,15 @@ class Services:
             database=database,
             sessions=sessions,
             files=files,
+            retention=RetentionSweeper(
+                [sessions.purge_older_than, files.purge_older_than], settings.persistence.retention_days
+            ),
         )
 
     async def start(self) -> None:
-        """Start the pool's keep-alive task and, when configured, load the default model."""
+        """Start the pool's keep-alive task and the retention sweeps and, when configured, load the default model."""
         self.pool.start()
+        self.retention.start()
         if self.database.persistent:  # the files kept from the last run get their indexes back
             count = await asyncio.to_thread(self.files.rebuild_indexes)
             logger.info("files: %d stored file(s) indexed from %s", count, self.files.folder)
@@ -129,6 +135,7 @@ class Services:
         self.pool.reconfigure(new.engine, default_max_tokens=new.sampling.max_tokens)
         self.chat.defaults = self.completions.defaults = RequestDefaults.of(new)
         self.rate_limiter.reconfigure(new.server)
+        self.retention.days = new.persistence.retention_days
         self.files.settings, self.files.scanner = new.files, privacy_scanner(new)
         if old.cloud != new.cloud:  # otherwise the circuit breakers keep their state
             await self.cloud.reconfigure(new.cloud)
@@ -136,6 +143,7 @@ class Services:
     async def close(self) -> None:
         """Unload every model, close the cloud clients, the ledger, the files (a temporary folder is removed)
         and the database."""
+        await self.retention.close()
         await self.pool.close()
         await self.cloud.close()
         self.ledger.close()
