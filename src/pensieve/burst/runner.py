@@ -26,6 +26,7 @@ from pensieve.burst.accounting import RouteInfo, RunRecorder, Timing
 from pensieve.burst.outgoing import outgoing_texts, with_texts
 from pensieve.burst.planner import Plan
 from pensieve.burst.policy import Route
+from pensieve.cloud.engine import estimate_tokens
 from pensieve.engine_api import Engine, GenerationChunk, GenerationRequest, Usage
 from pensieve.errors import CloudError, InvalidRequestError, NotFoundError, PensieveError
 from pensieve.privacy.redact import redact_texts
@@ -60,12 +61,6 @@ def redacted(request: GenerationRequest, redactor: PrivacyScanner) -> Generation
     texts = outgoing_texts(request)
     findings = redactor.scan(texts)
     return with_texts(request, redact_texts(texts, findings)) if findings else request
-
-
-def streamed_tokens(received: list[str]) -> int:
-    """The completion tokens a cut cloud stream was billed for, from what arrived: OpenAI-compatible providers
-    stream one token per content chunk, so the chunks are counted (a character estimate drifts from it)."""
-    return sum(1 for text in received if text)
 
 
 class RouteRunner:
@@ -177,13 +172,13 @@ class RouteRunner:
         except PensieveError:
             errored = True
             if route == "cloud" and any(received):
-                self._billed = Usage(prompt_tokens, streamed_tokens(received))
+                self._billed = Usage(prompt_tokens, estimate_tokens("".join(received)))
             raise
         finally:
             if route == "cloud" and not (finished or errored) and any(received):
                 # The client left (the task was cancelled or the generator closed) after the provider
                 # started sending: it billed the prompt and what it sent.
-                billed = Usage(prompt_tokens, streamed_tokens(received))
+                billed = Usage(prompt_tokens, estimate_tokens("".join(received)))
                 timing = Timing(started, first_token, time.perf_counter())
                 self.usage = billed
                 self.cost_usd += self._recorder.abandoned(
