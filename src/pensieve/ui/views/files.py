@@ -99,7 +99,9 @@ def _table(files: list[dict[str, Any]]) -> None:
 def _file_card(client: PensieveClient, record: dict[str, Any]) -> None:
     """One file: its notes, a preview of the extracted text, and delete."""
     file_id = record["id"]
-    with st.expander(f"{record['filename']} · {record.get('kind') or '?'} · {human_bytes(record.get('bytes'))}"):
+    label = f"{record['filename']} · {record.get('kind') or '?'} · {human_bytes(record.get('bytes'))}"
+    # A key keeps the card open when the page redraws (opening the preview reruns the page).
+    with st.expander(label, key=f"files_card_{file_id}"):
         st.caption(f"{file_id} · {record.get('chars', 0):,} characters of text · private: {_private_text(record)}")
         for note in record.get("notes") or []:
             st.caption(f":material/info: {note}")
