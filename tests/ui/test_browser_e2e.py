@@ -1,7 +1,9 @@
 """End to end in a real browser: headless Debian Chromium, driven by Playwright, on the real UI and server.
 
 Opens the UI (`pensieve ui`), sends a chat message, waits for the streamed answer and its route badge,
-opens Monitoring and finds the request counted. Screenshots of every page go to `test-output/ui/`.
+opens Monitoring and finds the request counted; then uploads a file on the Files page, asks the chat about a
+fact only in it, reloads the page and finds the conversation (and the cited file) still there.
+Screenshots of every page go to `test-output/ui/`.
 Playwright never downloads a browser here: it launches `/usr/bin/chromium` (CI installs it).
 """
 
@@ -92,6 +94,15 @@ def _open(page: Page, name: str) -> None:
     expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible(timeout=30_000)
 
 
+def _short_answers(page: Page) -> None:
+    """Max tokens 48 in the Parameters popover: the small local model rambles otherwise."""
+    page.get_by_role("button", name="Parameters").click()
+    max_tokens = page.get_by_test_id("stNumberInputField").and_(page.get_by_label("Max tokens", exact=True))
+    max_tokens.fill("48")
+    max_tokens.press("Enter")
+    page.keyboard.press("Escape")
+
+
 def test_chat_in_the_browser_then_see_it_on_monitoring(
     page: Page, ui_url: str, ui_server: ServerHandle, output_dir: Path
 ) -> None:
@@ -101,11 +112,7 @@ def test_chat_in_the_browser_then_see_it_on_monitoring(
     expect(chat_box).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Server ready")).to_be_visible(timeout=30_000)
 
-    page.get_by_role("button", name="Parameters").click()
-    max_tokens = page.get_by_test_id("stNumberInputField").and_(page.get_by_label("Max tokens", exact=True))
-    max_tokens.fill("48")
-    max_tokens.press("Enter")
-    page.keyboard.press("Escape")
+    _short_answers(page)
 
     chat_box.fill("What is the capital of France?")
     chat_box.press("Enter")
@@ -129,3 +136,53 @@ def test_chat_in_the_browser_then_see_it_on_monitoring(
         _open(page, name)
         page.wait_for_timeout(1500)  # charts and fonts settle
         page.screenshot(path=str(output_dir / f"{name.lower()}.png"))
+
+
+FACT_FILE = (
+    "Harbour notes\n\nThe harbour of Port Ellery has three piers and a fish market.\n"
+    "The lighthouse keeper of Port Ellery is named Orla Quennell.\n"
+)
+QUESTION = "Who is the lighthouse keeper of Port Ellery?"
+
+
+def test_upload_a_file_ask_about_it_reload_and_the_conversation_is_still_there(
+    page: Page, ui_url: str, output_dir: Path
+) -> None:
+    page.goto(ui_url)
+    expect(page.get_by_text("Server ready")).to_be_visible(timeout=30_000)
+    _open(page, "Files")
+    uploader = page.get_by_test_id("stFileUploader").locator("input[type=file]")
+    uploader.set_input_files({"name": "port-ellery.txt", "mimeType": "text/plain", "buffer": FACT_FILE.encode()})
+    expect(page.get_by_text("Uploaded 1 file: port-ellery.txt")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("PENSIEVE_PERSIST=none", exact=False).first).to_be_visible()
+    page.get_by_test_id("stExpander").filter(has_text="port-ellery.txt").first.click()
+    page.get_by_text("Show the extracted text").first.click()
+    expect(page.get_by_text("Orla Quennell", exact=False).first).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(output_dir / "files-uploaded.png"))
+
+    _open(page, "Chat")
+    page.get_by_role("button", name="New chat").click()
+    _short_answers(page)
+    page.get_by_test_id("stPopoverButton").filter(has_text="Files").click()
+    page.get_by_test_id("stMultiSelect").click()
+    page.get_by_role("option", name=re.compile(r"^port-ellery\.txt")).first.click()
+    page.keyboard.press("Escape")
+    chat_box = page.get_by_test_id("stChatInputTextArea")
+    chat_box.fill(QUESTION)
+    chat_box.press("Enter")
+    answer = page.get_by_test_id("stChatMessage").nth(1)
+    expect(answer.get_by_text("why:", exact=False)).to_be_visible(timeout=120_000)
+    expect(answer.get_by_text(re.compile(r"port-ellery\.txt · lines \d+-\d+ · score"))).to_be_visible()
+    expect(page).to_have_url(re.compile(r"[?&]session=sess_"), timeout=30_000)
+    answer_text = answer.get_by_test_id("stMarkdownContainer").first.inner_text().strip()
+    assert answer_text, "the streamed answer is empty"
+    page.screenshot(path=str(output_dir / "chat-with-file.png"))
+
+    page.reload()
+    question = page.get_by_test_id("stChatMessage").nth(0)
+    expect(question.get_by_text(QUESTION)).to_be_visible(timeout=60_000)
+    restored = page.get_by_test_id("stChatMessage").nth(1)
+    expect(restored.get_by_text(re.compile(r"port-ellery\.txt · lines"))).to_be_visible(timeout=30_000)
+    assert restored.get_by_test_id("stMarkdownContainer").first.inner_text().strip() == answer_text
+    expect(page.get_by_role("button", name=re.compile(r"^Who is the lighthouse keeper"))).to_be_visible()
+    page.screenshot(path=str(output_dir / "chat-after-reload.png"))

@@ -1,7 +1,7 @@
 """Each page of the UI, run by Streamlit's AppTest in this process, against a real running server.
 
 The app is the real entry point (`src/pensieve/ui/app.py`) with its navigation; AppTest switches
-pages the way the sidebar does. Answers come from the real local model and from the fake cloud.
+pages the way the sidebar does. The chat and Files pages are in test_sessions_files_pages.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_support import APP_PATH, CLOUD_KEY, CLOUD_MODEL
+from ui_support import APP_PATH, CLOUD_KEY
 
 from support.server import ServerHandle
 
@@ -35,34 +35,6 @@ def _texts(app: AppTest) -> str:
     parts = [element.value for kind in ("markdown", "caption", "info", "success", "error", "warning")
              for element in app.get(kind)]  # fmt: skip
     return "\n".join(str(part) for part in parts)
-
-
-def test_chat_streams_answers_with_their_route_badges(ui_environment: ServerHandle) -> None:
-    app = _app()
-    assert not app.exception
-    options = app.selectbox(key="chat_model").options
-    assert options[0].startswith("auto") and any(CLOUD_MODEL in option for option in options)
-
-    app.chat_input[0].set_value("What is the capital of France?").run()
-    assert not app.exception
-    user, assistant = app.chat_message
-    assert user.markdown[0].value == "What is the capital of France?"
-    answer = [element.value for element in assistant.markdown]
-    assert answer[0].strip(), "the local answer is empty"
-    assert any("green-badge" in text and "Local" in text for text in answer), answer
-    assert any("why:" in text for text in answer) and any("tok/s" in text for text in answer), answer
-
-    app.selectbox(key="chat_model").set_value(CLOUD_MODEL).run()
-    app.chat_input[0].set_value("Hello cloud").run()
-    assert not app.exception
-    cloud_answer = [element.value for element in app.chat_message[-1].markdown]
-    assert cloud_answer[0].startswith("Echo:"), cloud_answer
-    assert any("blue-badge" in text and "Cloud" in text for text in cloud_answer), cloud_answer
-    assert any("payments: $0.0" in text and "$0.00]" not in text for text in cloud_answer), cloud_answer
-    assert len(app.chat_message) == 4, "the conversation is kept across turns"
-
-    app.button(key="chat_new").click().run()
-    assert len(app.chat_message) == 0
 
 
 def test_models_page_shows_the_models_and_loads_and_unloads(ui_environment: ServerHandle) -> None:
@@ -151,14 +123,10 @@ def test_monitoring_page_counts_requests_and_draws_charts(ui_environment: Server
     assert len(app.dataframe) == 1 and len(app.dataframe[0].value) >= 1, "the recent decisions table has rows"
 
 
-def test_files_page_says_plainly_that_files_come_later(ui_environment: ServerHandle) -> None:
-    app = _app().switch_page("views/files.py").run()
-    assert not app.exception
-    assert "later release" in app.info[0].value
-    assert not app.get("file_uploader")
+PAGES = ["views/chat.py", "views/files.py", "views/models.py", "views/settings.py", "views/monitoring.py"]
 
 
-@pytest.mark.parametrize("page", ["views/chat.py", "views/models.py", "views/settings.py", "views/monitoring.py"])
+@pytest.mark.parametrize("page", PAGES)
 def test_every_page_says_so_when_the_server_is_down(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from pensieve.ui.charts import add_sample, throughput_rows
-from pensieve.ui.chat_support import answer_badges, answer_record, api_messages, model_choices
+from pensieve.ui.chat_support import (
+    answer_badges,
+    answer_record,
+    api_messages,
+    citation_text,
+    model_choices,
+    stored_record,
+    trimmed_note,
+)
 from pensieve.ui.client import ChatOutcome
 from pensieve.ui.config import UISettings
 from pensieve.ui.format import duration, failure_text, human_bytes, money, plural, reason_text, route_badge
@@ -82,3 +90,18 @@ def test_throughput_samples() -> None:
     add_sample(samples, stats, now=105.0)
     rows = {row["series"]: row["tokens_per_second"] for row in throughput_rows(samples)}
     assert rows["local answers"] == 10.0 and rows["cloud answers"] == 2.0
+
+
+def test_a_stored_answer_gives_its_badges_the_trimmed_note_and_its_citations() -> None:
+    stored = {"route": "cloud", "reason": "explicit", "model": "fake/big", "prompt_tokens": 10,
+              "completion_tokens": 40, "latency_ms": 2000.0, "cost_usd": 0.00042, "partial": True}  # fmt: skip
+    record = stored_record(stored)
+    assert record["latency_s"] == 2.0 and record["tokens_per_second"] == 20.0 and record["stopped"]
+    labels = [badge.label for badge in answer_badges(record)]
+    assert labels[0] == "Cloud" and "$0.00042" in labels and "stopped" in labels, labels
+    assert trimmed_note(0) is None and trimmed_note(None) is None
+    assert trimmed_note(1) == "1 earlier message was left out of the prompt (the model's context is full)."
+    assert trimmed_note(4) == "4 earlier messages were left out of the prompt (the model's context is full)."
+    citation = {"file_id": "file-1", "filename": "harbour.pdf", "location": "page 7", "page": 7, "score": 3.214}
+    assert citation_text(citation) == "harbour.pdf · page 7 · score 3.21"
+    assert citation_text({"file_id": "file-2", "page": 2}) == "file-2 · page 2"

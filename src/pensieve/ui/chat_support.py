@@ -96,3 +96,43 @@ def answer_badges(record: dict[str, Any]) -> list[Badge]:
     elif record.get("finish_reason") == "length":
         badges.append(Badge("cut at max tokens", "orange", ":material/content_cut:"))
     return badges
+
+
+def stored_record(message: dict[str, Any]) -> dict[str, Any]:
+    """The badge record of an answer as the server stored it (GET /api/sessions/{id} `messages`)."""
+    latency_ms = message.get("latency_ms")
+    latency_s = latency_ms / 1000 if latency_ms is not None else None
+    tokens = message.get("completion_tokens")
+    # The stored latency runs from the request to the last token, so this speed includes reading the prompt.
+    speed_now = tokens / latency_s if tokens and latency_s else None
+    return {
+        "route": message.get("route"),
+        "reason": message.get("reason"),
+        "model": message.get("model"),
+        "latency_s": latency_s,
+        "tokens_per_second": speed_now,
+        "prompt_tokens": message.get("prompt_tokens"),
+        "completion_tokens": tokens,
+        "cost_usd": message.get("cost_usd"),
+        "finish_reason": message.get("finish_reason"),
+        "stopped": bool(message.get("partial")),
+    }
+
+
+def trimmed_note(count: int | None) -> str | None:
+    """The note under an answer whose prompt left stored messages out, or None."""
+    if not count:
+        return None
+    noun = "earlier message was" if count == 1 else "earlier messages were"
+    return f"{count} {noun} left out of the prompt (the model's context is full)."
+
+
+def citation_text(citation: dict[str, Any]) -> str:
+    """One cited passage: `harbour.pdf · page 7 · score 3.21`."""
+    where = citation.get("location")
+    if not where and citation.get("page"):
+        where = f"page {citation['page']}"
+    score = citation.get("score")
+    parts = [str(citation.get("filename") or citation.get("file_id") or "a file"), where]
+    parts.append(f"score {score:.2f}" if isinstance(score, int | float) else None)
+    return " · ".join(part for part in parts if part)

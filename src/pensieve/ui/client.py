@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import openai
 
+from pensieve.ui.client_records import RecordCalls
+
 CONNECT_TIMEOUT = 3.0
 ADMIN_TIMEOUT = 30.0
 GENERATION_TIMEOUT = 300.0
@@ -77,6 +79,9 @@ class ChatOutcome:
     first_token_seconds: float | None = None
     elapsed_seconds: float = 0.0
     chunks: int = 0
+    session_id: str | None = None  # x-pensieve-session: the conversation the server stored the turn in
+    trimmed: int = 0  # x-pensieve-trimmed-messages: stored messages the prompt left out
+    citations: str | None = None  # x-pensieve-citations: `file-1 page 7 (3.21), ...` (ids only)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -118,6 +123,10 @@ class ChatStream:
         self.outcome.route = headers.get("x-pensieve-route")
         self.outcome.reason = headers.get("x-pensieve-reason")
         self.outcome.model = headers.get("x-pensieve-model")
+        self.outcome.session_id = headers.get("x-pensieve-session")
+        trimmed = headers.get("x-pensieve-trimmed-messages", "0")
+        self.outcome.trimmed = int(trimmed) if trimmed.isdigit() else 0
+        self.outcome.citations = headers.get("x-pensieve-citations")
         return self
 
     def __iter__(self) -> Iterator[str]:
@@ -152,8 +161,11 @@ class ChatStream:
             self._manager.__exit__(kind, error, trace)
 
 
-class PensieveClient:
-    """Typed calls to a Pensieve server; every method raises `ServerError` in plain words."""
+class PensieveClient(RecordCalls):
+    """Typed calls to a Pensieve server; every method raises `ServerError` in plain words.
+
+    The sessions and files calls are in `RecordCalls` (client_records.py).
+    """
 
     def __init__(self, base_url: str, api_key: str | None = None, admin_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -187,6 +199,16 @@ class PensieveClient:
         if response.is_success or response.status_code in ok_statuses:
             return body
         raise _from_status(response.status_code, body, response.text)
+
+    def _raw(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """A call whose answer is not JSON (a download, plain text): the response, or a `ServerError`."""
+        try:
+            response = self._http.request(method, path, **options)
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+        if not response.is_success:
+            raise _from_status(response.status_code, _json_or_none(response.text), response.text)
+        return response
 
     # --- Status ---------------------------------------------------------------------------------
 
@@ -275,19 +297,22 @@ class PensieveClient:
         """POST /api/admin/settings/save: write the running settings to .env; returns the file's path."""
         return str(self._call("POST", "/api/admin/settings/save")["saved"])
 
-    # --- Files ----------------------------------------------------------------------------------
-    # The server has no /api/files yet (a later release). When it lands, list/upload/delete calls
-    # go here, and `files_supported` tells the Files page and the chat's context picker to show them.
-
-    def files_supported(self) -> bool:
-        """True when the server offers file endpoints (read from its OpenAPI description)."""
-        paths = self._call("GET", "/openapi.json").get("paths", {})
-        return any(path.startswith("/api/files") or path.startswith("/v1/files") for path in paths)
-
     # --- Chat -----------------------------------------------------------------------------------
 
-    def stream_chat(self, model: str, messages: list[dict[str, str]], **parameters: float | int | None) -> ChatStream:
-        """A streamed chat completion (usage in the last chunk); open it with `with`."""
+    def stream_chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        session_id: str | None = None,
+        file_ids: list[str] | None = None,
+        **parameters: float | int | None,
+    ) -> ChatStream:
+        """A streamed chat completion (usage in the last chunk); open it with `with`.
+
+        With `session_id`, send only the new message: the server puts the stored conversation in front and
+        stores the turn. `file_ids` names uploaded files whose best passages go into the prompt.
+        """
         request: dict[str, Any] = {
             "model": model,
             "messages": messages,
@@ -295,6 +320,10 @@ class PensieveClient:
             "stream_options": {"include_usage": True},
         }
         request.update({key: value for key, value in parameters.items() if value is not None})
+        # Pensieve's own fields: the SDK passes them through unchanged in extra_body.
+        extra = {"session_id": session_id, "file_ids": file_ids or None}
+        if any(value is not None for value in extra.values()):
+            request["extra_body"] = {key: value for key, value in extra.items() if value is not None}
         return ChatStream(self._sdk, self.base_url, request)
 
 

@@ -1,4 +1,5 @@
-"""Small drawing helpers shared by the pages: headers, badge rows, error boxes, the sidebar status."""
+"""Small drawing helpers shared by the pages: headers, badge rows, error boxes, the sidebar status, the
+note on whether the server keeps conversations and files."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from pensieve.ui.client import ServerError
+from pensieve.ui.client import PensieveClient, ServerError
 from pensieve.ui.format import Badge, duration
 from pensieve.ui.state import get_client, ui_settings
 
@@ -58,3 +59,35 @@ def sidebar_status() -> None:
             st.badge("Server up, no model ready", color="orange", icon=":material/hourglass_top:")
         uptime = duration(system.get("uptime_seconds"))
         st.caption(f"{settings.base_url}  \nPensieve {system.get('version', '?')} · up {uptime}")
+
+
+def _persist_mode(client: PensieveClient) -> str | None:
+    """The server's PENSIEVE_PERSIST (`none` or `sqlite`), or None when this UI may not read the settings.
+
+    Only the admin settings say it (no public endpoint does); read once per browser session.
+    """
+    if "server_persist_mode" not in st.session_state:
+        try:
+            mode = client.settings()["settings"].get("PENSIEVE_PERSIST")
+        except (ServerError, KeyError, AttributeError):
+            mode = None
+        st.session_state["server_persist_mode"] = None if mode is None else str(mode)
+    value: str | None = st.session_state["server_persist_mode"]
+    return value
+
+
+def persistence_note(client: PensieveClient, what: str) -> None:
+    """A caption saying plainly whether `what` ("Conversations", "Files") survives a server restart."""
+    mode = _persist_mode(client)
+    if mode == "sqlite":
+        st.caption(f":material/save: {what} are saved on the server's disk (PENSIEVE_PERSIST=sqlite).")
+    elif mode is None:
+        st.caption(
+            f":material/warning: {what} are lost when the server stops unless it runs with "
+            "PENSIEVE_PERSIST=sqlite (the default, none, keeps them in memory only)."
+        )
+    else:
+        st.caption(
+            f":material/warning: {what} are lost when the server stops: it keeps them in memory only "
+            "(PENSIEVE_PERSIST=none). Set PENSIEVE_PERSIST=sqlite to keep them."
+        )

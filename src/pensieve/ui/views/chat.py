@@ -1,10 +1,16 @@
-"""Chat page: pick a model (or `auto`), set the generation parameters, talk; every answer says where it ran.
+"""Chat page: conversations kept by the server, a model (or `auto`), files as context; every answer says where it ran.
 
-Answers stream from the server and are drawn as Markdown as they arrive. The chat box's send button
-turns into a stop button while an answer streams: pressing it stops this script run, the `with` block
-around the stream closes the HTTP connection (the server then stops generating within a token), and
-the partial answer stays in the conversation marked "stopped". Clicking anything else during an
-answer interrupts it the same way, because Streamlit reruns the page on every click.
+The server stores each conversation (a session): the page shows the open one's stored messages, each
+answer with the badges of its stored record (route, reason, model, tokens, latency, cost, "stopped"),
+the passages of files it cited, and a note when older messages no longer fit the model's context. The
+open conversation's id is in the URL, so a reload or another browser shows it again. A new message is
+sent alone with `session_id`: the server puts the history in front and stores the turn.
+
+Answers stream and are drawn as Markdown as they arrive. The chat box's send button turns into a stop
+button while an answer streams: pressing it stops this script run, the `with` block around the stream
+closes the HTTP connection, the server stops generating and stores the partial answer (shown
+"stopped"). Clicking anything else during an answer interrupts it the same way, because Streamlit
+reruns the page on every click.
 """
 
 from __future__ import annotations
@@ -14,12 +20,25 @@ from typing import Any
 
 import streamlit as st
 
-from pensieve.ui.chat_support import ModelChoice, answer_badges, answer_record, api_messages, model_choices
+from pensieve.ui.chat_sessions import (
+    carry_new_files,
+    open_session,
+    selected_session,
+    session_files,
+    sessions_sidebar,
+)
+from pensieve.ui.chat_support import (
+    ModelChoice,
+    answer_badges,
+    citation_text,
+    model_choices,
+    stored_record,
+    trimmed_note,
+)
 from pensieve.ui.client import PensieveClient, ServerError
 from pensieve.ui.state import get_client, keep, remember
 from pensieve.ui.widgets import badge_row, page_header, show_error
 
-MESSAGES = "chat_messages"
 PENDING = "chat_pending_prompt"
 SUGGESTIONS = (
     "What is the capital of France?",
@@ -74,7 +93,9 @@ def _parameters(defaults: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _toolbar(client: PensieveClient) -> tuple[ModelChoice, list[ModelChoice], dict[str, Any]]:
+def _toolbar(
+    client: PensieveClient, session_id: str | None
+) -> tuple[ModelChoice, list[ModelChoice], dict[str, Any], list[str]]:
     choices = _choices(client)
     by_id = {choice.id: choice for choice in choices}
     with st.container(horizontal=True, vertical_alignment="bottom"):
@@ -90,10 +111,9 @@ def _toolbar(client: PensieveClient) -> tuple[ModelChoice, list[ModelChoice], di
         model = by_id[keep("chat_model")]
         with st.container(width=180):
             parameters = _parameters(_defaults(client))
-        if st.button("New chat", icon=":material/add_comment:", key="chat_new"):
-            st.session_state[MESSAGES] = []
-            st.rerun()
-    return model, choices, parameters
+        with st.container(width=180):
+            file_ids = session_files(client, session_id)
+    return model, choices, parameters, file_ids
 
 
 def _draw_answer_footer(record: dict[str, Any]) -> None:
@@ -106,12 +126,43 @@ def _draw_answer_footer(record: dict[str, Any]) -> None:
             st.caption(f"{record['model']} · {record.get('prompt_tokens') or 0} prompt + {tokens} answer tokens")
 
 
-def _draw_history() -> None:
-    for entry in st.session_state[MESSAGES]:
-        with st.chat_message(entry["role"], avatar=AVATARS[entry["role"]]):
-            st.markdown(entry["content"] or "*(no text)*")
-            if entry["role"] == "assistant":
-                _draw_answer_footer(entry.get("meta", {}))
+def _draw_stored_answer(message: dict[str, Any]) -> None:
+    """An answer's footer from its stored record: badges, the trimmed note, the cited passages."""
+    _draw_answer_footer(stored_record(message))
+    note = trimmed_note(message.get("trimmed"))
+    if note:
+        st.caption(f":material/content_cut: {note}")
+    for citation in message.get("citations") or []:
+        st.caption(f":material/description: {citation_text(citation)}")
+
+
+def _load_conversation(client: PensieveClient, session_id: str | None) -> list[dict[str, Any]]:
+    """The open conversation's stored messages (none for a new chat, or when it is gone)."""
+    if not session_id:
+        return []
+    try:
+        return list(client.session(session_id).get("messages") or [])
+    except ServerError as error:
+        if error.code == "session_not_found" or error.status == 404:
+            st.warning(
+                "This conversation is not on the server any more: it was deleted, or the server restarted "
+                "without keeping conversations (PENSIEVE_PERSIST=none). Start a new chat.",
+                icon=":material/history_toggle_off:",
+            )
+            open_session(None)
+        else:
+            show_error(error, "Loading the conversation")
+        return []
+
+
+def _draw_history(messages: list[dict[str, Any]]) -> None:
+    for message in messages:
+        if message["role"] not in AVATARS:  # the system prompt is a setting, not a turn
+            continue
+        with st.chat_message(message["role"], avatar=AVATARS[message["role"]]):
+            st.markdown(message["content"] or "*(no text)*")
+            if message["role"] == "assistant":
+                _draw_stored_answer(message)
 
 
 def _empty_state() -> None:
@@ -128,62 +179,106 @@ def _empty_state() -> None:
                     st.rerun()
 
 
+def _upload_attachments(client: PensieveClient, attached: list[Any]) -> list[str] | None:
+    """Upload the files attached to this message; their ids (None when the upload failed, said so)."""
+    if not attached:
+        return []
+    try:
+        records = client.upload_files([(item.name, item.getvalue()) for item in attached])
+    except ServerError as error:
+        show_error(error, "Uploading the attached files")
+        return None
+    return [record["id"] for record in records]
+
+
 def _stream_answer(
-    client: PensieveClient, model: ModelChoice, choices: list[ModelChoice], parameters: dict[str, Any]
-) -> None:
-    history = st.session_state[MESSAGES]
-    messages = api_messages(parameters["system"], history)
-    # The entry is stored before streaming so that a stopped run keeps its partial answer.
-    entry: dict[str, Any] = {"role": "assistant", "content": "", "meta": {"stopped": True}}
-    history.append(entry)
+    client: PensieveClient,
+    session_id: str,
+    prompt: str,
+    model: ModelChoice,
+    parameters: dict[str, Any],
+    file_ids: list[str],
+) -> bool:
+    """Stream the answer to the last message; True when it ended (the server stored it), False on an error."""
+    system = parameters["system"].strip()
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
     with st.chat_message("assistant", avatar=AVATARS["assistant"]):
         body = st.empty()
         body.markdown(":gray[*thinking…*]")
-        stream = None
+        text = ""
         try:
             with client.stream_chat(
                 model.id,
                 messages,
+                session_id=session_id,
+                file_ids=file_ids,
                 temperature=parameters["temperature"],
                 max_tokens=parameters["max_tokens"],
                 top_p=parameters["top_p"],
             ) as stream:
-                entry["meta"] = {"stopped": True, **answer_record(stream.outcome, choices)}
                 shown_at = 0.0
                 for piece in stream:
-                    entry["content"] += piece
+                    text += piece
                     # Redraw at most ~12 times a second: a redraw per token makes long answers crawl in the browser.
                     if time.monotonic() - shown_at > REDRAW_SECONDS:
-                        body.markdown(entry["content"] + " ▌")
+                        body.markdown(text + " ▌")
                         shown_at = time.monotonic()
-            entry["meta"] = answer_record(stream.outcome, choices)
         except ServerError as error:
-            entry["meta"] = {**entry["meta"], "stopped": False, "error": str(error)}
-        finally:
-            # Stopped (Streamlit ended this run mid-answer): keep the figures measured up to the stop.
-            if stream is not None and entry["meta"].get("stopped"):
-                entry["meta"] = {**answer_record(stream.outcome, choices), "stopped": True}
-        body.markdown(entry["content"] or ("" if entry["meta"].get("error") else "*(no text)*"))
-        _draw_answer_footer(entry["meta"])
+            # A failed run stores nothing on the server: the question is shown once, with the reason.
+            body.markdown(text)
+            st.error(str(error), icon=":material/error:")
+            return False
+    return True
+
+
+def _send(
+    client: PensieveClient,
+    session_id: str | None,
+    prompt: str,
+    attached: list[Any],
+    model: ModelChoice,
+    parameters: dict[str, Any],
+    file_ids: list[str],
+) -> None:
+    with st.chat_message("user", avatar=AVATARS["user"]):
+        st.markdown(prompt)
+        if attached:
+            st.caption(":material/attach_file: " + ", ".join(item.name for item in attached))
+    message_files = _upload_attachments(client, attached)
+    if message_files is None:
+        return
+    if session_id is None:
+        try:
+            session_id = str(client.create_session()["id"])  # titled by the server from this first message
+        except ServerError as error:
+            show_error(error, "Starting the conversation")
+            return
+        carry_new_files(session_id)
+        open_session(session_id)
+    if _stream_answer(client, session_id, prompt, model, parameters, list(dict.fromkeys(file_ids + message_files))):
+        st.rerun()  # draw the turn from the server's stored record, with its badges and citations
 
 
 def render() -> None:
     """Draw the chat page."""
-    st.session_state.setdefault(MESSAGES, [])
     page_header("Chat", "Talk to a local model, a cloud model, or let the router decide.")
     client = get_client()
-    model, choices, parameters = _toolbar(client)
+    session_id = sessions_sidebar(client)
+    model, _, parameters, file_ids = _toolbar(client, session_id)
     # The chat box is pinned to the bottom wherever it is called; read it first to know if this run sends.
-    prompt = st.chat_input("Message Pensieve…", submit_mode="stop", key="chat_input")
+    # Its clip attaches files to this message only; the Files popover attaches them to the conversation.
+    submitted = st.chat_input("Message Pensieve…", submit_mode="stop", key="chat_input", accept_file="multiple")
+    prompt: Any = submitted.text if submitted is not None and not isinstance(submitted, str) else submitted
+    attached = list(submitted.files) if submitted is not None and not isinstance(submitted, str) else []
     prompt = prompt or st.session_state.pop(PENDING, None)
-    if not st.session_state[MESSAGES] and not prompt:
+    messages = _load_conversation(client, session_id)
+    session_id = selected_session()  # None when the conversation was not found: the message starts a new one
+    if not messages and not prompt:
         _empty_state()
-    _draw_history()
+    _draw_history(messages)
     if isinstance(prompt, str) and prompt.strip():
-        st.session_state[MESSAGES].append({"role": "user", "content": prompt})
-        with st.chat_message("user", avatar=AVATARS["user"]):
-            st.markdown(prompt)
-        _stream_answer(client, model, choices, parameters)
+        _send(client, session_id, prompt, attached, model, parameters, file_ids)
 
 
 if __name__ == "__main__":
