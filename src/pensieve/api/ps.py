@@ -76,8 +76,9 @@ async def list_loaded_models(pool: PoolDep, settings: SettingsDep) -> dict[str, 
 
 
 @router.get("/system")
-async def system(pool: PoolDep, process: ProcessDep) -> dict[str, Any]:
-    """Version, uptime, memory and CPU use of the server process, loaded models."""
+async def system(pool: PoolDep, process: ProcessDep, settings: SettingsDep) -> dict[str, Any]:
+    """Version, uptime, memory and CPU use of the server process, loaded models, and whether sessions and
+    files survive a restart (`persist`: none or sqlite)."""
     return {
         "version": __version__,
         "uptime_seconds": process.uptime_seconds,
@@ -87,4 +88,5 @@ async def system(pool: PoolDep, process: ProcessDep) -> dict[str, Any]:
         "cpu_percent": process.cpu_percent(),
         "cpu_cores": os.cpu_count(),
         "loaded_models": [engine.model_id for engine in pool.loaded()],
+        "persist": settings.persistence.persist,
     }

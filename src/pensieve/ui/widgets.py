@@ -62,14 +62,14 @@ def sidebar_status() -> None:
 
 
 def _persist_mode(client: PensieveClient) -> str | None:
-    """The server's PENSIEVE_PERSIST (`none` or `sqlite`), or None when this UI may not read the settings.
+    """The server's PENSIEVE_PERSIST (`none` or `sqlite`, from GET /api/system), or None when it cannot be read.
 
-    Only the admin settings say it (no public endpoint does); read once per browser session.
+    Read once per browser session.
     """
     if "server_persist_mode" not in st.session_state:
         try:
-            mode = client.settings()["settings"].get("PENSIEVE_PERSIST")
-        except (ServerError, KeyError, AttributeError):
+            mode = client.system().get("persist")
+        except (ServerError, AttributeError):
             mode = None
         st.session_state["server_persist_mode"] = None if mode is None else str(mode)
     value: str | None = st.session_state["server_persist_mode"]
