@@ -66,3 +66,26 @@ def test_unknown_file_ids_are_404(client: openai.OpenAI, model_id: str) -> None:
             model=model_id, messages=[{"role": "user", "content": "Hi"}], extra_body={"file_ids": ["file-nope"]}
         )
     assert missing.value.code == "file_not_found"
+
+
+def test_files_attached_to_a_session_answer_every_turn_until_detached(
+    client: openai.OpenAI, http: httpx.Client, model_id: str, report_id: str
+) -> None:
+    created = http.post("/api/sessions", json={"file_ids": [report_id]})
+    assert created.status_code == 201 and created.json()["file_ids"] == [report_id]
+    session_id = created.json()["id"]
+
+    def ask() -> httpx.Response:
+        return client.chat.completions.with_raw_response.create(
+            model=model_id,
+            messages=[{"role": "user", "content": QUESTION}],
+            temperature=0,
+            max_tokens=24,
+            extra_body={"session_id": session_id},
+        ).http_response
+
+    assert f"{report_id} page 7" in ask().headers["x-pensieve-citations"]
+    assert http.patch(f"/api/sessions/{session_id}", json={"file_ids": []}).json()["file_ids"] == []
+    assert "x-pensieve-citations" not in ask().headers
+    foreign = http.patch(f"/api/sessions/{session_id}", json={"file_ids": ["file-nope"]})
+    assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "file_not_found"

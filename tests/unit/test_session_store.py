@@ -194,3 +194,13 @@ def test_committed_writes_are_visible_to_another_connection(tmp_path: Path) -> N
     assert other.execute("SELECT content FROM session_messages").fetchall() == [("durable",)]
     other.close()
     database.close()
+
+
+def test_files_attached_to_a_session_are_kept_once_and_can_be_detached() -> None:
+    store = SessionStore(Database(None))
+    session = store.create("key:a")
+    assert session.file_ids == ()
+    attached = store.update("key:a", session.id, file_ids=["file-1", "file-2", "file-1"])
+    assert attached.file_ids == ("file-1", "file-2")
+    assert store.update("key:a", session.id, title="kept").file_ids == ("file-1", "file-2")
+    assert store.update("key:a", session.id, file_ids=[]).file_ids == ()

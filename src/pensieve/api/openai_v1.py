@@ -120,10 +120,14 @@ async def create_chat_completion(
     with `file_ids` the files' best passages for the question go into the prompt and are cited.
     """
     owner = call.caller.id
+    session_id = body.session_id or session
+    if session_id is not None:  # files attached to the session answer every turn of it too
+        attached = await chat.session_files(owner, session_id)
+        if attached:
+            body = body.model_copy(update={"file_ids": list(dict.fromkeys([*(body.file_ids or []), *attached]))})
     attachments = None
     if body.file_ids:
         attachments, body = await chat.attach(body, owner=owner)
-    session_id = body.session_id or session
     if session_id is None:
         return await _respond(chat, body, call, attachments=attachments)
     turn, body = await chat.begin_turn(body, owner=owner, session_id=session_id)

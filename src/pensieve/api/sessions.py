@@ -14,8 +14,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pensieve.api.access import CallerDep
-from pensieve.api.deps import SessionsDep
+from pensieve.api.deps import FilesDep, SessionsDep
 from pensieve.errors import InvalidRequestError
+from pensieve.files.store import FileStore
 from pensieve.sessions import UNSET, Session, SessionNotFoundError, SessionStore
 from pensieve.sessions.export import EXPORT_FORMATS, MEDIA_TYPES, filename, render
 
@@ -42,6 +43,9 @@ class SessionFields(BaseModel):
     title: Title | None = None
     model: ModelId | None = None
     system_prompt: SystemPrompt | None = None
+    file_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_MODEL)]] | None = Field(
+        default=None, max_length=20
+    )
 
 
 async def _owned(store: SessionStore, owner: str, session_id: str) -> Session:
@@ -53,11 +57,22 @@ async def _owned(store: SessionStore, owner: str, session_id: str) -> Session:
 
 
 @router.post("", status_code=201)
-async def create_session(store: SessionsDep, caller: CallerDep, body: SessionFields | None = None) -> dict[str, Any]:
+async def create_session(
+    store: SessionsDep, files: FilesDep, caller: CallerDep, body: SessionFields | None = None
+) -> dict[str, Any]:
     """Start a session (all fields optional; the first user message titles an untitled one)."""
     fields = body or SessionFields()
     session = await asyncio.to_thread(store.create, caller.id, fields.title, fields.model, fields.system_prompt)
+    if fields.file_ids:
+        await _check_files(files, caller.id, fields.file_ids)
+        session = await asyncio.to_thread(lambda: store.update(caller.id, session.id, file_ids=fields.file_ids or []))
     return session.to_json()
+
+
+async def _check_files(files: FileStore, owner: str, file_ids: list[str]) -> None:
+    """404 `file_not_found` naming the first of `file_ids` that is not the caller's."""
+    for file_id in file_ids:
+        await asyncio.to_thread(files.get, file_id, owner)
 
 
 @router.get("")
@@ -81,9 +96,14 @@ async def get_session(session_id: str, store: SessionsDep, caller: CallerDep) ->
 
 
 @router.patch("/{session_id}")
-async def update_session(session_id: str, body: SessionFields, store: SessionsDep, caller: CallerDep) -> dict[str, Any]:
-    """Change the title, model or system prompt; fields left out stay, `model`/`system_prompt`: null clears."""
+async def update_session(
+    session_id: str, body: SessionFields, store: SessionsDep, files: FilesDep, caller: CallerDep
+) -> dict[str, Any]:
+    """Change the title, model, system prompt or attached files; fields left out stay, `model`/`system_prompt`:
+    null clears, `file_ids: []` detaches every file."""
     sent = body.model_fields_set
+    if body.file_ids:
+        await _check_files(files, caller.id, body.file_ids)
     if "title" in sent and body.title is None:
         raise InvalidRequestError(
             "'title' cannot be null: send a non-empty string.", param="title", code="invalid_value"
@@ -95,6 +115,7 @@ async def update_session(session_id: str, body: SessionFields, store: SessionsDe
             title=body.title if "title" in sent else UNSET,
             model=body.model if "model" in sent else UNSET,
             system_prompt=body.system_prompt if "system_prompt" in sent else UNSET,
+            file_ids=(body.file_ids or []) if "file_ids" in sent else UNSET,
         )
     )
     return session.to_json()

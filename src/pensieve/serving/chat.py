@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 from pensieve.burst.accounting import RunRecorder
@@ -27,7 +28,7 @@ from pensieve.serving.attachments import Attachments, attach_files
 from pensieve.serving.base import GenerationServing, PreparedRun
 from pensieve.serving.choices import add_usage, collect_choices, pieces, seeded
 from pensieve.serving.conversation import SessionTurn, begin_turn
-from pensieve.sessions import SessionStore
+from pensieve.sessions import SessionNotFoundError, SessionStore
 
 
 class ChatServing(GenerationServing[ChatCompletionRequest]):
@@ -47,6 +48,13 @@ class ChatServing(GenerationServing[ChatCompletionRequest]):
         super().__init__(defaults, planner, pool, cloud, recorder)
         self.sessions = sessions  # the sessions a request may name
         self.files = files  # the uploaded files a request may name
+
+    async def session_files(self, owner: str, session_id: str) -> tuple[str, ...]:
+        """The files attached to `owner`'s session (404 when the session is not theirs)."""
+        session = await asyncio.to_thread(self.sessions.get, owner, session_id)
+        if session is None:
+            raise SessionNotFoundError.for_id(session_id)
+        return session.file_ids
 
     async def attach(self, body: ChatCompletionRequest, *, owner: str) -> tuple[Attachments, ChatCompletionRequest]:
         """The passages of the files `body` names, and the body with them before its question."""

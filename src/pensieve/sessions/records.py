@@ -48,12 +48,14 @@ class Session:
     private_kinds: tuple[str, ...]
     trimmed: int
     message_count: int
+    file_ids: tuple[str, ...] = ()  # files attached to the whole session: every turn is answered from them too
 
     def to_json(self) -> dict[str, Any]:
         """The API shape (`object: "session"`; the owner is the caller itself, so it is not repeated)."""
         body = asdict(self)
         body.pop("owner")
         body["private_kinds"] = list(self.private_kinds)
+        body["file_ids"] = list(self.file_ids)
         return {"object": "session", **body}
 
 

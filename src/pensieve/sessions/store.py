@@ -72,7 +72,9 @@ MIGRATIONS = [
         citations TEXT,
         UNIQUE (session_id, idx)
     )
-    """
+    """,
+    # 2: files attached to the whole session (every turn's question is answered from them too).
+    "ALTER TABLE sessions ADD COLUMN file_ids TEXT NOT NULL DEFAULT '[]'",
 ]
 
 
@@ -157,13 +159,12 @@ class SessionStore:
         title: str | Unset | None = UNSET,
         model: str | Unset | None = UNSET,
         system_prompt: str | Unset | None = UNSET,
+        file_ids: Sequence[str] | Unset = UNSET,
     ) -> Session:
         """Change the fields given (None clears one); SessionNotFoundError when not `owner`'s."""
-        changes = {
-            name: value
-            for name, value in (("title", title), ("model", model), ("system_prompt", system_prompt))
-            if not isinstance(value, Unset)
-        }
+        files = UNSET if isinstance(file_ids, Unset) else json.dumps(list(dict.fromkeys(file_ids)))
+        fields = (("title", title), ("model", model), ("system_prompt", system_prompt), ("file_ids", files))
+        changes = {name: value for name, value in fields if not isinstance(value, Unset)}
         with self._db.transaction() as cursor:
             _owned(cursor, owner, session_id)
             if changes:
@@ -328,6 +329,7 @@ def _session(row: sqlite3.Row) -> Session:
         private_kinds=tuple(json.loads(row["private_kinds"])),
         trimmed=row["trimmed"],
         message_count=row["message_count"],
+        file_ids=tuple(json.loads(row["file_ids"])),
     )
 
 

@@ -105,19 +105,20 @@ def sessions_sidebar(client: PensieveClient) -> str | None:
 def session_files(client: PensieveClient, session_id: str | None) -> list[str]:
     """The uploaded files used for every message of this conversation (a picker in a popover); their ids.
 
-    The server keeps no file list per session (a chat request names its files each time), so the
-    choice is remembered here, in the page's state, for as long as this browser tab stays open.
+    The choice is the session's `file_ids` on the server (PATCHed when it changes), so it survives a
+    reload and shows in another browser; before the first message it waits in the page's state.
     """
     key = f"chat_files::{session_id or NEW}"
     with st.popover("Files", icon=":material/attach_file:", use_container_width=True):
         try:
             files = client.files()
+            stored = list(client.session(session_id).get("file_ids") or []) if session_id else None
         except ServerError as error:
             show_error(error, "Listing the files")
             return []
         by_id = {record["id"]: record for record in files}
         # A file deleted since it was picked is dropped: the server would refuse the whole request for it.
-        kept: list[str] = remember(key, [])
+        kept: list[str] = remember(key, stored if stored is not None else [])
         st.session_state[key] = [file_id for file_id in kept if file_id in by_id]
         st.multiselect(
             "Use these files for every message of this chat",
@@ -127,12 +128,22 @@ def session_files(client: PensieveClient, session_id: str | None) -> list[str]:
             placeholder="Upload files on the Files page or with the chat box's clip",
         )
     picked: list[str] = keep(key) or []
+    if session_id and stored is not None and picked != stored:
+        try:
+            client.update_session(session_id, file_ids=picked)
+        except ServerError as error:
+            show_error(error, "Attaching the files to the conversation")
     return picked
 
 
-def carry_new_files(session_id: str) -> None:
+def carry_new_files(client: PensieveClient, session_id: str) -> None:
     """The files picked before the first message now belong to the conversation that message created."""
     picked = st.session_state.get(f"kept::chat_files::{NEW}") or []
+    if picked:
+        try:
+            client.update_session(session_id, file_ids=list(picked))
+        except ServerError as error:
+            show_error(error, "Attaching the files to the conversation")
     st.session_state[f"kept::chat_files::{session_id}"] = list(picked)
     st.session_state[f"kept::chat_files::{NEW}"] = []
     st.session_state.pop(f"chat_files::{NEW}", None)

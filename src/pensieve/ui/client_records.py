@@ -41,8 +41,9 @@ class RecordCalls:
         """GET /api/sessions/{id}: the session with its `messages` and each answer's record."""
         return dict(self._call("GET", f"/api/sessions/{session_id}"))
 
-    def update_session(self, session_id: str, **fields: str | None) -> dict[str, Any]:
-        """PATCH /api/sessions/{id}: change `title`, `model` or `system_prompt` (None clears the last two)."""
+    def update_session(self, session_id: str, **fields: str | list[str] | None) -> dict[str, Any]:
+        """PATCH /api/sessions/{id}: change `title`, `model`, `system_prompt` (None clears the last two) or
+        `file_ids` (the files every turn of the conversation is answered from)."""
         return dict(self._call("PATCH", f"/api/sessions/{session_id}", json=fields))
 
     def delete_session(self, session_id: str) -> None:

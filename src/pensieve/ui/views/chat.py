@@ -254,7 +254,7 @@ def _send(
         except ServerError as error:
             show_error(error, "Starting the conversation")
             return
-        carry_new_files(session_id)
+        carry_new_files(client, session_id)
         open_session(session_id)
     if _stream_answer(client, session_id, prompt, model, parameters, list(dict.fromkeys(file_ids + message_files))):
         st.rerun()  # draw the turn from the server's stored record, with its badges and citations
