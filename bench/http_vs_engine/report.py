@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
+from common import fmt, table
 from http_vs_engine.run import Plan
 from http_vs_engine.spec import (
     BASELINE,
@@ -20,24 +20,6 @@ from http_vs_engine.spec import (
 )
 
 # --- report ---------------------------------------------------------------------------------------
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    """A number for the table; '-' for missing values."""
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{value:.{digits}f}"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table with aligned columns."""
-    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    separator = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(header), separator, *(line(r) for r in rows)])
 
 
 def report(plan: Plan, samples: Sequence[Sample]) -> tuple[str, list[Summary], list[Comparison]]:

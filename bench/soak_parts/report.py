@@ -8,31 +8,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from common import percentile
+from common import fmt, percentile, table
 from soak_parts.clients import KINDS
 from soak_parts.outcome import ANSWER, DISCONNECT, ERROR, LOST, Outcome
 from soak_parts.run import SoakResult
 
 RSS_GROWTH_LIMIT_PCT = 5.0
 MIB = 1024 * 1024
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    """A number for the table; '-' for missing values."""
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{value:.{digits}f}"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table with aligned columns (as bench/http_vs_engine/report.py prints them)."""
-    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    separator = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(header), separator, *(line(r) for r in rows)])
 
 
 def _ms(values: Sequence[float], fraction: float) -> str:
