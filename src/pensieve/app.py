@@ -19,6 +19,7 @@ from pensieve.api import admin, burst, embeddings, files, health, metrics, model
 from pensieve.api.drain import Drain, DrainMiddleware
 from pensieve.api.errors import install_error_handlers
 from pensieve.api.limits import BodySizeLimitMiddleware
+from pensieve.api.openapi_errors import install_openai_error_docs
 from pensieve.api.security import RequestOriginGuard
 from pensieve.burst.options import check_burst_settings
 from pensieve.config import Settings
@@ -54,6 +55,7 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     # The docs pages are served from the package, not a CDN: they must work offline.
     app = FastAPIOffline(title="Pensieve", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    install_openai_error_docs(app)
     app.include_router(openai_v1.router)
     app.include_router(embeddings.router)
     app.include_router(openai_files.router)
