@@ -28,12 +28,14 @@ __all__ = [
     "REPO_ROOT",
     "ServerHandle",
     "children",
+    "fmt",
     "free_port",
     "median",
     "percentile",
     "process_cpu_seconds",
     "rss_bytes",
     "start_server",
+    "table",
 ]
 
 

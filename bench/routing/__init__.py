@@ -1,0 +1,1 @@
+"""The routing bench's parts: a checkable task set (tasks.py) and the routing-quality figures (metrics.py)."""
