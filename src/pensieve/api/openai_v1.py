@@ -121,16 +121,15 @@ async def create_chat_completion(
     """
     owner = call.caller.id
     session_id = body.session_id or session
-    if session_id is not None:  # files attached to the session answer every turn of it too
-        attached = await chat.session_files(owner, session_id)
-        if attached:
-            body = body.model_copy(update={"file_ids": list(dict.fromkeys([*(body.file_ids or []), *attached]))})
+    stored = await chat.session(owner, session_id) if session_id is not None else None
+    if stored is not None and stored.file_ids:  # files attached to the session answer every turn of it too
+        body = body.model_copy(update={"file_ids": list(dict.fromkeys([*(body.file_ids or []), *stored.file_ids]))})
     attachments = None
     if body.file_ids:
         attachments, body = await chat.attach(body, owner=owner)
-    if session_id is None:
+    if stored is None:
         return await _respond(chat, body, call, attachments=attachments)
-    turn, body = await chat.begin_turn(body, owner=owner, session_id=session_id)
+    turn, body = await chat.begin_turn(body, stored)
     if attachments is not None:
         turn.remember_question(attachments.question, attachments.citations())
     return await _respond(chat, body, call, turn, attachments)

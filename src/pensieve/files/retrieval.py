@@ -49,6 +49,8 @@ class RetrievedContext:
     chunks: list[RetrievedChunk] = field(default_factory=list)
     tokens: int = 0
     token_budget: int = 0
+    # The kinds of private data the named files hold (their upload verdicts), whatever passages were chosen.
+    private_kinds: tuple[str, ...] = ()
 
     def as_prompt(self) -> str:
         """The passages as one block of text for a prompt, each headed by its file and place."""

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -235,10 +235,10 @@ class FileStore:
 
         An unknown id, or one of another caller, is a 404 naming it.
         """
-        named = [
-            NamedIndex(record.id, record.filename, self._index(record)) for record in self._records(file_ids, owner)
-        ]
-        return select(named, query, token_budget, count_tokens)
+        records = self._records(file_ids, owner)
+        named = [NamedIndex(record.id, record.filename, self._index(record)) for record in records]
+        private = {kind for record in records if record.private for kind in record.private_kinds or ("private",)}
+        return replace(select(named, query, token_budget, count_tokens), private_kinds=tuple(sorted(private)))
 
     def _records(self, file_ids: list[str], owner: str) -> list[FileRecord]:
         return [self.get(file_id, owner) for file_id in dict.fromkeys(file_ids)]

@@ -30,8 +30,12 @@ class Attachments:
     """The passages chosen for one request, the private data its files hold, and the question as asked."""
 
     context: RetrievedContext
-    private_kinds: tuple[str, ...]
     question: str
+
+    @property
+    def private_kinds(self) -> tuple[str, ...]:
+        """The kinds of private data the named files hold (their upload verdicts)."""
+        return self.context.private_kinds
 
     def citations(self) -> list[dict[str, Any]]:
         """The passages used, for the response and the session record (no text: the file holds it)."""
@@ -63,11 +67,7 @@ async def attach_files(
         raise InvalidRequestError("file_ids need a user message to answer from the files.", param="file_ids")
     question = body.messages[last].text(last)
     context = await asyncio.to_thread(files.context_for, file_ids, owner, question, token_budget)
-    records = [await asyncio.to_thread(files.get, file_id, owner) for file_id in dict.fromkeys(file_ids)]
-    kinds = tuple(
-        sorted({kind for record in records if record.private for kind in record.private_kinds or ("private",)})
-    )
-    attachments = Attachments(context, kinds, question)
+    attachments = Attachments(context, question)
     if not context.chunks:
         return attachments, body
     content = f"{PREAMBLE}\n\n{context.as_prompt()}\n\nQuestion: {question}"

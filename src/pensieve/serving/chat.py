@@ -28,7 +28,7 @@ from pensieve.serving.attachments import Attachments, attach_files
 from pensieve.serving.base import GenerationServing, PreparedRun
 from pensieve.serving.choices import add_usage, collect_choices, pieces, seeded
 from pensieve.serving.conversation import SessionTurn, begin_turn
-from pensieve.sessions import SessionNotFoundError, SessionStore
+from pensieve.sessions import Session, SessionNotFoundError, SessionStore
 
 
 class ChatServing(GenerationServing[ChatCompletionRequest]):
@@ -49,25 +49,24 @@ class ChatServing(GenerationServing[ChatCompletionRequest]):
         self.sessions = sessions  # the sessions a request may name
         self.files = files  # the uploaded files a request may name
 
-    async def session_files(self, owner: str, session_id: str) -> tuple[str, ...]:
-        """The files attached to `owner`'s session (404 when the session is not theirs)."""
+    async def session(self, owner: str, session_id: str) -> Session:
+        """`owner`'s session (404 session_not_found when it is unknown or someone else's)."""
         session = await asyncio.to_thread(self.sessions.get, owner, session_id)
         if session is None:
             raise SessionNotFoundError.for_id(session_id)
-        return session.file_ids
+        return session
 
     async def attach(self, body: ChatCompletionRequest, *, owner: str) -> tuple[Attachments, ChatCompletionRequest]:
         """The passages of the files `body` names, and the body with them before its question."""
         return await attach_files(body, self.files, owner=owner, token_budget=self.defaults.file_context_tokens)
 
     async def begin_turn(
-        self, body: ChatCompletionRequest, *, owner: str, session_id: str
+        self, body: ChatCompletionRequest, session: Session
     ) -> tuple[SessionTurn, ChatCompletionRequest]:
         """The session turn `body` starts, and the request to run (the session's history fitted in front)."""
         return await begin_turn(
             body,
-            owner=owner,
-            session_id=session_id,
+            session=session,
             store=self.sessions,
             pool=self.pool,
             cloud=self.cloud,

@@ -27,7 +27,7 @@ from pensieve.engine.pool import ModelPool
 from pensieve.engine_api import ChatMessage
 from pensieve.schemas.requests import ChatCompletionRequest, ChatMessageIn, RequestDefaults
 from pensieve.schemas.responses import ChatCompletion
-from pensieve.sessions import Session, SessionNotFoundError, SessionStore
+from pensieve.sessions import Session, SessionStore
 from pensieve.sessions.history import fit_history
 
 SESSION_HEADER = "x-pensieve-session"
@@ -136,17 +136,14 @@ class SessionTurn:
 async def begin_turn(
     body: ChatCompletionRequest,
     *,
-    owner: str,
-    session_id: str,
+    session: Session,
     store: SessionStore,
     pool: ModelPool,
     cloud: CloudRegistry,
     defaults: RequestDefaults,
 ) -> tuple[SessionTurn, ChatCompletionRequest]:
-    """The turn, and the request to run: the session's system prompt and fitted history, then the new messages."""
-    session = await asyncio.to_thread(store.get, owner, session_id)
-    if session is None:
-        raise SessionNotFoundError.for_id(session_id)
+    """The turn of `session` (the caller's, already looked up), and the request to run: the session's system
+    prompt and fitted history, then the new messages."""
     stored = await asyncio.to_thread(store.messages, session.id)
     # A partial answer stays in the history: it is what the user saw before asking the next question.
     history = [ChatMessage(m.role, m.content) for m in stored if m.role in ("user", "assistant")]
