@@ -40,20 +40,16 @@ COMPLEX = (
 
 def cloud_env(cloud: FakeCloud, **extra: str) -> dict[str, str]:
     """Settings of a server whose cloud is the fake one."""
-    env = {
-        "PENSIEVE_CLOUD_NAME": "fake",
-        "PENSIEVE_CLOUD_BASE_URL": cloud.base_url,
-        "PENSIEVE_CLOUD_API_KEY": CLOUD_KEY,
-        "PENSIEVE_CLOUD_MODEL": "big-model",
-        "PENSIEVE_CLOUD_PRICE_INPUT": "1000",  # USD per million: 1 token costs 0.001 USD
-        "PENSIEVE_CLOUD_PRICE_OUTPUT": "2000",
-        "PENSIEVE_CLOUD_TIMEOUT_SECONDS": "5",
-        "PENSIEVE_CLOUD_FIRST_TOKEN_TIMEOUT_SECONDS": "2",
-        "PENSIEVE_CLOUD_CIRCUIT_FAILURES": "2",
-        "PENSIEVE_CLOUD_CIRCUIT_COOLDOWN_SECONDS": "2",
-        "PENSIEVE_BUDGET_DAILY_USD": "1000",
-        "PENSIEVE_BUDGET_MONTHLY_USD": "1000",
-    }
+    env = cloud.provider_env(
+        PENSIEVE_CLOUD_PRICE_INPUT="1000",  # USD per million: 1 token costs 0.001 USD
+        PENSIEVE_CLOUD_PRICE_OUTPUT="2000",
+        PENSIEVE_CLOUD_TIMEOUT_SECONDS="5",
+        PENSIEVE_CLOUD_FIRST_TOKEN_TIMEOUT_SECONDS="2",
+        PENSIEVE_CLOUD_CIRCUIT_FAILURES="2",
+        PENSIEVE_CLOUD_CIRCUIT_COOLDOWN_SECONDS="2",
+        PENSIEVE_BUDGET_DAILY_USD="1000",
+        PENSIEVE_BUDGET_MONTHLY_USD="1000",
+    )
     env.update(extra)
     return env
 

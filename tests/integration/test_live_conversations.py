@@ -121,14 +121,10 @@ def cloud() -> Iterator[FakeCloud]:
 @pytest.fixture(scope="module")
 def burst_server(server_factory: ServerFactory, cloud: FakeCloud) -> Iterator[ServerHandle]:
     """A server whose cloud is the fake one (privacy mode block, cloud failures fall back locally)."""
-    env = {
-        "PENSIEVE_CLOUD_NAME": "fake",
-        "PENSIEVE_CLOUD_BASE_URL": cloud.base_url,
-        "PENSIEVE_CLOUD_API_KEY": CLOUD_KEY,
-        "PENSIEVE_CLOUD_MODEL": "big-model",
-        "PENSIEVE_CLOUD_CONTEXT_LENGTH": "8192",
-        "PENSIEVE_BURST_COMPLEXITY_THRESHOLD": "0.3",
-    }
+    env = cloud.provider_env(
+        PENSIEVE_CLOUD_CONTEXT_LENGTH="8192",
+        PENSIEVE_BURST_COMPLEXITY_THRESHOLD="0.3",
+    )
     with server_factory("conversations-burst", env) as handle:
         yield handle
 

@@ -49,19 +49,15 @@ def cloud() -> Iterator[FakeCloud]:
 @pytest.fixture(scope="module")
 def money_server(server_factory: ServerFactory, cloud: FakeCloud) -> Iterator[ServerHandle]:
     """A server bursting to the fake cloud, with a small daily cap and a private keyword."""
-    env = {
-        "PENSIEVE_CLOUD_NAME": "fake",
-        "PENSIEVE_CLOUD_BASE_URL": cloud.base_url,
-        "PENSIEVE_CLOUD_API_KEY": CLOUD_KEY,
-        "PENSIEVE_CLOUD_MODEL": "big-model",
-        "PENSIEVE_CLOUD_PRICE_INPUT": str(PRICE_INPUT),
-        "PENSIEVE_CLOUD_PRICE_OUTPUT": str(PRICE_OUTPUT),
-        "PENSIEVE_CLOUD_TIMEOUT_SECONDS": "30",
-        "PENSIEVE_CLOUD_FIRST_TOKEN_TIMEOUT_SECONDS": "15",
-        "PENSIEVE_BUDGET_DAILY_USD": str(DAILY_CAP),
-        "PENSIEVE_BUDGET_MONTHLY_USD": "1000",
-        "PENSIEVE_PRIVACY_KEYWORDS": KEYWORD,
-    }
+    env = cloud.provider_env(
+        PENSIEVE_CLOUD_PRICE_INPUT=str(PRICE_INPUT),
+        PENSIEVE_CLOUD_PRICE_OUTPUT=str(PRICE_OUTPUT),
+        PENSIEVE_CLOUD_TIMEOUT_SECONDS="30",
+        PENSIEVE_CLOUD_FIRST_TOKEN_TIMEOUT_SECONDS="15",
+        PENSIEVE_BUDGET_DAILY_USD=str(DAILY_CAP),
+        PENSIEVE_BUDGET_MONTHLY_USD="1000",
+        PENSIEVE_PRIVACY_KEYWORDS=KEYWORD,
+    )
     with server_factory("money", env) as handle:
         yield handle
 

@@ -36,16 +36,12 @@ def ui_server(
     ui_models: ModelsFolder, fake_cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerHandle]:
     """The server every UI test talks to."""
-    env = {
-        "PENSIEVE_CLOUD_NAME": "fake",
-        "PENSIEVE_CLOUD_BASE_URL": fake_cloud.base_url,
-        "PENSIEVE_CLOUD_API_KEY": CLOUD_KEY,
-        "PENSIEVE_CLOUD_MODEL": "big-model",
-        "PENSIEVE_CLOUD_PRICE_INPUT": "1.5",
-        "PENSIEVE_CLOUD_PRICE_OUTPUT": "6",
-        "PENSIEVE_BUDGET_DAILY_USD": "2",
-        "PENSIEVE_BUDGET_MONTHLY_USD": "20",
-    }
+    env = fake_cloud.provider_env(
+        PENSIEVE_CLOUD_PRICE_INPUT="1.5",
+        PENSIEVE_CLOUD_PRICE_OUTPUT="6",
+        PENSIEVE_BUDGET_DAILY_USD="2",
+        PENSIEVE_BUDGET_MONTHLY_USD="20",
+    )
     with running_server("ui", ui_models, tmp_path_factory.mktemp("server-ui"), env) as handle:
         yield handle
 

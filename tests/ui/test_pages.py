@@ -15,34 +15,19 @@ from pathlib import Path
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_support import APP_PATH, CLOUD_KEY
+from ui_support import APP_PATH, APP_TIMEOUT, CLOUD_KEY, page_texts, run_app
 
 from support.server import ServerHandle
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 90.0
-
-
-def _app() -> AppTest:
-    app = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT)
-    app.session_state["chat_max_tokens"] = 24  # keep the local answers short
-    return app.run()
-
-
-def _texts(app: AppTest) -> str:
-    """Every markdown, caption, info, success and error text of the page, joined."""
-    parts = [element.value for kind in ("markdown", "caption", "info", "success", "error", "warning")
-             for element in app.get(kind)]  # fmt: skip
-    return "\n".join(str(part) for part in parts)
-
 
 def test_models_page_shows_the_models_and_loads_and_unloads(ui_environment: ServerHandle) -> None:
-    app = _app().switch_page("views/models.py").run()
+    app = run_app().switch_page("views/models.py").run()
     assert not app.exception
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Installed"] == "1" and metrics["Unusable files"] == "1", metrics
-    details = _texts(app)
+    details = page_texts(app)
     assert "**253.1 MB**" in details and "**Q4_K_M**" in details and "**gemma3**" in details, details
     assert "not-gguf.gguf" in str(app.dataframe[0].value), "the unusable file is listed with its reason"
 
@@ -56,7 +41,7 @@ def test_models_page_shows_the_models_and_loads_and_unloads(ui_environment: Serv
     verify = next(button for button in app.button if button.label == "Verify default model")
     verify.click().run()
     assert not app.exception
-    assert "The default model is ready" in _texts(app)
+    assert "The default model is ready" in page_texts(app)
 
 
 def test_models_page_shows_a_crashed_worker_plainly_and_load_restarts_it(ui_environment: ServerHandle) -> None:
@@ -69,7 +54,7 @@ def test_models_page_shows_a_crashed_worker_plainly_and_load_restarts_it(ui_envi
     while not httpx.get(f"{base_url}/api/ps", timeout=10).json()["failures"] and time.monotonic() < deadline:
         time.sleep(0.1)
 
-    app = _app().switch_page("views/models.py").run()
+    app = run_app().switch_page("views/models.py").run()
     assert not app.exception
     errors = [str(error.value) for error in app.error]
     assert any(
@@ -86,7 +71,7 @@ def test_models_page_shows_a_crashed_worker_plainly_and_load_restarts_it(ui_envi
 
 
 def test_settings_page_masks_keys_applies_live_and_saves(ui_environment: ServerHandle) -> None:
-    app = _app().switch_page("views/settings.py").run()
+    app = run_app().switch_page("views/settings.py").run()
     assert not app.exception
     key_input = app.text_input(key="setting::PENSIEVE_CLOUD_API_KEY")
     assert key_input.value == "sk-…7781"
@@ -95,7 +80,7 @@ def test_settings_page_masks_keys_applies_live_and_saves(ui_environment: ServerH
     app.number_input(key="setting::PENSIEVE_BURST_MAX_LOCAL_WAIT_MS").set_value(12345.0)
     next(button for button in app.button if button.label == "Apply to the running server").click().run()
     assert not app.exception
-    assert "Applied 1 change" in _texts(app)
+    assert "Applied 1 change" in page_texts(app)
     live = httpx.get(f"{ui_environment.base_url}/api/admin/settings", timeout=10).json()["settings"]
     assert live["PENSIEVE_BURST_MAX_LOCAL_WAIT_MS"] == 12345.0
     assert live["PENSIEVE_CLOUD_API_KEY"] == "sk-…7781", "sending the masked key back left the key unchanged"
@@ -113,11 +98,11 @@ def test_monitoring_page_counts_requests_and_draws_charts(ui_environment: Server
         json={"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8},
         timeout=60,
     ).raise_for_status()
-    app = _app().switch_page("views/monitoring.py").run()
+    app = run_app().switch_page("views/monitoring.py").run()
     assert not app.exception
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Server v0.1.0"] == "Ready" and metrics["Queue depth"] == "0", metrics
-    texts = _texts(app)
+    texts = page_texts(app)
     assert "answered locally" in texts and "Recent decisions" in texts, texts
     assert len(app.get("arrow_vega_lite_chart")) + len(app.get("vega_lite_chart")) >= 3, "charts, not just numbers"
     assert len(app.dataframe) == 1 and len(app.dataframe[0].value) >= 1, "the recent decisions table has rows"
@@ -134,8 +119,8 @@ def test_every_page_says_so_when_the_server_is_down(page: str, tmp_path: Path, m
     (tmp_path / "ui.env").write_text("", encoding="utf-8")
     monkeypatch.setenv("PENSIEVE_ENV_FILE", str(tmp_path / "ui.env"))
     monkeypatch.setenv("PENSIEVE_SERVER_URL", f"http://127.0.0.1:{port}")
-    app = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT).run()
+    app = AppTest.from_file(str(APP_PATH), default_timeout=APP_TIMEOUT).run()
     app.switch_page(page).run()
     assert not app.exception
-    assert any("Cannot reach the Pensieve server" in error.value for error in app.error), _texts(app)
-    assert "Server offline" in _texts(app)
+    assert any("Cannot reach the Pensieve server" in error.value for error in app.error), page_texts(app)
+    assert "Server offline" in page_texts(app)

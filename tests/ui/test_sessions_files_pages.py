@@ -9,13 +9,12 @@ from __future__ import annotations
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_support import APP_PATH, CLOUD_MODEL
+from ui_support import APP_PATH, APP_TIMEOUT, CLOUD_MODEL, page_texts, run_app
 
 from support.server import ServerHandle
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 90.0
 FACT_FILE = (
     "Harbour notes\n\nThe harbour of Port Ellery has three piers and a fish market.\n"
     "The lighthouse keeper of Port Ellery is named Orla Quennell.\n"
@@ -23,26 +22,14 @@ FACT_FILE = (
 ELF = b"\x7fELF\x02\x01\x01" + bytes(200)
 
 
-def _app() -> AppTest:
-    app = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT)
-    app.session_state["chat_max_tokens"] = 24  # keep the local answers short
-    return app.run()
-
-
-def _texts(app: AppTest) -> str:
-    parts = [element.value for kind in ("markdown", "caption", "info", "success", "error", "warning")
-             for element in app.get(kind)]  # fmt: skip
-    return "\n".join(str(part) for part in parts)
-
-
 def _stored(server: ServerHandle, session_id: str) -> httpx.Response:
     return httpx.get(f"{server.base_url}/api/sessions/{session_id}", timeout=10)
 
 
 def test_chat_keeps_conversations_on_the_server_switch_rename_export_delete(ui_environment: ServerHandle) -> None:
-    app = _app()
+    app = run_app()
     assert not app.exception
-    assert "PENSIEVE_PERSIST=none" in _texts(app), "the sidebar says conversations do not survive a restart"
+    assert "PENSIEVE_PERSIST=none" in page_texts(app), "the sidebar says conversations do not survive a restart"
 
     app.chat_input[0].set_value("What is the capital of France?").run()
     assert not app.exception, app.exception
@@ -91,7 +78,7 @@ def test_chat_keeps_conversations_on_the_server_switch_rename_export_delete(ui_e
     assert not [button for button in app.button if button.key == f"chat_session_{first}"]
 
     # Another browser (a fresh AppTest) opening the second conversation's link sees it.
-    other = AppTest.from_file(str(APP_PATH), default_timeout=TIMEOUT)
+    other = AppTest.from_file(str(APP_PATH), default_timeout=APP_TIMEOUT)
     other.query_params["session"] = second
     other.run()
     assert not other.exception
@@ -99,15 +86,17 @@ def test_chat_keeps_conversations_on_the_server_switch_rename_export_delete(ui_e
 
 
 def test_files_page_uploads_lists_previews_and_the_chat_cites_the_file(ui_environment: ServerHandle) -> None:
-    app = _app().switch_page("views/files.py").run()
+    app = run_app().switch_page("views/files.py").run()
     assert not app.exception
-    assert "PENSIEVE_PERSIST=none" in _texts(app)
+    assert "PENSIEVE_PERSIST=none" in page_texts(app)
     app.file_uploader[0].set_value(
         [("harbour.txt", FACT_FILE.encode(), "text/plain"), ("tool.pdf", ELF, "application/pdf")]
     ).run()
     assert not app.exception, app.exception
-    assert any("Uploaded 1 file: harbour.txt" in str(box.value) for box in app.success), _texts(app)
-    assert any("tool.pdf" in str(box.value) and "cannot be read" in str(box.value) for box in app.error), _texts(app)
+    assert any("Uploaded 1 file: harbour.txt" in str(box.value) for box in app.success), page_texts(app)
+    assert any("tool.pdf" in str(box.value) and "cannot be read" in str(box.value) for box in app.error), page_texts(
+        app
+    )
     listed = [r for r in httpx.get(f"{ui_environment.base_url}/api/files", timeout=10).json()["data"]
               if r["filename"] == "harbour.txt"]  # fmt: skip
     file_id = listed[0]["id"]

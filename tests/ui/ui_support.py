@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from support.models import REPO_ROOT
 
@@ -13,6 +14,8 @@ CLOUD_KEY = "sk-ui-test-cloud-key-7781"
 CLOUD_MODEL = "fake/big-model"
 APP_PATH = REPO_ROOT / "src" / "pensieve" / "ui" / "app.py"
 OUTPUT_DIR = REPO_ROOT / "test-output" / "ui"
+# AppTest waits this long for a page run: the pages call a real server, on a machine that may be busy.
+APP_TIMEOUT = 90.0
 
 
 def point_ui_at(server_url: str, env_file: Path, monkeypatch: pytest.MonkeyPatch, env_lines: str = "") -> None:
@@ -23,3 +26,17 @@ def point_ui_at(server_url: str, env_file: Path, monkeypatch: pytest.MonkeyPatch
     env_file.write_text(env_lines, encoding="utf-8")
     monkeypatch.setenv("PENSIEVE_ENV_FILE", str(env_file))
     monkeypatch.setenv("PENSIEVE_SERVER_URL", server_url)
+
+
+def run_app() -> AppTest:
+    """The UI run once by Streamlit's AppTest, with short local answers (so chat tests stay quick)."""
+    app = AppTest.from_file(str(APP_PATH), default_timeout=APP_TIMEOUT)
+    app.session_state["chat_max_tokens"] = 24
+    return app.run()
+
+
+def page_texts(app: AppTest) -> str:
+    """Every markdown, caption, info, success, error and warning text of the page, joined."""
+    parts = [element.value for kind in ("markdown", "caption", "info", "success", "error", "warning")
+             for element in app.get(kind)]  # fmt: skip
+    return "\n".join(str(part) for part in parts)

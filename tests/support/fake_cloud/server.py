@@ -93,6 +93,17 @@ class FakeCloud:
         """The OpenAI base URL of the fake: ``http://127.0.0.1:<port>/v1``."""
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def provider_env(self, **extra: str) -> dict[str, str]:
+        """PENSIEVE_* settings of a server whose cloud is this fake (provider `fake`, model `fake/big-model`),
+        plus `extra`."""
+        return {
+            "PENSIEVE_CLOUD_NAME": "fake",
+            "PENSIEVE_CLOUD_BASE_URL": self.base_url,
+            "PENSIEVE_CLOUD_API_KEY": self.api_key or "",
+            "PENSIEVE_CLOUD_MODEL": "big-model",
+            **extra,
+        }
+
     # --- the request log and faults ----------------------------------------------------------------------
 
     @property
