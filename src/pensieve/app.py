@@ -77,6 +77,7 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
                 "x-pensieve-route",
                 "x-pensieve-reason",
                 "x-pensieve-model",
+                "x-pensieve-confidence",
                 "x-pensieve-session",
                 "x-pensieve-trimmed-messages",
                 "x-request-id",

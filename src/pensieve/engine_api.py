@@ -78,6 +78,9 @@ class GenerationRequest:
     # Whose cached prompts this request may reuse: requests of different callers (API keys) never share a
     # cached prefix, so `cached_tokens` (or a faster answer) cannot reveal another caller's prompt.
     cache_partition: str = ""
+    # Measure the log-probability of the first this-many sampled tokens (cheap: a handful of softmaxes)
+    # and hand them on in `GenerationChunk.confidence_logprobs`: what the burst controller judges an answer by.
+    confidence_tokens: int = 0
 
     @property
     def is_chat(self) -> bool:
@@ -118,6 +121,9 @@ class GenerationChunk:
     usage: Usage | None = None
     mean_logprob: float | None = None  # on the last chunk, when SamplingParams.logprobs asked for it
     logprobs: tuple[TokenLogprob, ...] = ()  # the tokens behind this chunk's text, when logprobs were asked for
+    # The sampled tokens' log-probabilities measured for GenerationRequest.confidence_tokens since the last
+    # chunk (tokens a stop sequence holds back come with a later chunk; the last chunk brings the rest).
+    confidence_logprobs: tuple[float, ...] = ()
 
 
 @dataclass

@@ -105,3 +105,11 @@ def test_a_stored_answer_gives_its_badges_the_trimmed_note_and_its_citations() -
     citation = {"file_id": "file-1", "filename": "harbour.pdf", "location": "page 7", "page": 7, "score": 3.214}
     assert citation_text(citation) == "harbour.pdf · page 7 · score 3.21"
     assert citation_text({"file_id": "file-2", "page": 2}) == "file-2 · page 2"
+
+
+def test_a_cascaded_answer_shows_how_sure_the_local_model_was() -> None:
+    outcome = ChatOutcome(route="local", reason="default", model="gemma", confidence=0.8123)
+    labels = [badge.label for badge in answer_badges(answer_record(outcome, []))]
+    assert "local model 81% sure" in labels
+    plain = ChatOutcome(route="local", reason="default", model="gemma")
+    assert not any("sure" in badge.label for badge in answer_badges(answer_record(plain, [])))

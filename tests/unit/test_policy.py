@@ -167,10 +167,10 @@ def test_default_route_cloud_bursts_while_budget_allows() -> None:
     assert (run(config, spent_today_usd=9.0).route, run(config, spent_today_usd=9.0).reason) == ("local", "budget")
 
 
-def test_confidence_cascade_only_for_unpinned_non_streamed_local_answers() -> None:
+def test_confidence_cascade_for_unpinned_local_answers_streamed_or_not() -> None:
     config = replace(CONFIG, confidence=True)
     assert run(config).cascade is True
-    assert run(config, stream=True).cascade is False
+    assert run(config, stream=True).cascade is True
     assert run(config, pin="model_local").cascade is False
     assert run(config, private_kinds={"email": 1}).cascade is False
 

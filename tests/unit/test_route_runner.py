@@ -16,6 +16,7 @@ import pytest
 
 from pensieve.burst.accounting import RunRecorder
 from pensieve.burst.budget import Reservations
+from pensieve.burst.confidence import ConfidenceGate, GateConfig
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.planner import Plan
 from pensieve.burst.policy import Decision, RequestFacts, Route, Signals
@@ -53,8 +54,9 @@ class ScriptedEngine:
     texts: tuple[str, ...] = ("Hello", " world")
     error: PensieveError | None = None
     fail_after: int = 0
-    mean_logprob: float | None = None
+    token_logprob: float = -0.1  # each text chunk counts as one token of this log-probability
     seen: list[GenerationRequest] = field(default_factory=list)
+    produced: int = 0  # chunks handed out so far (a closed run stops producing)
     context_length: int = 4096
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
@@ -67,10 +69,12 @@ class ScriptedEngine:
         for index, text in enumerate(self.texts):
             if self.error is not None and index == self.fail_after:
                 raise self.error
-            yield GenerationChunk(text)
+            self.produced += 1
+            measured = (self.token_logprob,) if index < request.confidence_tokens else ()
+            yield GenerationChunk(text, confidence_logprobs=measured)
         if self.error is not None:
             raise self.error
-        yield GenerationChunk("", finish_reason="stop", usage=Usage(7, len(self.texts)), mean_logprob=self.mean_logprob)
+        yield GenerationChunk("", finish_reason="stop", usage=Usage(7, len(self.texts)))
 
     def stats(self) -> EngineStats:
         """No load."""
@@ -120,6 +124,8 @@ def _plan(
     redactor: PrivacyScanner | None = None,
     local: ScriptedEngine | None = None,
     reason: str = "default",
+    gate: ConfidenceGate | None = None,
+    hold: int = 2,
 ) -> Plan:
     decision = Decision(
         route=route,
@@ -132,7 +138,8 @@ def _plan(
     )
     facts = RequestFacts(pin=None, local_model=LOCAL, cloud_model=CLOUD, prompt_tokens=7, max_tokens=16, stream=True)
     signals = Signals(True, None, 4096, 0.0, True, True, "closed", 0.0, 0.0, None, None, 0.0)
-    return Plan(decision, facts, signals, local, None, True, redactor, confidence_threshold=-1.0)
+    gate = gate or ConfidenceGate(GateConfig(threshold=-1.0))
+    return Plan(decision, facts, signals, local, None, True, redactor, confidence_gate=gate, confidence_tokens=hold)
 
 
 def _request(text: str = "Say hello.") -> GenerationRequest:
@@ -229,39 +236,94 @@ def test_a_non_retryable_cloud_failure_is_the_clients_answer() -> None:
     assert _routes(recorder) == [("error", "default", False)]
 
 
-def test_cascade_keeps_a_confident_local_answer() -> None:
-    local = ScriptedEngine(LOCAL, mean_logprob=-0.2)
+def _cascade(local: ScriptedEngine, cloud: ScriptedEngine, **plan: object) -> tuple[RouteRunner, Sources]:
+    sources = Sources(local, cloud)
+    runner = RouteRunner(
+        _plan("local", fallback="cloud", cascade=True, local=local, **plan),  # type: ignore[arg-type]
+        local=sources,
+        cloud=sources,
+        recorder=_recorder(),
+    )
+    return runner, sources
+
+
+def test_every_local_answer_reports_how_sure_it_was() -> None:
+    local = ScriptedEngine(LOCAL, token_logprob=-0.5)
     sources, recorder = Sources(local, ScriptedEngine(CLOUD)), _recorder()
     runner = RouteRunner(
-        _plan("local", fallback="cloud", cascade=True, local=local), local=sources, cloud=sources, recorder=recorder
+        _plan("local", fallback="cloud", local=local, hold=2), local=sources, cloud=sources, recorder=recorder
     )
     assert _run(runner) == "Hello world"
-    assert local.seen[0].params.logprobs  # the cascade needs the local answer's log-probabilities
+    assert local.seen[0].confidence_tokens == 2 and not local.seen[0].params.logprobs
+    assert runner.info.confidence == -0.5
+    assert runner.info.headers()["x-pensieve-confidence"] == "0.6065"
+    assert recorder.log.recent[0].confidence == pytest.approx(0.6065)
+
+
+def test_cascade_keeps_a_confident_local_answer() -> None:
+    local = ScriptedEngine(LOCAL, texts=("One", " two", " three", " four"), token_logprob=-0.2)
+    runner, sources = _cascade(local, ScriptedEngine(CLOUD))
+    assert _run(runner) == "One two three four"
     assert sources.cloud.seen == []
-    assert runner.info.route == "local"
+    assert (runner.info.route, runner.info.confidence) == ("local", -0.2)
+    assert _routes(runner._recorder) == [("local", "default", False)]  # type: ignore[arg-type]
 
 
-def test_cascade_asks_the_cloud_when_the_local_answer_is_unsure() -> None:
-    local = ScriptedEngine(LOCAL, mean_logprob=-3.0)
-    sources, recorder = Sources(local, ScriptedEngine(CLOUD, texts=("Sure",))), _recorder()
-    runner = RouteRunner(
-        _plan("local", fallback="cloud", cascade=True, local=local), local=sources, cloud=sources, recorder=recorder
-    )
+def test_cascade_holds_the_first_tokens_back_until_they_are_judged() -> None:
+    local = ScriptedEngine(LOCAL, texts=("One", " two", " three", " four"), token_logprob=-0.2)
+    runner, _ = _cascade(local, ScriptedEngine(CLOUD), hold=3)
+
+    async def first_chunk() -> tuple[str, int]:
+        chunks = runner.generate(_request())
+        first = await anext(chunks)
+        await chunks.aclose()
+        return first.text, local.produced
+
+    assert asyncio.run(first_chunk()) == ("One", 3)  # three tokens were made before the first left
+
+
+def test_cascade_asks_the_cloud_when_the_local_start_is_unsure() -> None:
+    local = ScriptedEngine(LOCAL, texts=("One", " two", " three", " four", " five"), token_logprob=-3.0)
+    runner, sources = _cascade(local, ScriptedEngine(CLOUD, texts=("Sure",)), hold=2)
     assert _run(runner) == "Sure"
-    assert (runner.info.route, runner.info.reason) == ("cloud", "confidence")
-    assert not sources.cloud.seen[0].params.logprobs  # the client's own request goes to the cloud
-    assert _routes(recorder) == [("local", "default", False), ("cloud", "confidence", False)]
+    assert (runner.info.route, runner.info.reason, runner.info.confidence) == ("cloud", "confidence", -3.0)
+    assert local.produced <= 3  # the unsure local run was stopped once judged, not finished
+    assert sources.cloud.seen[0].confidence_tokens == 0  # the client's own request goes to the cloud
+    recorder = runner._recorder
+    assert _routes(recorder) == [("cloud", "confidence", False)]  # type: ignore[arg-type]
+    assert recorder.log.recent[0].confidence == pytest.approx(0.0498, abs=1e-4)
 
 
-def test_cascade_falls_back_to_the_local_answer_when_the_cloud_fails() -> None:
-    local = ScriptedEngine(LOCAL, mean_logprob=-3.0)
+def test_cascade_answers_locally_when_the_cloud_fails_before_sending_anything() -> None:
+    local = ScriptedEngine(LOCAL, token_logprob=-3.0)
     cloud = ScriptedEngine(CLOUD, error=CloudError("timeout", provider="acme"))
-    sources, recorder = Sources(local, cloud), _recorder()
-    runner = RouteRunner(
-        _plan("local", fallback="cloud", cascade=True, local=local), local=sources, cloud=sources, recorder=recorder
-    )
+    runner, _ = _cascade(local, cloud)
     assert _run(runner) == "Hello world"
     assert (runner.info.route, runner.info.reason, runner.info.fallback) == ("local", "cloud_failure", True)
+    assert len(local.seen) == 2  # judged, dropped, then run again to the end
+
+
+def test_cascade_does_not_retry_a_cloud_that_refused_the_request() -> None:
+    local = ScriptedEngine(LOCAL, token_logprob=-3.0)
+    cloud = ScriptedEngine(CLOUD, error=CloudError("400: bad", provider="acme", retryable=False, status_code=400))
+    runner, _ = _cascade(local, cloud)
+    with pytest.raises(CloudError):
+        _run(runner)
+    assert len(local.seen) == 1 and len(cloud.seen) == 1
+    assert _routes(runner._recorder) == [("error", "confidence", False)]  # type: ignore[arg-type]
+
+
+def test_cascade_share_follows_the_gate() -> None:
+    gate = ConfidenceGate(GateConfig(threshold=-1.0, target_share=0.5, window=40))
+    answers = []
+    for index in range(200):
+        local = ScriptedEngine(LOCAL, texts=("A",), token_logprob=-0.05 * (index % 20))
+        runner, _ = _cascade(local, ScriptedEngine(CLOUD, texts=("B",)), gate=gate)
+        answers.append((index % 20, _run(runner)))
+    last = answers[-40:]
+    assert abs(sum(answer == "B" for _, answer in last) / 40 - 0.5) <= 0.05
+    # The least sure half went to the cloud: the escalated answers are the lowest ones.
+    assert max(rank for rank, answer in last if answer == "A") <= min(rank for rank, answer in last if answer == "B")
 
 
 def test_redact_mode_masks_private_data_for_the_cloud_only() -> None:
@@ -287,7 +349,8 @@ def test_a_refused_plan_cannot_run_and_is_recorded_as_refused() -> None:
         None,
         True,
         None,
-        -1.0,
+        ConfidenceGate(GateConfig()),
+        2,
     )
     with pytest.raises(ValueError, match="refused"):
         RouteRunner(refused, local=sources, cloud=sources, recorder=recorder)

@@ -74,13 +74,15 @@ async def explain_route(
 @router.get("/burst/stats")
 async def burst_stats(
     settings: SettingsDep,
+    chat: ChatDep,
     ledger: LedgerDep,
     decisions: DecisionsDep,
     cloud: CloudDep,
     pool: PoolDep,
     recent: Annotated[int, Query(ge=0, le=RECENT_DECISIONS)] = 50,
 ) -> dict[str, Any]:
-    """Requests by route and reason, cloud spend vs caps, money saved locally, circuits, recent decisions."""
+    """Requests by route and reason, cloud spend vs caps, money saved locally, circuits, the confidence
+    cascade's share and threshold, recent decisions (each local answer with its confidence)."""
     totals = ledger.totals()
     return {
         "requests": decisions.counts(),
@@ -108,6 +110,11 @@ async def burst_stats(
         },
         "local": local_load(pool),
         "providers": cloud.public_info(),
+        "confidence": {
+            "enabled": settings.burst.confidence,
+            "judged_tokens": settings.burst.stream_hold_tokens,
+            **chat.planner.confidence_gate.snapshot(),
+        },
         "recent": decisions.recent_decisions(recent),
     }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pensieve.burst.budget import Reservation
+from pensieve.burst.confidence import as_probability
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.planner import Plan
 from pensieve.burst.policy import Route
@@ -32,10 +33,21 @@ class RouteInfo:
     reason: str
     model: str
     fallback: bool = False
+    # How sure the local model was of its answer's first tokens (burst/confidence.py; a log-probability),
+    # None until measured: after a local answer, or before the first byte of a cascaded one.
+    confidence: float | None = None
+
+    @property
+    def confidence_probability(self) -> float | None:
+        """The confidence as clients see it: a probability in 0..1 (None when not measured)."""
+        return as_probability(self.confidence) if self.confidence is not None else None
 
     def headers(self) -> dict[str, str]:
-        """The x-pensieve-route / -reason / -model headers."""
-        return {"x-pensieve-route": self.route, "x-pensieve-reason": self.reason, "x-pensieve-model": self.model}
+        """The x-pensieve-route / -reason / -model headers, and x-pensieve-confidence once it is known."""
+        headers = {"x-pensieve-route": self.route, "x-pensieve-reason": self.reason, "x-pensieve-model": self.model}
+        if self.confidence_probability is not None:
+            headers["x-pensieve-confidence"] = f"{self.confidence_probability:.4f}"
+        return headers
 
 
 @dataclass(frozen=True)
@@ -194,6 +206,7 @@ class RunRecorder:
             stream=stream,
             error=error,
             usage_source=usage_source,
+            confidence=info.confidence_probability,
         )
         self.log.record(entry)
         self.metrics.observe(entry)

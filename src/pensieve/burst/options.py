@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pensieve.burst.complexity import ComplexityWeights
+from pensieve.burst.confidence import GateConfig
 from pensieve.burst.policy import PolicyConfig
 from pensieve.cloud.providers import ProviderConfigError
 from pensieve.cloud.registry import providers_from_settings
@@ -68,7 +69,8 @@ class BurstOptions:
     default_model: str
     daily_cap_usd: float | None
     monthly_cap_usd: float | None
-    confidence_threshold: float
+    confidence: GateConfig
+    hold_tokens: int  # the first tokens the cascade judges (and a cascaded stream holds back)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BurstOptions:
@@ -80,7 +82,12 @@ class BurstOptions:
             default_model=settings.engine.default_model,
             daily_cap_usd=settings.budget.daily_usd,
             monthly_cap_usd=settings.budget.monthly_usd,
-            confidence_threshold=settings.burst.confidence_threshold,
+            confidence=GateConfig(
+                threshold=settings.burst.confidence_threshold,
+                target_share=settings.burst.confidence_target_share,
+                window=settings.burst.confidence_window,
+            ),
+            hold_tokens=settings.burst.stream_hold_tokens,
         )
 
     @property

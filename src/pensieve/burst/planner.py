@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pensieve.burst.budget import Reservation, Reservations
 from pensieve.burst.complexity import ComplexityScore, score_complexity
+from pensieve.burst.confidence import ConfidenceGate
 from pensieve.burst.ledger import SpendLedger
 from pensieve.burst.options import BurstOptions
 from pensieve.burst.outgoing import outgoing_texts
@@ -69,7 +70,10 @@ class Plan:
     local_error: PensieveError | None
     chat: bool
     redactor: PrivacyScanner | None
-    confidence_threshold: float
+    # Judges a cascaded answer's confidence (shared by every plan: it keeps the recent answers for the share).
+    confidence_gate: ConfidenceGate
+    # The first tokens of a local answer whose log-probabilities are measured: its confidence.
+    confidence_tokens: int
     # The budget held for this request's cloud runs (None: it does not start in the cloud or on a cascade).
     reservation: Reservation | None = None
     # Holds the budget for a fallback to the cloud if the caps still allow one at that moment, else None
@@ -93,6 +97,10 @@ class Plan:
                 "private_data": dict(facts.private_kinds),
             },
             "signals": self.signals.__dict__,
+            # How an answer would be judged if it cascades: the gate's current threshold and realised share.
+            "confidence": {**self.confidence_gate.snapshot(), "judged_tokens": self.confidence_tokens}
+            if self.decision.cascade
+            else None,
         }
 
     @property
@@ -144,10 +152,12 @@ class RoutePlanner:
         self.cloud = cloud
         self.ledger = ledger
         self.reservations = Reservations()
+        self.confidence_gate = ConfidenceGate(options.confidence)
 
     def reconfigure(self, options: BurstOptions) -> None:
         """Use new options from the next plan on (one assignment: a plan sees old or new, never both)."""
         self.options = options
+        self.confidence_gate.reconfigure(options.confidence)
 
     # --- model ids --------------------------------------------------------------------------------
 
@@ -297,7 +307,8 @@ class RoutePlanner:
             local_error,
             chat=request.messages is not None,
             redactor=options.redactor,
-            confidence_threshold=options.confidence_threshold,
+            confidence_gate=self.confidence_gate,
+            confidence_tokens=options.hold_tokens,
             reservation=reservation,
             reserve_fallback=partial(self._try_reserve, options, signals.estimated_cost_usd),
         )

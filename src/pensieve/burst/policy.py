@@ -257,7 +257,7 @@ def decide(config: PolicyConfig, facts: RequestFacts, signals: Signals) -> Decis
         if route == "local":
             may_fall_back = config.local_failure and cloud_ok and not (hard_local or soft_local)
             fallback: Route | None = "cloud" if may_fall_back else None
-            cascade = config.confidence and cloud_ok and not facts.stream and facts.pin is None
+            cascade = config.confidence and cloud_ok and facts.pin is None
             model = facts.local_model
         else:
             fallback = "local" if config.cloud_failure and local_ok else None

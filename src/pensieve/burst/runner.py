@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from pensieve.burst.accounting import RouteInfo, RunRecorder, Timing
+from pensieve.burst.confidence import answer_confidence
 from pensieve.burst.outgoing import outgoing_texts, with_texts
 from pensieve.burst.planner import Plan
 from pensieve.burst.policy import Route
@@ -78,6 +79,7 @@ class RouteRunner:
         self._recorder = recorder
         self._reservation = plan.reservation
         self._billed: Usage | None = None  # what the last cut cloud run was billed, for the error record
+        self._escalated = False  # a cascade judged the local answer unsure and asked the cloud
         # What the finished (or abandoned) runs of this request used and cost, for a session's turn record.
         self.usage: Usage | None = None
         self.cost_usd = 0.0
@@ -111,7 +113,7 @@ class RouteRunner:
     def _prepared(self, route: Route, request: GenerationRequest, model: str) -> GenerationRequest:
         """The request as the chosen side gets it: its own model id; for the cloud, redacted if configured."""
         if route == "local":
-            return replace(request, model=model)
+            return replace(request, model=model, confidence_tokens=self.plan.confidence_tokens)
         request = replace(request, model=model.split("/", 1)[1])
         return redacted(request, self.plan.redactor) if self.plan.redactor is not None else request
 
@@ -119,19 +121,18 @@ class RouteRunner:
         """Stream the answer from the planned side, falling back before the first chunk if it fails."""
         started = time.perf_counter()
         route = self.info.route
-        if self.plan.decision.cascade:
-            async for chunk in self._cascade(request, started):
-                yield chunk
-            return
         yielded = False
         try:
-            async for chunk in self._run(route, request, started):
-                yielded = True
-                yield chunk
+            run = self._cascade(request, started) if self.plan.decision.cascade else self._run(route, request, started)
+            async with aclosing(run) as chunks:
+                async for chunk in chunks:
+                    yielded = True
+                    yield chunk
             return
         except PensieveError as error:
             fallback = self.plan.decision.fallback
-            if yielded or fallback is None or not may_fall_back(route, error):
+            # A cascade that moved to the cloud has used its one fallback (back to local) already.
+            if self._escalated or yielded or fallback is None or not may_fall_back(route, error):
                 self._failed(error, started)
                 raise
             if fallback == "cloud" and not self._may_use_cloud():
@@ -154,6 +155,7 @@ class RouteRunner:
         prompt_tokens = await engine.count_prompt_tokens(prepared) if route == "cloud" else 0
         first_token: float | None = None
         received: list[str] = []
+        measured: list[float] = []
         finished = errored = False
         try:
             async with aclosing(engine.generate(prepared)) as chunks:
@@ -161,8 +163,11 @@ class RouteRunner:
                     if first_token is None:
                         first_token = time.perf_counter()
                     received.append(chunk.text)
+                    measured.extend(chunk.confidence_logprobs)
                     if chunk.finish_reason is not None:
                         finished = True
+                        if route == "local":
+                            self.info.confidence = answer_confidence(measured)
                         timing = Timing(started, first_token, time.perf_counter())
                         self.usage = chunk.usage or Usage(0, 0)
                         self.cost_usd += self._recorder.finished(
@@ -186,26 +191,44 @@ class RouteRunner:
                 )
 
     async def _cascade(self, request: GenerationRequest, started: float) -> AsyncGenerator[GenerationChunk]:
-        """Answer locally; when the answer's mean token log-probability is low, ask the cloud instead."""
-        local_request = replace(request, params=replace(request.params, logprobs=True))
-        chunks = [chunk async for chunk in self._run("local", local_request, started)]
-        confidence = chunks[-1].mean_logprob if chunks else None
-        if confidence is None or confidence >= self.plan.confidence_threshold:
-            for chunk in chunks:
+        """Answer locally, holding back the first tokens until they are judged; an unsure start asks the cloud.
+
+        The same for streamed and whole answers (so both decide alike): nothing reaches the client before
+        the verdict. A confident answer goes on streaming from the local model; an unsure one is dropped
+        and the cloud answers. If the cloud then fails before sending anything, the local model answers
+        after all (its prompt is cached, so the re-run starts at once).
+        """
+        hold = self.plan.confidence_tokens
+        held: list[GenerationChunk] = []
+        measured: list[float] = []
+        async with aclosing(self._run("local", request, started)) as local:
+            async for chunk in local:
+                held.append(chunk)
+                measured.extend(chunk.confidence_logprobs)
+                if chunk.finish_reason is not None or len(measured) >= hold:
+                    break
+            confidence = answer_confidence(measured[:hold])
+            self.info.confidence = confidence
+            if not self.plan.confidence_gate.judge(confidence):
+                for chunk in held:
+                    yield chunk
+                async for chunk in local:
+                    yield chunk
+                return
+        self._escalated = True
+        self.info = RouteInfo("cloud", "confidence", self.info.model, confidence=confidence)
+        yielded = False
+        try:
+            async for chunk in self._run("cloud", request, time.perf_counter()):
+                yielded = True
                 yield chunk
             return
-        self.info = RouteInfo("cloud", "confidence", self.info.model)
-        try:
-            cloud_chunks = [chunk async for chunk in self._run("cloud", request, time.perf_counter())]
         except CloudError as error:
-            if self._billed is not None:
-                self._failed(error, started)  # the cut cloud run was billed: record it, answer locally
-            if not error.retryable:
+            if yielded or not error.retryable:
                 raise
-            local_model = self._local.model_id if self._local else (self.plan.facts.local_model or "")
-            self.info = RouteInfo("local", "cloud_failure", local_model, fallback=True)
-            cloud_chunks = chunks
-        for chunk in cloud_chunks:
+        local_model = self._local.model_id if self._local else (self.plan.facts.local_model or "")
+        self.info = RouteInfo("local", "cloud_failure", local_model, fallback=True)
+        async for chunk in self._run("local", request, started):
             yield chunk
 
     def _failed(self, error: PensieveError, started: float) -> None:

@@ -34,6 +34,9 @@ class DecisionLogEntry:
     # or the cloud engine's estimate when the provider sent none), "estimated" (a stream cut before its end:
     # the provider's usage comes last, so ~4 characters per token of the prompt and of the text received).
     usage_source: str | None = None
+    # How sure the local model was of the answer's first tokens (0..1): on local answers and on answers the
+    # cascade moved to the cloud because of it; None when not measured (cloud runs, failures).
+    confidence: float | None = None
 
 
 class DecisionLog:

@@ -241,6 +241,7 @@ class LocalEngine:
             max_tokens=prepared.max_tokens,
             forbid_eog_first=prepared.is_chat and grammar is None,
             top_logprobs=params.top_logprobs if params.logprobs else -1,
+            confidence_tokens=request.confidence_tokens,
             grammar=grammar,
             cache_prompt=request.cache_prompt,
             cache_partition=request.cache_partition,
@@ -283,6 +284,7 @@ class LocalEngine:
         job = self._job(prepared, request)
         per_token = request.params.logprobs
         pending: list[TokenLogprob] = []  # tokens whose text has not been emitted yet
+        measured: list[float] = []  # confidence log-probabilities not handed on yet
         try:
             async with aclosing(self.worker.generate(job)) as events:
                 async for event in events:
@@ -292,15 +294,19 @@ class LocalEngine:
                     produced += 1
                     cached = cached or event.cached_tokens
                     logprob_sum += event.logprob or 0.0
+                    if event.logprob is not None and produced <= request.confidence_tokens:
+                        measured.append(event.logprob)
                     if per_token:
                         pending.append(self._token_logprob(event))
                     text, hit_stop = stopper.push(assembler.push(self._vocab.token_bytes(event.token)))
                     text = trimmer.push(text) if trimmer else text
                     if text:
                         yield GenerationChunk(
-                            text, logprobs=aligned_logprobs(pending, text, first=produced == len(pending))
+                            text,
+                            logprobs=aligned_logprobs(pending, text, first=produced == len(pending)),
+                            confidence_logprobs=tuple(measured),
                         )
-                        pending = []
+                        pending, measured = [], []
                     if hit_stop:
                         finish = "stop"
                         break  # closing the event stream cancels the sequence in the worker
@@ -315,11 +321,12 @@ class LocalEngine:
                 tail += stopper.flush()
             tail = trimmer.push(tail) if trimmer else tail
             if tail:
-                yield GenerationChunk(tail, logprobs=tuple(pending))
+                yield GenerationChunk(tail, logprobs=tuple(pending), confidence_logprobs=tuple(measured))
+                measured = []
             finish = "stop" if hit_stop else finish
         mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
         usage = Usage(len(prepared.tokens), produced, done.cached_tokens if done is not None else cached)
-        yield GenerationChunk("", finish_reason=finish, usage=usage, mean_logprob=mean_logprob)
+        yield GenerationChunk("", finish, usage, mean_logprob, confidence_logprobs=tuple(measured))
 
     def _record(self, produced: int, seconds: float) -> None:
         stats = self._stats

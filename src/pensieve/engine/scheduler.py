@@ -220,8 +220,8 @@ class Scheduler:
             return [self._finish(slot, "stop")]
         cached = slot.reused if slot.produced == 0 else 0
         event = TokenEvent(job.rid, token, cached_tokens=cached)
-        if job.top_logprobs >= 0:
-            logprob, top = self.context.logprobs(index, token, job.top_logprobs)
+        if job.top_logprobs >= 0 or slot.produced < job.confidence_tokens:
+            logprob, top = self.context.logprobs(index, token, max(job.top_logprobs, 0))
             event = TokenEvent(job.rid, token, logprob, tuple(top), cached)
         slot.produced += 1
         slot.next_token = token

@@ -92,6 +92,7 @@ class Job:
     max_tokens: int
     forbid_eog_first: bool = False
     top_logprobs: int = -1  # -1: none; 0: the sampled token's; n: also the n likeliest
+    confidence_tokens: int = 0  # measure the sampled token's log-probability for this many first tokens anyway
     grammar: str | None = None
     cache_prompt: bool = True  # False: reuse no cached prefix; the whole prompt is computed
     cache_partition: str = ""  # only a slot last used by the same partition (API key) may lend its prefix

@@ -61,13 +61,33 @@ class BurstSettings(Section):
         default_factory=dict, description="JSON object overriding weights of length, code, math, reasoning."
     )
     confidence: bool = Field(False, description="Cascade: re-ask the cloud when the local answer is unsure.")
+    confidence_target_share: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Share of cascaded answers to send to the cloud, e.g. 0.3: the least sure ones; empty = use "
+        "the threshold.",
+    )
+    confidence_window: int = Field(
+        200, ge=20, le=100_000, description="Recent answers the target share is measured and kept over."
+    )
     confidence_threshold: float = Field(
-        -1.0, le=0.0, description="Mean token log-probability below which a local answer counts as unsure."
+        -2.0,
+        le=0.0,
+        description="Expert: lowest token log-probability of the first held tokens below which an answer is unsure "
+        "(used without a target share).",
+    )
+    stream_hold_tokens: int = Field(
+        6,
+        ge=1,
+        le=64,
+        description="Tokens the cascade judges an answer by; a cascaded stream holds them back before its first byte.",
     )
     budget: bool = Field(True, description="Enforce the cloud spend caps (PENSIEVE_BUDGET_*).")
     circuit: bool = Field(True, description="Keep requests local while a provider's circuit is open.")
 
     _weights = field_validator("complexity_weights", mode="before")(json_object)
+    _share = field_validator("confidence_target_share", mode="before")(empty_is_none)
 
 
 class BudgetSettings(Section):

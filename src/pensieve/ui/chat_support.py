@@ -77,6 +77,7 @@ def answer_record(outcome: ChatOutcome, choices: list[ModelChoice]) -> dict[str,
         "completion_tokens": outcome.completion_tokens,
         "cost_usd": cost,
         "finish_reason": outcome.finish_reason,
+        "confidence": outcome.confidence,
     }
 
 
@@ -85,6 +86,8 @@ def answer_badges(record: dict[str, Any]) -> list[Badge]:
     badges = [route_badge(record.get("route"))]
     if record.get("reason"):
         badges.append(Badge(f"why: {reason_text(record['reason'])}", "gray", ":material/alt_route:"))
+    if record.get("confidence") is not None:
+        badges.append(Badge(f"local model {record['confidence']:.0%} sure", "blue", ":material/psychology:"))
     if record.get("latency_s") is not None:
         badges.append(Badge(f"{record['latency_s']:.2f} s", "violet", ":material/timer:"))
     if record.get("tokens_per_second") is not None:

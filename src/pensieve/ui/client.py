@@ -82,6 +82,7 @@ class ChatOutcome:
     session_id: str | None = None  # x-pensieve-session: the conversation the server stored the turn in
     trimmed: int = 0  # x-pensieve-trimmed-messages: stored messages the prompt left out
     citations: str | None = None  # x-pensieve-citations: `file-1 page 7 (3.21), ...` (ids only)
+    confidence: float | None = None  # x-pensieve-confidence: how sure the local model was (cascaded streams)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,6 +128,7 @@ class ChatStream:
         trimmed = headers.get("x-pensieve-trimmed-messages", "0")
         self.outcome.trimmed = int(trimmed) if trimmed.isdigit() else 0
         self.outcome.citations = headers.get("x-pensieve-citations")
+        self.outcome.confidence = _probability(headers.get("x-pensieve-confidence"))
         return self
 
     def __iter__(self) -> Iterator[str]:
@@ -332,3 +334,12 @@ def _json_or_none(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return None
+
+
+def _probability(value: str | None) -> float | None:
+    """A 0-1 header value, or None when absent or not a number in that range."""
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and 0.0 <= number <= 1.0 else None

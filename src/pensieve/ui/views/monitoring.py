@@ -178,6 +178,7 @@ def _decisions(recent: list[dict[str, Any]]) -> None:
                 "first token (s)": (entry["first_token_ms"] or 0) / 1000 if entry["first_token_ms"] else None,
                 "tokens in/out": f"{entry['prompt_tokens']} / {entry['completion_tokens']}",
                 "cost": money(entry["cost_usd"]),
+                "sure": entry.get("confidence"),
                 "fallback": entry["fallback"],
                 "error": entry.get("error") or "",
             }
@@ -187,6 +188,7 @@ def _decisions(recent: list[dict[str, Any]]) -> None:
             "latency (s)": st.column_config.NumberColumn(format="%.2f"),
             "first token (s)": st.column_config.NumberColumn(format="%.2f"),
             "fallback": st.column_config.CheckboxColumn(),
+            "sure": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
         }
         st.dataframe(rows, hide_index=True, width="stretch", column_config=config, height=300)
 
