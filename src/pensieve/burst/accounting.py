@@ -32,10 +32,22 @@ class RouteInfo:
     reason: str
     model: str
     fallback: bool = False
+    # "local", "trusted" (a private_ok provider) or "public"; empty: derived from the route (local or public).
+    tier: str = ""
+
+    def __post_init__(self) -> None:
+        """A RouteInfo built without a tier: local for the local route; the runner sets a cloud run's tier."""
+        if not self.tier:
+            self.tier = "local" if self.route == "local" else "public"
 
     def headers(self) -> dict[str, str]:
-        """The x-pensieve-route / -reason / -model headers."""
-        return {"x-pensieve-route": self.route, "x-pensieve-reason": self.reason, "x-pensieve-model": self.model}
+        """The x-pensieve-route / -tier / -reason / -model headers."""
+        return {
+            "x-pensieve-route": self.route,
+            "x-pensieve-tier": self.tier,
+            "x-pensieve-reason": self.reason,
+            "x-pensieve-model": self.model,
+        }
 
 
 @dataclass(frozen=True)
@@ -194,6 +206,7 @@ class RunRecorder:
             stream=stream,
             error=error,
             usage_source=usage_source,
+            tier=info.tier if route != "refused" else None,
         )
         self.log.record(entry)
         self.metrics.observe(entry)

@@ -34,6 +34,9 @@ class DecisionLogEntry:
     # or the cloud engine's estimate when the provider sent none), "estimated" (a stream cut before its end:
     # the provider's usage comes last, so ~4 characters per token of the prompt and of the text received).
     usage_source: str | None = None
+    # local | trusted | public: the tier the run used (None for a refusal), so the log shows private requests
+    # reached only this machine or the trusted provider.
+    tier: str | None = None
 
 
 class DecisionLog:
