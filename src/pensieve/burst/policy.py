@@ -75,7 +75,7 @@ class RequestFacts:
     complexity_score: float | None = None
     complexity_detail: str = ""
     private_kinds: Mapping[str, int] = field(default_factory=dict)
-    # Kinds of private data an earlier turn of this request's session held: the session stays local for good.
+    # Kinds of private data an earlier turn of this request's session held: it stays off public providers for good.
     session_private: tuple[str, ...] = ()
     # Whether cloud_model's provider is trusted (private_ok): private data may go there, unmasked.
     cloud_trusted: bool = False
