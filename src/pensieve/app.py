@@ -75,6 +75,7 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
             allow_headers=["*"],
             expose_headers=[
                 "x-pensieve-route",
+                "x-pensieve-tier",
                 "x-pensieve-reason",
                 "x-pensieve-model",
                 "x-pensieve-confidence",

@@ -109,7 +109,9 @@ def cmd_route_explain(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     route = data["route"] or "refused"
-    print(f"route: {route}   reason: {data['reason']}   model: {data['model']}   fallback: {data['fallback']}")
+    tier = data.get("tier") or "-"  # an older server's record has no tier
+    print(f"route: {route}   tier: {tier}   reason: {data['reason']}   model: {data['model']}", end="")
+    print(f"   fallback: {data['fallback']}")
     if data.get("detail"):
         print(f"detail: {data['detail']}")
     print(f"{'criterion':<14} {'on':<3} {'vote':<9} detail")

@@ -36,6 +36,13 @@ class RouteInfo:
     # How sure the local model was of its answer's first tokens (burst/confidence.py; a log-probability),
     # None until measured: after a local answer, or before the first byte of a cascaded one.
     confidence: float | None = None
+    # "local", "trusted" (a private_ok provider) or "public"; empty: derived from the route (local or public).
+    tier: str = ""
+
+    def __post_init__(self) -> None:
+        """A RouteInfo built without a tier: local for the local route; the runner sets a cloud run's tier."""
+        if not self.tier:
+            self.tier = "local" if self.route == "local" else "public"
 
     @property
     def confidence_probability(self) -> float | None:
@@ -43,8 +50,13 @@ class RouteInfo:
         return as_probability(self.confidence) if self.confidence is not None else None
 
     def headers(self) -> dict[str, str]:
-        """The x-pensieve-route / -reason / -model headers, and x-pensieve-confidence once it is known."""
-        headers = {"x-pensieve-route": self.route, "x-pensieve-reason": self.reason, "x-pensieve-model": self.model}
+        """The x-pensieve-route / -tier / -reason / -model headers, and x-pensieve-confidence once known."""
+        headers = {
+            "x-pensieve-route": self.route,
+            "x-pensieve-tier": self.tier,
+            "x-pensieve-reason": self.reason,
+            "x-pensieve-model": self.model,
+        }
         if self.confidence_probability is not None:
             headers["x-pensieve-confidence"] = f"{self.confidence_probability:.4f}"
         return headers
@@ -207,6 +219,7 @@ class RunRecorder:
             error=error,
             usage_source=usage_source,
             confidence=info.confidence_probability,
+            tier=info.tier if route != "refused" else None,
         )
         self.log.record(entry)
         self.metrics.observe(entry)

@@ -6,6 +6,10 @@ and returns a `Plan`: the decision, every figure behind it (for `/api/route/expl
 needs (the local engine it already holds, the redactor). A refused plan knows the error that explains it.
 
 The privacy scan covers every text the cloud call would carry (`burst/outgoing.py`), not only the messages.
+A private request (private data found in mode `block` or `redact`, or a private session) that names no cloud
+model gets the trusted tier's model as its cloud target when a `private_ok` provider exists, BEFORE the
+signals are read: the circuit and the cost estimate are then the trusted provider's, and the policy sees
+`cloud_trusted`. A request that names a public model keeps it (and is blocked or masked as before).
 A plan made to be run (`reserve=True`) that may use the cloud holds its estimated cost against the caps
 (`burst/budget.py`) from the moment it is decided, so concurrent requests see each other's spend coming.
 """
@@ -95,6 +99,7 @@ class Plan:
                 "stream": facts.stream,
                 "complexity_score": facts.complexity_score,
                 "private_data": dict(facts.private_kinds),
+                "cloud_trusted": facts.cloud_trusted,
             },
             "signals": self.signals.__dict__,
             # How an answer would be judged if it cascades: the gate's current threshold and realised share.
@@ -176,6 +181,19 @@ class RoutePlanner:
         if header == "auto" or is_auto:
             return None, local, cloud
         return ("model_cloud" if cloud_id else "model_local"), local, cloud
+
+    def _cloud_target(self, model: str, cloud_model: str | None, private: bool) -> str | None:
+        """The cloud model a request may use: the trusted tier's for a private request naming no cloud model.
+
+        A request that names a cloud model keeps it: a public one is then blocked (or masked) by the policy,
+        exactly as without a trusted tier, and a trusted one is simply allowed.
+        """
+        model = model.strip()
+        named = model.lower() != AUTO_MODEL and self.cloud.resolve(model) is not None
+        trusted = self.cloud.trusted_model_id
+        if private and trusted is not None and not named:
+            return trusted
+        return cloud_model
 
     # --- signals ----------------------------------------------------------------------------------
 
@@ -278,6 +296,10 @@ class RoutePlanner:
         kinds: dict[str, int] = {}
         for kind in (*(finding.kind for finding in findings), *file_private):
             kinds[kind] = kinds.get(kind, 0) + 1
+        # Chosen before the signals are read: a private request's circuit and cost are the trusted provider's.
+        private = bool(session_private) or (bool(kinds) and options.policy.privacy_mode != "off")
+        cloud_model = self._cloud_target(request.model, cloud_model, private)
+        cloud_trusted = cloud_model is not None and self.cloud.is_trusted(cloud_model)
         facts = RequestFacts(
             pin=pin,
             local_model=local_model,
@@ -290,6 +312,7 @@ class RoutePlanner:
             complexity_detail=complexity.explain(),
             private_kinds=kinds,
             session_private=session_private,
+            cloud_trusted=cloud_trusted,
         )
         # Without a local tokenizer to count with, the cloud's estimate: the budget must still see the prompt.
         billed_prompt = prompt_tokens if prompt_tokens is not None else sum(estimate_tokens(t) + 4 for t in texts) + 3
@@ -306,7 +329,8 @@ class RoutePlanner:
             local,
             local_error,
             chat=request.messages is not None,
-            redactor=options.redactor,
+            # The trusted tier gets the text unmasked; a public provider gets it masked in mode `redact`.
+            redactor=None if cloud_trusted else options.redactor,
             confidence_gate=self.confidence_gate,
             confidence_tokens=options.hold_tokens,
             reservation=reservation,

@@ -4,7 +4,8 @@ No I/O and no clock here: the controller gathers every signal (token count, queu
 spend, circuit state) and this module only weighs them, so every decision can be explained, replayed and
 unit-tested. Precedence, strongest first:
 
-1. privacy (mode `block`): private data never goes to the cloud, whatever else applies;
+1. privacy (mode `block`): private data never goes to a public provider, whatever else applies; it may go
+   to the trusted tier (a `private_ok` provider: the planner makes it the request's cloud target);
 2. budget and circuit: a spent cap or an open circuit keeps everything local;
 3. an explicit choice (the `X-Pensieve-Route` header, a cloud model id, a local model id);
 4. what the local side cannot do: context overflow or a local model that cannot load;
@@ -20,6 +21,8 @@ from typing import Literal
 Route = Literal["local", "cloud"]
 Pin = Literal["header_local", "header_cloud", "model_local", "model_cloud"]
 Vote = Literal["local", "cloud", "no_cloud", "abstain"]
+# Where a request runs: this machine, the trusted tier (a private_ok provider) or a public provider.
+Tier = Literal["local", "trusted", "public"]
 
 # Reasons a response can carry in `x-pensieve-reason`.
 REASONS = (
@@ -72,8 +75,10 @@ class RequestFacts:
     complexity_score: float | None = None
     complexity_detail: str = ""
     private_kinds: Mapping[str, int] = field(default_factory=dict)
-    # Kinds of private data an earlier turn of this request's session held: the session stays local for good.
+    # Kinds of private data an earlier turn of this request's session held: it stays off public providers for good.
     session_private: tuple[str, ...] = ()
+    # Whether cloud_model's provider is trusted (private_ok): private data may go there, unmasked.
+    cloud_trusted: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,13 @@ class Decision:
     verdicts: tuple[Verdict, ...]
     error_code: str | None = None
     detail: str = ""
+    tier: Tier | None = None  # where `route` leads (None when refused)
 
     def as_dict(self) -> dict[str, object]:
         """The decision record as JSON-ready data (no prompt text: only counts, scores and reasons)."""
         return {
             "route": self.route,
+            "tier": self.tier,
             "reason": self.reason,
             "model": self.model,
             "fallback": self.fallback,
@@ -142,16 +149,32 @@ class Decision:
         }
 
 
+def tier_of(route: Route | None, cloud_trusted: bool) -> Tier | None:
+    """The tier a route leads to: local, or the cloud target's tier (trusted when its provider is private_ok)."""
+    if route is None:
+        return None
+    if route == "local":
+        return "local"
+    return "trusted" if cloud_trusted else "public"
+
+
 def _privacy(config: PolicyConfig, facts: RequestFacts) -> Verdict:
     found = ", ".join(f"{kind}×{count}" for kind, count in sorted(facts.private_kinds.items()))
     total = float(sum(facts.private_kinds.values()))
+    # The trusted tier may take what holds private data; the planner only targets it for such requests.
+    provider = (facts.cloud_model or "").split("/", 1)[0]
+    trusted = f"may go only to the trusted provider '{provider}'"
     if facts.session_private:  # sticky, whatever the mode: the session's history holds the private data
         kinds = ", ".join(facts.session_private)
+        if facts.cloud_trusted:
+            return Verdict("privacy", True, "abstain", f"this session held private data ({kinds}): it {trusted}", 1.0)
         return Verdict("privacy", True, "no_cloud", f"this session held private data ({kinds}): it stays here", 1.0)
     if config.privacy_mode == "off":
         return Verdict("privacy", False, "abstain", "privacy checks are off", total)
     if not facts.private_kinds:
         return Verdict("privacy", True, "abstain", "no private data found", 0.0)
+    if facts.cloud_trusted:
+        return Verdict("privacy", True, "abstain", f"found {found}: {trusted}, unmasked", total)
     if config.privacy_mode == "redact":
         return Verdict("privacy", True, "abstain", f"found {found}: masked before any cloud call", total)
     return Verdict("privacy", True, "no_cloud", f"found {found}: mode 'block' keeps it on this machine", total)
@@ -247,12 +270,13 @@ def decide(config: PolicyConfig, facts: RequestFacts, signals: Signals) -> Decis
         and facts.prompt_tokens + max(facts.max_tokens, 1) > signals.local_context_length
     )
     local_ok = signals.local_available and local_fits and facts.local_model is not None
-    redact = config.privacy_mode == "redact" and bool(facts.private_kinds)
+    # The trusted tier gets the text as it is: masking is for public providers only.
+    redact = config.privacy_mode == "redact" and bool(facts.private_kinds) and not facts.cloud_trusted
     hard_local = facts.pin == "header_local"
     soft_local = facts.pin == "model_local" and not config.pinned_local_fallback
 
     def make(route: Route, reason: str) -> Decision:
-        if route == "local" and facts.session_private and reason != "explicit":
+        if route == "local" and facts.session_private and reason != "explicit" and not facts.cloud_trusted:
             reason = "session_private"  # the reason says why this session never bursts any more
         if route == "local":
             may_fall_back = config.local_failure and cloud_ok and not (hard_local or soft_local)
@@ -262,7 +286,8 @@ def decide(config: PolicyConfig, facts: RequestFacts, signals: Signals) -> Decis
         else:
             fallback = "local" if config.cloud_failure and local_ok else None
             cascade, model = False, facts.cloud_model
-        return Decision(route, reason, model, fallback, redact and route == "cloud", cascade, verdicts)
+        tier = tier_of(route, facts.cloud_trusted)
+        return Decision(route, reason, model, fallback, redact and route == "cloud", cascade, verdicts, tier=tier)
 
     def refuse() -> Decision:
         if not local_fits:

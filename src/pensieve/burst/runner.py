@@ -26,7 +26,7 @@ from pensieve.burst.accounting import RouteInfo, RunRecorder, Timing
 from pensieve.burst.confidence import answer_confidence
 from pensieve.burst.outgoing import outgoing_texts, with_texts
 from pensieve.burst.planner import Plan
-from pensieve.burst.policy import Route
+from pensieve.burst.policy import Route, tier_of
 from pensieve.cloud.engine import estimate_tokens
 from pensieve.engine_api import Engine, GenerationChunk, GenerationRequest, Usage
 from pensieve.errors import CloudError, InvalidRequestError, NotFoundError, PensieveError
@@ -72,7 +72,7 @@ class RouteRunner:
         if decision.route is None or decision.model is None:
             raise ValueError("a refused plan cannot run")
         self.plan = plan
-        self.info = RouteInfo(decision.route, decision.reason, decision.model)
+        self.info = RouteInfo(decision.route, decision.reason, decision.model, tier=decision.tier or "")
         self._local = plan.local
         self._local_sources = local
         self._cloud_sources = cloud
@@ -150,6 +150,8 @@ class RouteRunner:
     async def _run(self, route: Route, request: GenerationRequest, started: float) -> AsyncGenerator[GenerationChunk]:
         engine, model = await self._engine(route)
         self.info.model = model
+        # Every run (first, fallback, cascade) passes here: the tier follows the side that really runs.
+        self.info.tier = tier_of(route, self.plan.facts.cloud_trusted) or ""
         prepared = self._prepared(route, request, model)
         # Counted before the call: a cut stream's record must not wait on anything once cancelled.
         prompt_tokens = await engine.count_prompt_tokens(prepared) if route == "cloud" else 0

@@ -37,6 +37,9 @@ class DecisionLogEntry:
     # How sure the local model was of the answer's first tokens (0..1): on local answers and on answers the
     # cascade moved to the cloud because of it; None when not measured (cloud runs, failures).
     confidence: float | None = None
+    # local | trusted | public: the tier the run used (None for a refusal), so the log shows private requests
+    # reached only this machine or the trusted provider.
+    tier: str | None = None
 
 
 class DecisionLog:

@@ -4,6 +4,10 @@ A provider is any OpenAI-compatible endpoint (OpenAI, Azure OpenAI's v1 API, Gro
 Mistral, vLLM, TGI, another Pensieve). Each has its own models with prices (USD per million tokens),
 timeouts and an API key that is a secret: held as SecretStr, shown masked, never logged.
 
+A provider marked `private_ok` is the organisation's own endpoint (its vLLM or llama-server cluster): the
+trusted tier. Requests holding private data may go there, never to any other provider (docs/routing.md,
+"Private tier").
+
 The providers file (`PENSIEVE_CLOUD_PROVIDERS_FILE`):
 
     [[providers]]
@@ -13,6 +17,7 @@ The providers file (`PENSIEVE_CLOUD_PROVIDERS_FILE`):
     timeout_seconds = 30                      # optional (default 60)
     first_token_timeout_seconds = 10          # optional (default 20)
     default = true                            # optional: the provider `auto` bursts to
+    private_ok = false                        # optional: true = trusted tier (private requests may go here)
     headers = { "X-Title" = "pensieve" }      # optional extra HTTP headers
     query = { "api-version" = "preview" }     # optional query parameters (Azure)
 
@@ -46,7 +51,7 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_FIRST_TOKEN_TIMEOUT_SECONDS = 20.0
 _PROVIDER_KEYS = frozenset(
     {"name", "base_url", "api_key", "api_key_env", "timeout_seconds", "first_token_timeout_seconds", "default",
-     "headers", "query", "models"}
+     "headers", "query", "models", "private_ok"}
 )  # fmt: skip
 _MODEL_KEYS = frozenset({"id", "price_input", "price_output", "context_length"})
 
@@ -82,6 +87,8 @@ class ProviderConfig:
     default: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
+    # Trusted: the organisation's own endpoint, which may receive private data (unmasked).
+    private_ok: bool = False
 
     def public_info(self) -> dict[str, Any]:
         """The provider as endpoints show it: the key masked, never in clear."""
@@ -90,6 +97,7 @@ class ProviderConfig:
             "base_url": self.base_url,
             "api_key": mask_secret(self.api_key),
             "default": self.default,
+            "private_ok": self.private_ok,
             "timeout_seconds": self.timeout_seconds,
             "first_token_timeout_seconds": self.first_token_timeout_seconds,
             "models": [
@@ -123,8 +131,9 @@ def provider_from_env(
     price_output: float,
     timeout_seconds: float,
     first_token_timeout_seconds: float,
+    private_ok: bool = False,
 ) -> ProviderConfig:
-    """The provider described by the PENSIEVE_CLOUD_* settings."""
+    """The provider described by the PENSIEVE_CLOUD_* settings (`private_ok`: it is the trusted tier)."""
     base_url = base_url.strip().rstrip("/")
     _check_common(name, base_url, timeout_seconds, first_token_timeout_seconds)
     return ProviderConfig(
@@ -134,7 +143,16 @@ def provider_from_env(
         models=(CloudModel(model.strip(), price_input, price_output),),
         timeout_seconds=timeout_seconds,
         first_token_timeout_seconds=first_token_timeout_seconds,
+        private_ok=private_ok,
     )
+
+
+def _flag(table: dict[str, Any], key: str, where: str) -> bool:
+    """A true/false key (false when absent): a string such as "yes" is refused, not guessed."""
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ProviderConfigError(f"{where}: {key} must be true or false, not {value!r}")
+    return value
 
 
 def _number(table: dict[str, Any], key: str, where: str, default: float) -> float:
@@ -211,9 +229,6 @@ def provider_from_table(table: Any, index: int) -> ProviderConfig:
     models = table.get("models")
     if not isinstance(models, list) or not models:
         raise ProviderConfigError(f"{where}: declare at least one [[providers.models]]")
-    default = table.get("default", False)
-    if not isinstance(default, bool):
-        raise ProviderConfigError(f"{where}: default must be true or false")
     return ProviderConfig(
         name=name,
         base_url=base_url.strip().rstrip("/"),
@@ -221,9 +236,10 @@ def provider_from_table(table: Any, index: int) -> ProviderConfig:
         models=tuple(_model(model, where) for model in models),
         timeout_seconds=timeout,
         first_token_timeout_seconds=first_token,
-        default=default,
+        default=_flag(table, "default", where),
         headers=_string_map(table, "headers", where),
         query=_string_map(table, "query", where),
+        private_ok=_flag(table, "private_ok", where),
     )
 
 

@@ -1,6 +1,7 @@
 """The configured cloud providers and their models: one CloudEngine per model, one circuit breaker per provider.
 
 Model ids are `<provider>/<model>`; a bare model id is accepted when exactly one provider offers it.
+Providers marked `private_ok` form the trusted tier: `trusted_model_id` is where private requests go.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def providers_from_settings(settings: CloudSettings) -> list[ProviderConfig]:
                 price_output=settings.price_output,
                 timeout_seconds=settings.timeout_seconds,
                 first_token_timeout_seconds=settings.first_token_timeout_seconds,
+                private_ok=settings.private_ok,
             )
         )
     if settings.providers_file is not None:
@@ -71,6 +73,11 @@ class CloudRegistry:
                 self._models[f"{provider.name}/{model.id}"] = (provider, model)
         default = next((p for p in providers if p.default), providers[0] if providers else None)
         self.default_model_id = f"{default.name}/{default.models[0].id}" if default and default.models else None
+        # The trusted tier's model: the default provider's when it is trusted (so `auto` and private requests
+        # agree), else the first trusted provider's first model; None when no provider is trusted.
+        trusted = default if default is not None and default.private_ok else None
+        trusted = trusted or next((p for p in providers if p.private_ok and p.models), None)
+        self.trusted_model_id = f"{trusted.name}/{trusted.models[0].id}" if trusted and trusted.models else None
 
     async def reconfigure(self, settings: CloudSettings) -> None:
         """Switch to the providers of `settings` in place (breakers start closed), closing the old clients.
@@ -102,6 +109,11 @@ class CloudRegistry:
             return model_id
         matches = [full for full, (_, model) in self._models.items() if model.id == model_id]
         return matches[0] if len(matches) == 1 else None
+
+    def is_trusted(self, model_id: str) -> bool:
+        """Whether a cloud model (full id) belongs to a `private_ok` provider: it may receive private data."""
+        entry = self._models.get(model_id)
+        return entry is not None and entry[0].private_ok
 
     def model(self, model_id: str) -> CloudModel:
         """The price and limits of a cloud model (full id)."""

@@ -7,7 +7,8 @@ stores the new messages with the answer and its record (route, reason, model, to
 one go once the answer ended: a whole answer, or a streamed one the client stopped (`partial`). A run
 that failed stores nothing, so the history never holds a question without its answer.
 
-A session whose messages held private data stays local for good (`Session.private`, passed to the planner).
+A session whose messages held private data never goes to a public provider again (`Session.private`, passed to
+the planner): it stays local, or uses the trusted tier (a `private_ok` provider) when one is configured.
 """
 
 from __future__ import annotations

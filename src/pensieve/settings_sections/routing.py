@@ -28,6 +28,11 @@ class CloudSettings(Section):
     first_token_timeout_seconds: float = Field(
         20.0, gt=0.0, description="A cloud stream that sends nothing for this long counts as failed."
     )
+    private_ok: bool = Field(
+        False,
+        description="Trusted tier: this provider is the organisation's own endpoint, so private requests may go "
+        "there (unmasked); never set it for a public provider.",
+    )
     providers_file: Path | None = Field(None, description="Optional TOML file declaring more providers.")
     circuit_failures: int = Field(3, ge=1, description="Consecutive cloud failures that open the circuit.")
     circuit_cooldown_seconds: float = Field(
