@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             live.append(summary(items, run_share(items, share, args.hold, args.model)))
             print(report(live[-1]) + "\n")
         figures["live"] = live
-    if args.plot and scored:
+    if args.plot and not scored:
+        print("No figure: --plot needs the offline pass (drop --skip-offline).")
+    elif args.plot:
         from routing.plot import draw
 
         draw(args.plot, scored, figures["best_signal"], live)
