@@ -59,3 +59,31 @@ def perfect_accuracy(scored: Sequence[Scored], share: float) -> float:
 def pgr(accuracy: float, local: float, cloud: float = 1.0) -> float:
     """Performance gap recovered: 0 = local alone, 1 = the cloud's accuracy."""
     return (accuracy - local) / (cloud - local) if cloud > local else float("nan")
+
+
+# The confidence signals of one answer: whole-answer mean and minimum, and the minimum and mean over its
+# first k tokens (the window a streamed cascade holds back before its first byte). At k = 1 both are the
+# first token's log-probability.
+WINDOWS = (1, 2, 4, 8)
+SIGNALS = ("mean", "min", "first", *(f"{stat}@{k}" for k in WINDOWS[1:] for stat in ("min", "mean")))
+EMPTY = -99.0  # the signal of an empty answer: as unsure as can be
+
+
+def signals(logprobs: Sequence[float]) -> dict[str, float]:
+    """Every signal of `SIGNALS` for one answer's token log-probabilities (a window longer than the answer
+    covers the whole answer)."""
+    if not logprobs:
+        return dict.fromkeys(SIGNALS, EMPTY)
+    found = {"mean": sum(logprobs) / len(logprobs), "min": min(logprobs), "first": logprobs[0]}
+    for k in WINDOWS[1:]:
+        head = logprobs[:k]
+        found[f"min@{k}"] = min(head)
+        found[f"mean@{k}"] = sum(head) / len(head)
+    return found
+
+
+def best_signal(scored: Sequence[Scored]) -> tuple[str, float]:
+    """The signal with the highest AUC (the first listed on a tie) and that AUC."""
+    aucs = {name: auc(scored, name) for name in SIGNALS}
+    name = max(SIGNALS, key=lambda n: (aucs[n] if aucs[n] == aucs[n] else -1.0, -SIGNALS.index(n)))
+    return name, aucs[name]

@@ -129,6 +129,26 @@ def test_legacy_completions_echo_streamed_or_not(client: openai.OpenAI) -> None:
     assert "".join(chunk.choices[0].text for chunk in stream) == "Echo: a b c"
 
 
+def test_a_responder_answers_instead_of_the_echo_on_both_endpoints() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def responder(body: dict[str, Any]) -> str:
+        seen.append(body)
+        return " Paris."
+
+    with FakeCloud(api_key=KEY, responder=responder) as oracle:
+        sdk = openai.OpenAI(base_url=oracle.base_url, api_key=KEY, max_retries=0, timeout=5)
+        assert hello(sdk) == " Paris."
+        completion = sdk.completions.create(model="big-model", prompt="The capital of France is")
+        assert completion.choices[0].text == " Paris."
+        assert completion.usage is not None and completion.usage.completion_tokens == 2
+        stream = sdk.completions.create(model="big-model", prompt="The capital of France is", stream=True)
+        assert "".join(chunk.choices[0].text for chunk in stream) == " Paris."
+        sdk.close()
+    assert [body.get("prompt") for body in seen] == [None, "The capital of France is", "The capital of France is"]
+    assert oracle.billed_tokens()[1] == 6
+
+
 def test_models_list(client: openai.OpenAI) -> None:
     models = list(client.models.list())
     assert [(model.id, model.owned_by) for model in models] == [("big-model", "fake")]

@@ -10,6 +10,8 @@ What it does:
   token counts. `max_tokens` is ignored on purpose: tests rely on the full text coming back. Streamed
   answers carry logprobs when asked (`logprobs` / `top_logprobs`): every echoed piece counts as one token
   of log-probability `ECHO_LOGPROB`, with `ALTERNATIVE` as its runner-up.
+- Given a `responder` (a function of the request body), it answers with that function's text instead of
+  the echo: the routing bench's oracle cloud answers each of its prompts with the known right answer.
 - `GET /v1/models` (and `GET /v1/models/<id>`) list the configured models.
 - Every request on a generation endpoint is recorded in `requests`, faulted or not.
 - `set_fault` queues faults for the next generation requests: an HTTP status, a 429 with `Retry-After`,

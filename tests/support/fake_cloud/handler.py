@@ -253,7 +253,8 @@ class Handler(BaseHTTPRequestHandler):
         last_user = next(
             (m.get("content") for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), ""
         )
-        text = f"Echo: {text_of(last_user)}"
+        responder = self.server.cloud.responder
+        text = responder(body) if responder is not None else f"Echo: {text_of(last_user)}"
         prompt_tokens = chat_prompt_tokens(messages)
         completion_tokens = token_count(text)
         usage = {
@@ -331,7 +332,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error(400, "'model' and 'prompt' are required properties.")
             return
         prompt = prompt_of(body.get("prompt"))
-        text = f"Echo: {prompt}"
+        responder = self.server.cloud.responder
+        text = responder(body) if responder is not None else f"Echo: {prompt}"
         prompt_tokens = token_count(prompt)
         completion_tokens = token_count(text)
         usage = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -21,16 +22,19 @@ class FakeCloud:
         models: tuple[str, ...] = ("big-model",),
         hang_seconds: float = HANG_SECONDS,
         chunk_delay: float = CHUNK_DELAY_SECONDS,
+        responder: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
         """Configure the fake; nothing listens until `start()`.
 
         `api_key`: the bearer key every request must carry (None accepts any). `models`: what `/v1/models`
         lists. `hang_seconds`: how long a hang fault lasts at most. `chunk_delay`: pause between streamed events.
+        `responder`: the answer text for a request body, instead of the echo (the routing bench's oracle).
         """
         self.api_key = api_key
         self.models = tuple(models)
         self.hang_seconds = hang_seconds
         self.chunk_delay = chunk_delay
+        self.responder = responder
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._bills: list[dict[str, int]] = []
