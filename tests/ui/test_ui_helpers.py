@@ -113,3 +113,11 @@ def test_a_cascaded_answer_shows_how_sure_the_local_model_was() -> None:
     assert "local model 81% sure" in labels
     plain = ChatOutcome(route="local", reason="default", model="gemma")
     assert not any("sure" in badge.label for badge in answer_badges(answer_record(plain, [])))
+
+
+def test_the_cascade_line_says_target_sent_share_and_threshold() -> None:
+    from pensieve.ui.format import cascade_text
+
+    line = cascade_text({"target_share": 0.3, "realised_share": 0.285, "judged": 200, "threshold_probability": 0.41})
+    assert line == "Confidence cascade: target 30% to the cloud · sent 28% of the last 200 · unsure below 41%"
+    assert "nothing judged yet" in cascade_text({"target_share": None, "realised_share": None})

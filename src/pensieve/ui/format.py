@@ -148,3 +148,14 @@ def plural(count: int, noun: str) -> str:
 def percent(part: float, whole: float) -> float:
     """`part / whole` as a 0-100 percentage (0 when `whole` is 0)."""
     return 100.0 * part / whole if whole else 0.0
+
+
+def cascade_text(cascade: dict[str, Any]) -> str:
+    """One line on the confidence cascade from /api/burst/stats `confidence`: target, realised share, threshold."""
+    target, realised = cascade.get("target_share"), cascade.get("realised_share")
+    aim = f"target {target:.0%} to the cloud" if target is not None else "fixed threshold"
+    judged = cascade.get("judged", 0)
+    sent = f"sent {realised:.0%} of the last {judged}" if realised is not None else "nothing judged yet"
+    sure = cascade.get("threshold_probability")
+    below = f" · unsure below {sure:.0%}" if sure is not None else ""
+    return f"Confidence cascade: {aim} · {sent}{below}"

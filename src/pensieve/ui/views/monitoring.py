@@ -13,6 +13,7 @@ import streamlit as st
 from pensieve.ui.charts import add_sample, latency_chart, reasons_chart, split_chart, throughput_chart
 from pensieve.ui.client import PensieveClient, ServerError
 from pensieve.ui.format import (
+    cascade_text,
     circuit_badge,
     clock_time,
     duration,
@@ -106,6 +107,9 @@ def _money(stats: dict[str, Any]) -> None:
         _cap_bar("This month", spend["month_usd"], spend["monthly_cap_usd"])
         enforced = "enforced" if spend["caps_enforced"] else "not enforced (budget criterion off)"
         st.caption(f"All time {money(spend['all_time_usd'])} · caps {enforced}")
+        cascade = stats.get("confidence") or {}
+        if cascade.get("enabled"):
+            st.caption(cascade_text(cascade))
     with right, st.container(border=True, height="stretch"):
         st.markdown("##### Money saved by running locally")
         for column, (name, key) in zip(
