@@ -287,7 +287,7 @@ def test_cascade_asks_the_cloud_when_the_local_start_is_unsure() -> None:
     runner, sources = _cascade(local, ScriptedEngine(CLOUD, texts=("Sure",)), hold=2)
     assert _run(runner) == "Sure"
     assert (runner.info.route, runner.info.reason, runner.info.confidence) == ("cloud", "confidence", -3.0)
-    assert local.produced <= 3  # the unsure local run was stopped once judged, not finished
+    assert local.produced == 1  # unsure from its first token on: stopped there, not held to 2 nor finished
     assert sources.cloud.seen[0].confidence_tokens == 0  # the client's own request goes to the cloud
     recorder = runner._recorder
     assert _routes(recorder) == [("cloud", "confidence", False)]  # type: ignore[arg-type]

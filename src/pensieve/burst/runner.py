@@ -200,7 +200,7 @@ class RouteRunner:
         and the cloud answers. If the cloud then fails before sending anything, the local model answers
         after all (its prompt is cached, so the re-run starts at once).
         """
-        hold = self.plan.confidence_tokens
+        hold, gate = self.plan.confidence_tokens, self.plan.confidence_gate
         held: list[GenerationChunk] = []
         measured: list[float] = []
         async with aclosing(self._run("local", request, started)) as local:
@@ -209,9 +209,13 @@ class RouteRunner:
                 measured.extend(chunk.confidence_logprobs)
                 if chunk.finish_reason is not None or len(measured) >= hold:
                     break
+                # The signal only falls as tokens come: a start already below the threshold is unsure for
+                # good, so the cloud is asked at once (the verdict is the one the whole hold would give).
+                if measured and min(measured) < gate.threshold():
+                    break
             confidence = answer_confidence(measured[:hold])
             self.info.confidence = confidence
-            if not self.plan.confidence_gate.judge(confidence):
+            if not gate.judge(confidence):
                 for chunk in held:
                     yield chunk
                 async for chunk in local:

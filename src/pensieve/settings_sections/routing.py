@@ -83,7 +83,7 @@ class BurstSettings(Section):
         "(used without a target share).",
     )
     stream_hold_tokens: int = Field(
-        4,
+        2,
         ge=1,
         le=64,
         description="Tokens the cascade judges an answer by; a cascaded stream holds them back before its first byte.",
