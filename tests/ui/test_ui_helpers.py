@@ -121,3 +121,9 @@ def test_the_cascade_line_says_target_sent_share_and_threshold() -> None:
     line = cascade_text({"target_share": 0.3, "realised_share": 0.285, "judged": 200, "threshold_probability": 0.41})
     assert line == "Confidence cascade: target 30% to the cloud · sent 28% of the last 200 · unsure below 41%"
     assert "nothing judged yet" in cascade_text({"target_share": None, "realised_share": None})
+
+
+def test_an_answer_from_the_trusted_tier_says_so() -> None:
+    outcome = ChatOutcome(route="cloud", reason="context", model="cluster/llama", tier="trusted")
+    assert answer_badges(answer_record(outcome, []))[0].label == "Trusted cloud"
+    assert route_badge("cloud").label == "Cloud"

@@ -78,12 +78,13 @@ def answer_record(outcome: ChatOutcome, choices: list[ModelChoice]) -> dict[str,
         "cost_usd": cost,
         "finish_reason": outcome.finish_reason,
         "confidence": outcome.confidence,
+        "tier": outcome.tier,
     }
 
 
 def answer_badges(record: dict[str, Any]) -> list[Badge]:
     """The badge row under an answer."""
-    badges = [route_badge(record.get("route"))]
+    badges = [route_badge(record.get("route"), record.get("tier"))]
     if record.get("reason"):
         badges.append(Badge(f"why: {reason_text(record['reason'])}", "gray", ":material/alt_route:"))
     if record.get("confidence") is not None:
@@ -112,6 +113,7 @@ def stored_record(message: dict[str, Any]) -> dict[str, Any]:
         "route": message.get("route"),
         "reason": message.get("reason"),
         "model": message.get("model"),
+        "tier": message.get("tier"),
         "latency_s": latency_s,
         "tokens_per_second": speed_now,
         "prompt_tokens": message.get("prompt_tokens"),

@@ -83,6 +83,7 @@ class ChatOutcome:
     trimmed: int = 0  # x-pensieve-trimmed-messages: stored messages the prompt left out
     citations: str | None = None  # x-pensieve-citations: `file-1 page 7 (3.21), ...` (ids only)
     confidence: float | None = None  # x-pensieve-confidence: how sure the local model was (cascaded streams)
+    tier: str | None = None  # x-pensieve-tier: local, trusted (a private_ok provider) or public
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -129,6 +130,7 @@ class ChatStream:
         self.outcome.trimmed = int(trimmed) if trimmed.isdigit() else 0
         self.outcome.citations = headers.get("x-pensieve-citations")
         self.outcome.confidence = _probability(headers.get("x-pensieve-confidence"))
+        self.outcome.tier = headers.get("x-pensieve-tier")
         return self
 
     def __iter__(self) -> Iterator[str]:

@@ -37,10 +37,12 @@ class Badge:
     icon: str
 
 
-def route_badge(route: str | None) -> Badge:
-    """The badge of a route: local (green), cloud (blue), anything else (gray)."""
+def route_badge(route: str | None, tier: str | None = None) -> Badge:
+    """The badge of a route: local (green), the trusted tier (violet), cloud (blue), anything else (gray)."""
     if route == "local":
         return Badge("Local", "green", ":material/computer:")
+    if route == "cloud" and tier == "trusted":
+        return Badge("Trusted cloud", "violet", ":material/shield:")
     if route == "cloud":
         return Badge("Cloud", "blue", ":material/cloud:")
     if route == "error":
