@@ -43,18 +43,23 @@ from routing.metrics import (
 from routing.tasks import Item, task_set
 
 SHARES = (0.1, 0.2, 0.3, 0.4, 0.5)
-TABLE_SIGNALS = ("mean", "min", "min@4")  # the cascade table's columns (with the best signal, if another)
+TABLE_SIGNALS = ("mean", "min@2", "text@2")  # the cascade table's columns (with the best signal, if another)
 MAX_TOKENS = 8  # room for the largest window (8 tokens); answers are a word or a number
 
 
-def ask(http: httpx.Client, model: str, item: Item) -> tuple[str, list[float]]:
-    """The greedy reply to `item` and its tokens' log-probabilities."""
+def ask(http: httpx.Client, model: str, item: Item) -> tuple[str, list[float], list[str]]:
+    """The greedy reply to `item`, its tokens' log-probabilities and the tokens."""
     body = {"model": model, "prompt": item.prompt, "max_tokens": MAX_TOKENS, "temperature": 0, "logprobs": 0}
     reply = http.post("/v1/completions", json=body | {"stop": ["\n"]})
     reply.raise_for_status()
-    choice = reply.json()["choices"][0]
-    logprobs = [float(v) for v in (choice.get("logprobs") or {}).get("token_logprobs") or [] if v is not None]
-    return choice["text"], logprobs
+    measured = reply.json()["choices"][0]
+    logprobs = measured.get("logprobs") or {}
+    pairs = [
+        (float(value), str(token))
+        for value, token in zip(logprobs.get("token_logprobs") or [], logprobs.get("tokens") or [], strict=False)
+        if value is not None
+    ]
+    return measured["text"], [value for value, _ in pairs], [token for _, token in pairs]
 
 
 def local_pass(items: list[Item], model: Path) -> tuple[list[Scored], float]:
@@ -68,7 +73,8 @@ def local_pass(items: list[Item], model: Path) -> tuple[list[Scored], float]:
             elapsed = time.perf_counter() - started
         finally:
             server.stop()
-    scored = [Scored(item.is_right(text), signals(lps)) for item, (text, lps) in zip(items, answers, strict=True)]
+    pairs = zip(items, answers, strict=True)
+    scored = [Scored(item.is_right(text), signals(lps, tokens)) for item, (text, lps, tokens) in pairs]
     return scored, elapsed
 
 

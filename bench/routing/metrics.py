@@ -63,15 +63,24 @@ def pgr(accuracy: float, local: float, cloud: float = 1.0) -> float:
 
 # The confidence signals of one answer: whole-answer mean and minimum, and the minimum and mean over its
 # first k tokens (the window a streamed cascade holds back before its first byte). At k = 1 both are the
-# first token's log-probability.
+# first token's log-probability. `text@k`: the minimum over the first k tokens that carry text, skipping
+# whitespace-only tokens (a leading space before a number is near-certain and says nothing): what the
+# server's cascade judges (burst/confidence.py).
 WINDOWS = (1, 2, 4, 8)
-SIGNALS = ("mean", "min", "first", *(f"{stat}@{k}" for k in WINDOWS[1:] for stat in ("min", "mean")))
+TEXT_WINDOWS = (1, 2, 3, 4)
+SIGNALS = (
+    "mean",
+    "min",
+    "first",
+    *(f"{stat}@{k}" for k in WINDOWS[1:] for stat in ("min", "mean")),
+    *(f"text@{k}" for k in TEXT_WINDOWS),
+)
 EMPTY = -99.0  # the signal of an empty answer: as unsure as can be
 
 
-def signals(logprobs: Sequence[float]) -> dict[str, float]:
-    """Every signal of `SIGNALS` for one answer's token log-probabilities (a window longer than the answer
-    covers the whole answer)."""
+def signals(logprobs: Sequence[float], tokens: Sequence[str] = ()) -> dict[str, float]:
+    """Every signal of `SIGNALS` for one answer's token log-probabilities and tokens (a window longer than the
+    answer covers the whole answer; without tokens every token counts as text)."""
     if not logprobs:
         return dict.fromkeys(SIGNALS, EMPTY)
     found = {"mean": sum(logprobs) / len(logprobs), "min": min(logprobs), "first": logprobs[0]}
@@ -79,6 +88,10 @@ def signals(logprobs: Sequence[float]) -> dict[str, float]:
         head = logprobs[:k]
         found[f"min@{k}"] = min(head)
         found[f"mean@{k}"] = sum(head) / len(head)
+    texts = tokens or ["x"] * len(logprobs)
+    with_text = [lp for lp, token in zip(logprobs, texts, strict=False) if token.strip()]
+    for k in TEXT_WINDOWS:
+        found[f"text@{k}"] = min(with_text[:k]) if with_text else EMPTY
     return found
 
 

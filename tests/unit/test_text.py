@@ -74,3 +74,29 @@ def test_inner_newlines_survive_trimming() -> None:
     trimmer = EdgeWhitespaceTrimmer()
     emitted = [trimmer.push(piece) for piece in ["Line one.", "\n\n", "Line two.", "\n"]]
     assert "".join(emitted) == "Line one.\n\nLine two."
+
+
+def test_the_confidence_window_judges_the_first_tokens_with_text() -> None:
+    from pensieve.engine.text import ConfidenceWindow
+
+    window = ConfidenceWindow(2)
+    assert ConfidenceWindow.measured_tokens(2) == 2 + ConfidenceWindow.MAX_BLANK
+    assert ConfidenceWindow.measured_tokens(0) == 0
+    window.push(b" ", -0.01)  # the space before a number says nothing: skipped
+    window.push(b"1", -0.7)
+    assert window.take() == (-0.7,)
+    window.push(b"\n", None)  # not measured by the worker: ignored
+    window.push(b"2", -1.5)
+    window.push(b"3", -2.5)  # past the window
+    assert window.take() == (-1.5,)
+    assert window.take() == ()
+
+
+def test_the_confidence_window_counts_blanks_once_too_many_are_skipped() -> None:
+    from pensieve.engine.text import ConfidenceWindow
+
+    window = ConfidenceWindow(1)
+    for _ in range(ConfidenceWindow.MAX_BLANK):
+        window.push(b"\n", -0.1)
+    window.push(b" ", -0.2)  # the window must fill within the tokens the worker measured
+    assert window.take() == (-0.2,)

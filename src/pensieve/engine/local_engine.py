@@ -23,17 +23,16 @@ from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.memory import release_free_heap
 from pensieve.engine.registry import ModelInfo
-from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler, aligned_logprobs
+from pensieve.engine.text import (
+    ConfidenceWindow,
+    EdgeWhitespaceTrimmer,
+    StopSequenceFilter,
+    Utf8Assembler,
+    aligned_logprobs,
+)
 from pensieve.engine.worker_client import WorkerClient
 from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent, WorkerFacts
-from pensieve.engine_api import (
-    EngineStats,
-    FinishReason,
-    GenerationChunk,
-    GenerationRequest,
-    TokenLogprob,
-    Usage,
-)
+from pensieve.engine_api import EngineStats, FinishReason, GenerationChunk, GenerationRequest, TokenLogprob, Usage
 from pensieve.errors import ContextLengthExceededError, EngineError, InvalidRequestError, RateLimitedError
 
 logger = logging.getLogger(__name__)
@@ -241,7 +240,7 @@ class LocalEngine:
             max_tokens=prepared.max_tokens,
             forbid_eog_first=prepared.is_chat and grammar is None,
             top_logprobs=params.top_logprobs if params.logprobs else -1,
-            confidence_tokens=request.confidence_tokens,
+            confidence_tokens=ConfidenceWindow.measured_tokens(request.confidence_tokens),
             grammar=grammar,
             cache_prompt=request.cache_prompt,
             cache_partition=request.cache_partition,
@@ -284,7 +283,7 @@ class LocalEngine:
         job = self._job(prepared, request)
         per_token = request.params.logprobs
         pending: list[TokenLogprob] = []  # tokens whose text has not been emitted yet
-        measured: list[float] = []  # confidence log-probabilities not handed on yet
+        judged = ConfidenceWindow(request.confidence_tokens)
         try:
             async with aclosing(self.worker.generate(job)) as events:
                 async for event in events:
@@ -294,8 +293,7 @@ class LocalEngine:
                     produced += 1
                     cached = cached or event.cached_tokens
                     logprob_sum += event.logprob or 0.0
-                    if event.logprob is not None and produced <= request.confidence_tokens:
-                        measured.append(event.logprob)
+                    judged.push(self._vocab.token_bytes(event.token), event.logprob)
                     if per_token:
                         pending.append(self._token_logprob(event))
                     text, hit_stop = stopper.push(assembler.push(self._vocab.token_bytes(event.token)))
@@ -304,9 +302,9 @@ class LocalEngine:
                         yield GenerationChunk(
                             text,
                             logprobs=aligned_logprobs(pending, text, first=produced == len(pending)),
-                            confidence_logprobs=tuple(measured),
+                            confidence_logprobs=judged.take(),
                         )
-                        pending, measured = [], []
+                        pending = []
                     if hit_stop:
                         finish = "stop"
                         break  # closing the event stream cancels the sequence in the worker
@@ -321,12 +319,11 @@ class LocalEngine:
                 tail += stopper.flush()
             tail = trimmer.push(tail) if trimmer else tail
             if tail:
-                yield GenerationChunk(tail, logprobs=tuple(pending), confidence_logprobs=tuple(measured))
-                measured = []
+                yield GenerationChunk(tail, logprobs=tuple(pending), confidence_logprobs=judged.take())
             finish = "stop" if hit_stop else finish
         mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
         usage = Usage(len(prepared.tokens), produced, done.cached_tokens if done is not None else cached)
-        yield GenerationChunk("", finish, usage, mean_logprob, confidence_logprobs=tuple(measured))
+        yield GenerationChunk("", finish, usage, mean_logprob, confidence_logprobs=judged.take())
 
     def _record(self, produced: int, seconds: float) -> None:
         stats = self._stats

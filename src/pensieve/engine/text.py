@@ -103,3 +103,40 @@ def aligned_logprobs(tokens: list[TokenLogprob], text: str, *, first: bool) -> t
         extra -= cut
         aligned.append(replace(token, token=token.token[cut:]))
     return tuple(aligned)
+
+
+class ConfidenceWindow:
+    """The log-probabilities the burst controller judges an answer by: its first N tokens that carry text.
+
+    Whitespace-only tokens (the space before a number, a newline) are near-certain and say nothing about
+    whether the answer is right, so up to `MAX_BLANK` of them are skipped (the routing bench: the minimum
+    over the first 2 tokens with text separates right from wrong answers with AUC 0.85, over the first 2
+    tokens of any kind 0.76). The worker measures `measured_tokens(n)` first tokens, enough to find n.
+    """
+
+    MAX_BLANK = 4
+
+    def __init__(self, wanted: int) -> None:
+        self._wanted = wanted
+        self._judged = self._skipped = 0
+        self._pending: list[float] = []
+
+    @classmethod
+    def measured_tokens(cls, wanted: int) -> int:
+        """How many first tokens the worker must measure to find `wanted` tokens with text (0 for none)."""
+        return wanted + cls.MAX_BLANK if wanted else 0
+
+    def push(self, token: bytes, logprob: float | None) -> None:
+        """One sampled token and its measured log-probability (None when the worker did not measure it)."""
+        if logprob is None or self._judged >= self._wanted:
+            return
+        if not token.strip() and self._skipped < self.MAX_BLANK:
+            self._skipped += 1
+            return
+        self._judged += 1
+        self._pending.append(logprob)
+
+    def take(self) -> tuple[float, ...]:
+        """The judged log-probabilities not handed on yet."""
+        taken, self._pending = tuple(self._pending), []
+        return taken
