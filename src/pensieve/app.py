@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from pensieve import __version__
 from pensieve.api import admin, burst, embeddings, files, health, metrics, models, openai_files, openai_v1, ps, sessions
+from pensieve.api.aliases import add_unprefixed_aliases
 from pensieve.api.drain import Drain, DrainMiddleware
 from pensieve.api.errors import install_error_handlers
 from pensieve.api.limits import BodySizeLimitMiddleware
@@ -67,6 +68,8 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    # /chat/completions, /models...: llama-server's paths, for its clients.
+    add_unprefixed_aliases(app, openai_v1.router, embeddings.router, models.router)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

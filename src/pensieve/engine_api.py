@@ -29,7 +29,9 @@ __all__ = [
     "Usage",
 ]
 
-FinishReason = Literal["stop", "length"]
+# Local engines end with stop or length; a cloud provider's own reasons (a content filter, a tool call) pass
+# through unchanged, so a client sees why the provider stopped.
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call"]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
@@ -53,6 +55,16 @@ class SamplingParams:
     # OpenAI's response_format ({"type": "json_object"} or {"type": "json_schema", ...}); None = free text.
     # Local engines turn it into a grammar; cloud engines pass it on.
     response_format: dict[str, object] | None = None
+    # A llama.cpp GBNF grammar the output must follow (llama-server's `grammar`); local engines only.
+    grammar: str | None = None
+    # The names of the fields above the client set itself (None: all of them count as set, e.g. in code).
+    # A cloud call forwards only these: a provider applies its own defaults to the rest, and reasoning models
+    # refuse sampling values they did not ask for. Local runs use every value, defaults included.
+    client_set: frozenset[str] | None = None
+
+    def chose(self, name: str) -> bool:
+        """Whether the client set field `name` (always True when the set is unknown)."""
+        return self.client_set is None or name in self.client_set
 
 
 @dataclass(frozen=True)

@@ -299,6 +299,8 @@ class RoutePlanner:
         # Chosen before the signals are read: a private request's circuit and cost are the trusted provider's.
         private = bool(session_private) or (bool(kinds) and options.policy.privacy_mode != "off")
         cloud_model = self._cloud_target(request.model, cloud_model, private)
+        if request.params.grammar is not None and pin not in ("header_cloud", "model_cloud"):
+            cloud_model = None  # only llama.cpp enforces GBNF: unpinned, it stays local (pinned, the cloud refuses it)
         cloud_trusted = cloud_model is not None and self.cloud.is_trusted(cloud_model)
         facts = RequestFacts(
             pin=pin,

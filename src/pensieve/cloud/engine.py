@@ -7,6 +7,13 @@ back to local, count a failure in the circuit breaker), not something to hammer 
 with. Foreign exceptions are translated here into CloudError (`retryable` tells whether another route
 may be tried); the API key never appears in a message or a log line. Logprobs asked for are requested
 from the provider and passed through with each piece of text.
+
+Faithful pass-through: only the sampling fields the client set are forwarded (the provider's defaults
+apply to the rest; reasoning models refuse a temperature they did not ask for), and the provider's
+finish_reason (content_filter, tool_calls...) reaches the client as it was. A stream that ends without a
+finish_reason (the connection closed cleanly but early, a proxy cut it) is not a complete answer: it is a
+CloudError (`cloud_stream_incomplete`, 502) and a failure in the circuit breaker, retryable while
+nothing had been received.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from pensieve.engine_api import (
     TokenLogprob,
     Usage,
 )
-from pensieve.errors import CloudError, CloudUnavailableError, InvalidRequestError
+from pensieve.errors import CloudError, CloudUnavailableError, InvalidRequestError, UnsupportedParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +67,25 @@ def _message(message: ChatMessage) -> dict[str, Any]:
 
 
 def _sampling(request: GenerationRequest) -> dict[str, Any]:
-    """The OpenAI parameters of a request; local-only knobs (top_k, min_p, token-id logit_bias) stay home."""
+    """The OpenAI parameters the client set; local-only knobs (top_k, min_p, token-id logit_bias) stay home.
+
+    Server defaults are never invented here: with `client_set` known, a field goes only if the client set
+    it (with exactly its value, 0 included). Without it (a request built in code), every meaningful value goes.
+    """
     params = request.params
-    sampling: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p}
-    if params.max_tokens is not None:
+    sampling: dict[str, Any] = {}
+    for name, value in (("temperature", params.temperature), ("top_p", params.top_p)):
+        if params.chose(name):
+            sampling[name] = value
+    if params.max_tokens is not None and params.chose("max_tokens"):
         sampling["max_tokens"] = params.max_tokens
     if params.stop:
         sampling["stop"] = list(params.stop)
     if params.seed is not None:
         sampling["seed"] = params.seed
-    if params.presence_penalty:
-        sampling["presence_penalty"] = params.presence_penalty
-    if params.frequency_penalty:
-        sampling["frequency_penalty"] = params.frequency_penalty
+    for name, value in (("presence_penalty", params.presence_penalty), ("frequency_penalty", params.frequency_penalty)):
+        if (params.client_set is not None and name in params.client_set) or (params.client_set is None and value):
+            sampling[name] = value
     if params.response_format is not None:
         sampling["response_format"] = params.response_format
     return sampling
@@ -147,6 +160,12 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+
+
+def _finish_reason(reported: str) -> FinishReason:
+    """The provider's finish_reason as it was; one outside OpenAI's list reads as `stop` (the answer ended)."""
+    known: tuple[FinishReason, ...] = ("stop", "length", "content_filter", "tool_calls", "function_call")
+    return next((reason for reason in known if reason == reported), "stop")
 
 
 def _provider_message(error: openai.APIStatusError) -> str:
@@ -252,11 +271,26 @@ class CloudEngine:
         self.breaker.record_failure(summary)
         return CloudUnavailableError(f"Cloud provider '{name}' {summary}.", provider=name)
 
+    def _incomplete(self, *, streamed: bool) -> CloudError:
+        """The provider's stream ended without saying why (no finish_reason): a failure, not an answer."""
+        summary = "ended its stream before the answer was complete"
+        self.breaker.record_failure(summary)
+        return CloudError(
+            f"Cloud provider '{self.provider.name}' {summary} (no finish_reason).",
+            provider=self.provider.name,
+            # Before any text another route may still answer; after it, the client already has part of this one.
+            retryable=not streamed,
+            code="cloud_stream_incomplete",
+        )
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         """Stream the completion from the provider; CloudError before or during the stream."""
         if request.messages is None and not isinstance(request.prompt, str):
             # Token ids belong to the local tokenizer; they mean nothing to a cloud model.
             raise InvalidRequestError("Token-id prompts can only run on local models.", param="prompt")
+        if request.params.grammar is not None:
+            # GBNF is llama.cpp's; no OpenAI-compatible API takes it (json_schema / response_format do travel).
+            raise UnsupportedParameterError("A GBNF grammar can only be enforced by local models.", param="grammar")
         if not self.breaker.try_acquire():
             raise CloudUnavailableError(
                 f"Cloud provider '{self.provider.name}' is failing; its circuit breaker is open.",
@@ -276,7 +310,7 @@ class CloudEngine:
         deadline = started + provider.timeout_seconds
         first_deadline = started + min(provider.first_token_timeout_seconds, provider.timeout_seconds)
         text_parts: list[str] = []
-        finish: FinishReason = "stop"
+        finish: FinishReason | None = None
         usage: Usage | None = None
         received_any = streamed = finished = False
         logprob_sum, logprob_count = 0.0, 0
@@ -296,8 +330,8 @@ class CloudEngine:
                     usage = _usage(event.usage)
                 for choice in event.choices:
                     piece = (choice.delta.content if hasattr(choice, "delta") else choice.text) or ""
-                    if choice.finish_reason == "length":
-                        finish = "length"
+                    if choice.finish_reason is not None:
+                        finish = _finish_reason(choice.finish_reason)
                     if piece:
                         text_parts.append(piece)
                         streamed = True
@@ -305,6 +339,8 @@ class CloudEngine:
                         logprob_sum += sum(token.logprob for token in tokens)
                         logprob_count += len(tokens)
                         yield GenerationChunk(piece, logprobs=tokens)
+            if finish is None:
+                raise self._incomplete(streamed=streamed)
             finished = True
         except (openai.APIError, asyncio.TimeoutError) as exc:
             raise self._failure(exc, streamed=streamed) from exc

@@ -18,7 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from pensieve.engine.chat_template import choose_chat_format, looks_instruction_tuned, render_chat_prompt
-from pensieve.engine.llamacpp.grammar import GrammarError, grammar_for
+from pensieve.engine.llamacpp.grammar import GrammarError, generation_failure, grammar_for
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.memory import release_free_heap
@@ -229,10 +229,11 @@ class LocalEngine:
                 f"logit_bias token id {outside[0]} is outside the model's vocabulary (0..{self._vocab.n_vocab - 1}).",
                 param="logit_bias",
             )
+        param = "grammar" if params.grammar is not None else "response_format"
         try:
-            grammar = grammar_for(params.response_format)
+            grammar = grammar_for(params.response_format, params.grammar)
         except GrammarError as exc:
-            raise InvalidRequestError(f"Invalid response_format: {exc}.", param="response_format") from exc
+            raise InvalidRequestError(f"Invalid {param}: {exc}.", param=param) from exc
         return Job(
             rid=0,
             prompt=prepared.tokens,
@@ -312,7 +313,7 @@ class LocalEngine:
             self._record(produced, time.perf_counter() - started)
         if done is not None:
             if done.finish == "error":
-                raise EngineError(f"The local engine failed while generating: {done.error}")
+                raise generation_failure(done.error, grammar=job.grammar)
             finish = "stop" if done.finish == "stop" else "length"
             tail, hit_stop = stopper.push(assembler.flush())
             if not hit_stop:

@@ -1,8 +1,10 @@
 """Request bodies of the OpenAI endpoints, named and shaped as OpenAI's API reference has them.
 
 Models are strict (a string where a number belongs is a 400, not silently coerced) and ignore unknown
-fields, because SDKs and frameworks add vendor extras. `to_request()` converts a body into the
-engine's GenerationRequest, filling unset sampling values from the server's defaults.
+fields, because SDKs and frameworks add vendor extras (llama-server's own fields with a meaning here are in
+schemas/llamacpp.py). `to_request()` converts a body into the engine's GenerationRequest, filling unset
+sampling values from the server's defaults and noting which ones the client set (a cloud call forwards
+only those).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pensieve.config import Settings
 from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
+from pensieve.schemas.llamacpp import LlamaCppFields, schema_format
 from pensieve.settings_sections import SamplingSettings
 from pensieve.units import parse_duration_seconds
 
@@ -24,6 +27,12 @@ MAX_TOKEN_ID_DIGITS = 10
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 16
 MAX_PROMPTS = 128  # prompts in one /v1/completions request (each is a separate run)
+# Body fields that are SamplingParams fields of the same name (what `client_set` tracks).
+_SAMPLING_FIELDS = frozenset(
+    {"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "seed",
+     "stop", "logit_bias"}
+)  # fmt: skip
+_LIMIT_FIELDS = frozenset({"max_tokens", "max_completion_tokens", "n_predict"})
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ class ChatMessageIn(_Strict):
         return "\n".join(texts)
 
 
-class SamplingFields(_Strict):
+class SamplingFields(_Strict, LlamaCppFields):
     """Sampling parameters shared by chat and text completions (plus llama.cpp's top_k/min_p/repeat_penalty)."""
 
     model: str | None = Field(None, description="Model id; defaults to the server's default model.")
@@ -184,7 +193,13 @@ class SamplingFields(_Strict):
             seed=self.seed,
             stop=self.stop_sequences(),
             logit_bias=tuple((int(token), bias) for token, bias in (self.logit_bias or {}).items()),
+            client_set=self.client_set(),
         )
+
+    def client_set(self) -> frozenset[str]:
+        """The SamplingParams fields this body set itself (any of the token-limit fields sets max_tokens)."""
+        given = self.model_fields_set
+        return frozenset(given & _SAMPLING_FIELDS) | ({"max_tokens"} if given & _LIMIT_FIELDS else frozenset())
 
     def model_id(self, defaults: RequestDefaults) -> str:
         """The requested model, or the default one."""
@@ -215,10 +230,14 @@ class JsonSchemaSpec(BaseModel):
 
 
 class ResponseFormat(_Strict):
-    """`response_format`: free text, any JSON object, or JSON following a schema (enforced by a grammar)."""
+    """`response_format`: free text, any JSON object, or JSON following a schema (enforced by a grammar).
+
+    `schema` beside `type: json_object` is llama-server's way of giving a schema: it becomes OpenAI's json_schema.
+    """
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="Extension (llama.cpp), with json_object.")
 
     def as_dict(self) -> dict[str, object] | None:
         """The OpenAI-shaped value the engines take (None for text)."""
@@ -230,7 +249,7 @@ class ResponseFormat(_Strict):
                     "response_format type 'json_schema' needs a json_schema object.", param="response_format"
                 )
             return {"type": "json_schema", "json_schema": self.json_schema.model_dump(by_alias=True, exclude_none=True)}
-        return {"type": self.type}
+        return schema_format(self.schema_) if self.schema_ is not None else {"type": self.type}
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -265,12 +284,15 @@ class ChatCompletionRequest(SamplingFields):
             ChatMessage(role=message.role, content=message.text(index), name=message.name)
             for index, message in enumerate(self.messages)
         )
-        max_tokens = self.max_completion_tokens or self.max_tokens
+        limit = self.max_completion_tokens or self.max_tokens
+        max_tokens = self.token_limit(limit, max_tokens_set=limit is not None)
+        response_format, grammar = self.constraint(self.response_format.as_dict() if self.response_format else None)
         params = replace(
             self.sampling(defaults, max_tokens),
             logprobs=bool(self.logprobs),
             top_logprobs=self.top_logprobs or 0,
-            response_format=self.response_format.as_dict() if self.response_format else None,
+            response_format=response_format,
+            grammar=grammar,
         )
         return GenerationRequest(
             model=self.model_id(defaults),
@@ -321,7 +343,9 @@ class CompletionRequest(SamplingFields):
             raise UnsupportedParameterError("suffix (fill-in-the-middle) is not supported.", param="suffix")
         if self.best_of is not None and self.best_of != self.n:
             raise UnsupportedParameterError("best_of must equal n.", param="best_of")
-        params = self.sampling(defaults, self.max_tokens)
+        max_tokens = self.token_limit(self.max_tokens, max_tokens_set="max_tokens" in self.model_fields_set)
+        response_format, grammar = self.constraint(None)
+        params = replace(self.sampling(defaults, max_tokens), response_format=response_format, grammar=grammar)
         if self.logprobs is not None:
             # The legacy API's `logprobs: n` asks for the sampled token's and the n likeliest ones.
             params = replace(params, logprobs=True, top_logprobs=self.logprobs)

@@ -1,4 +1,5 @@
-"""The faults the fake cloud can inject, queued per request: a status, a 429, a hang, a drop, a stall, latency."""
+"""The faults the fake cloud can inject, queued per request: a status, a 429, a hang, a drop, a stall, latency,
+a stream that ends cleanly but early, a chosen finish_reason."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class Fault:
     latency: float
     remaining: int
     stall_after_chunks: int | None = None
+    end_after_chunks: int | None = None
+    finish_reason: str | None = None
 
 
 def make_fault(
@@ -35,19 +38,32 @@ def make_fault(
     latency: float,
     times: int,
     stall_after_chunks: int | None = None,
+    end_after_chunks: int | None = None,
+    finish_reason: str | None = None,
 ) -> Fault:
     """A validated fault for the next `times` generation requests (see `FakeCloud.set_fault`)."""
     if times < 1:
         raise ValueError("times must be at least 1")
-    counts = (drop_after_chunks, stall_after_chunks)
+    counts = (drop_after_chunks, stall_after_chunks, end_after_chunks)
     if latency < 0 or any(count is not None and count < 0 for count in counts):
-        raise ValueError("latency, drop_after_chunks and stall_after_chunks cannot be negative")
+        raise ValueError("latency, drop_after_chunks, stall_after_chunks and end_after_chunks cannot be negative")
     if (
         status is None
         and not hang
         and rate_limit_retry_after is None
         and all(count is None for count in counts)
         and not latency
+        and finish_reason is None
     ):
         raise ValueError("set_fault needs at least one fault")
-    return Fault(status, hang, rate_limit_retry_after, drop_after_chunks, latency, times, stall_after_chunks)
+    return Fault(
+        status,
+        hang,
+        rate_limit_retry_after,
+        drop_after_chunks,
+        latency,
+        times,
+        stall_after_chunks,
+        end_after_chunks,
+        finish_reason,
+    )

@@ -71,6 +71,8 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     stall_after: int | None = None  # the current request's stall fault (content chunks before the stall)
+    end_after: int | None = None  # the current request's early-end fault (events before the clean end)
+    finish_reason = "stop"  # how the current request's answer ends
     server_version = "FakeCloud/1.0"
     server: CloudHTTPServer
 
@@ -185,6 +187,12 @@ class Handler(BaseHTTPRequestHandler):
                 return
             drop = fault.drop_after_chunks if fault is not None else None
             self.stall_after = fault.stall_after_chunks if fault is not None else None
+            end = fault.end_after_chunks if fault is not None else None
+            self.finish_reason = (fault.finish_reason if fault is not None else None) or "stop"
+            if end is not None and not body.get("stream"):
+                drop = end  # not streamed, an early end is a closed connection
+            # The role chunk is not a content chunk (see `_chat`): an early end keeps it and `end` pieces.
+            self.end_after = None if end is None else end + (path == CHAT_PATH)
             if path == CHAT_PATH:
                 self._chat(body, drop)
             else:
@@ -279,7 +287,7 @@ class Handler(BaseHTTPRequestHandler):
                             "index": 0,
                             "message": {"role": "assistant", "content": text},
                             "logprobs": None,
-                            "finish_reason": "stop",
+                            "finish_reason": self.finish_reason,
                         }
                     ],
                     "usage": usage,
@@ -310,7 +318,7 @@ class Handler(BaseHTTPRequestHandler):
         pieces = word_pieces(text)
         events = [chunk({"role": "assistant", "content": ""}, None)]
         events += [chunk({"content": piece}, None) for piece in pieces]
-        events.append(chunk({}, "stop"))
+        events.append(chunk({}, self.finish_reason))
         if include_usage:
             events.append(
                 {
@@ -360,13 +368,13 @@ class Handler(BaseHTTPRequestHandler):
         if not body.get("stream"):
             if drop is not None:
                 self._drop()
-            self._send_json(200, {**chunk(text, "stop"), "usage": usage})
+            self._send_json(200, {**chunk(text, self.finish_reason), "usage": usage})
             self.server.cloud._bill(prompt_tokens, completion_tokens)
             return
         pieces = word_pieces(text)
         offsets = [sum(len(piece) for piece in pieces[:index]) for index in range(len(pieces))]
         events = [chunk(piece, None, offset) for piece, offset in zip(pieces, offsets, strict=True)]
-        events.append(chunk("", "stop"))
+        events.append(chunk("", self.finish_reason))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({**chunk("", None), "choices": [], "usage": usage})
         self._stream(events, drop, prompt_tokens)
@@ -380,11 +388,14 @@ class Handler(BaseHTTPRequestHandler):
         sent: list[str] = []
         billed = False
         try:
+            if self.end_after is not None:
+                events = events[: self.end_after]  # a clean but early end: no finish_reason, no [DONE]
             self._send_events(events, drop_after, sent)
             # Billed before the end marker, so a client that has read the whole stream sees the bill.
             billed = True
             self._bill_sent(prompt_tokens, sent)
-            self._write_chunk(b"data: [DONE]\n\n")
+            if self.end_after is None:
+                self._write_chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         finally:

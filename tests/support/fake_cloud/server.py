@@ -139,6 +139,8 @@ class FakeCloud:
         latency: float = 0.0,
         times: int = 1,
         stall_after_chunks: int | None = None,
+        end_after_chunks: int | None = None,
+        finish_reason: str | None = None,
     ) -> None:
         """Queue a fault for the next `times` generation requests (faults are consumed in order).
 
@@ -149,7 +151,9 @@ class FakeCloud:
         combine: latency applies first, then hang, then status / rate limit, then the normal answer (dropped).
         `stall_after_chunks`: streamed, send that many content chunks, then send nothing more until the client
         closes the connection (or `reset()`/`stop()`/`hang_seconds`): a client that gives up mid-stream has
-        then received exactly what was billed.
+        then received exactly what was billed. `end_after_chunks`: streamed, send that many content chunks, then
+        end the response cleanly (a well-formed end of body) without a finish_reason or ``[DONE]``; not streamed,
+        close without a response. `finish_reason`: the answer ends with this finish_reason instead of ``stop``.
         """
         fault = make_fault(
             status=status,
@@ -159,6 +163,8 @@ class FakeCloud:
             latency=latency,
             times=times,
             stall_after_chunks=stall_after_chunks,
+            end_after_chunks=end_after_chunks,
+            finish_reason=finish_reason,
         )
         with self._lock:
             self._faults.append(fault)
