@@ -11,7 +11,7 @@ It implements what `pensieve models pull` asks of a hub, the way huggingface.co 
 - `GET /cdn/{owner}/{name}/{file}`: the bytes, with `Range: bytes=N-` answered 206 + `Content-Range`.
 
 Faults a test can ask for: `drop_after[file] = n` sends n bytes of the next GET of that file, then closes the
-connection (once); `fail_downloads = k` answers the next k CDN GETs 503; `declared_sha256[file]` lists a
+connection (once); `fail_downloads = k` answers the next k resumed (Range) GETs 503; `declared_sha256[file]` lists a
 wrong hash. Every request is logged in `requests` (method, path, Range header, Authorization present).
 """
 
@@ -215,7 +215,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         if repo not in self.fake.repos or filename not in self.fake.repos[repo]:
             self._error(404, "EntryNotFound", "no such blob")
             return
-        if self.command == "GET" and self.fake.fail_downloads > 0:
+        if self.command == "GET" and self.headers.get("range") and self.fake.fail_downloads > 0:
             self.fake.fail_downloads -= 1
             self._error(503, "ServiceUnavailable", "try again later")
             return
