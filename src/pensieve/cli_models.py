@@ -48,6 +48,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
                 "quantization": m.quantization,
                 "context_length": m.context_length,
                 "chat_template": m.has_chat_template,
+                "aliases": list(m.settings.aliases),
+                "settings": m.settings.overrides(),
                 "error": m.error,
             }
             for m in models
