@@ -4,11 +4,12 @@ The real huggingface_hub client talks to the fake hub over loopback (HF_ENDPOINT
 endpoint is read per call). Covered: a pull by repository, by quantization and by file name; a connection
 dropped mid-file resumed with a Range request in the same pull; a pull that failed resumed by the next one
 from its part file; a wrong sha256 and a corrupt GGUF refused with nothing installed; a private repository
-with HF_TOKEN (the token never reaches the CDN host); rm; and the CLI's progress line.
+with HF_TOKEN (the token never reaches the CDN host); rm; the CLI's progress line; a cancelled server job.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pensieve.cli import main
 from pensieve.errors import PensieveError
 from pensieve.model_hub import HubNotFoundError, parse_spec, resolve
 from pensieve.model_pull import ModelExistsError, pull_file, remove_model
+from pensieve.pull_jobs import PullJobs
 from support.fake_hub import FakeHub, tiny_gguf
 
 REPO = "org/tiny-GGUF"
@@ -148,3 +150,22 @@ def test_the_cli_pulls_with_a_progress_line_and_removes(
     assert "Installed models: tiny-Q8_0" in capsys.readouterr().err
     assert main(["--env-file", str(env), "models", "rm", "tiny-Q8_0", "--models-dir", str(models)]) == 0
     assert not list(models.glob("*.gguf"))
+
+
+def test_a_cancelled_job_keeps_its_part_for_the_next_pull(hub: FakeHub, tmp_path: Path) -> None:
+    async def scenario() -> tuple[dict[str, object], dict[str, object]]:
+        jobs = PullJobs()
+        file = resolve(parse_spec(REPO))
+        first = jobs.start(file, tmp_path)
+        with pytest.raises(ModelExistsError, match="already being pulled"):
+            jobs.start(file, tmp_path)
+        jobs.cancel(first.id)
+        await jobs.wait(first.id)
+        second = jobs.start(file, tmp_path)
+        await jobs.wait(second.id)
+        return first.to_dict(), second.to_dict()
+
+    first, second = asyncio.run(scenario())
+    assert first["status"] == "cancelled", first
+    assert second["status"] == "done" and second["total_bytes"] == hub.size(REPO, Q4), second
+    assert _leftovers(tmp_path) == [Q4]
