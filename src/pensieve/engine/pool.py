@@ -25,6 +25,7 @@ from pensieve.engine.failures import FailureLog, ModelFailure
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
 from pensieve.engine.local_engine import LocalEngine
 from pensieve.engine.memory import MemoryEstimate, estimate_memory, planned_kv_cells
+from pensieve.engine.model_config import llama_config, model_engine_settings
 from pensieve.engine.registry import ModelInfo, ModelRegistry, normalise_model_id
 from pensieve.engine.residency import Resident, expires_at, is_busy, is_expired, plan_admission
 from pensieve.engine.worker_client import WorkerCrashError, WorkerLoadTimeoutError
@@ -38,18 +39,6 @@ logger = logging.getLogger(__name__)
 KEEP_ALIVE_TICK_SECONDS = 1.0
 # Retry-After for a load refused because the models in the way are busy, before any request has finished.
 _ASSUMED_SERVICE_SECONDS = 2.0
-
-
-def llama_config(settings: EngineSettings) -> LlamaConfig:
-    """How the settings say models are loaded (context, batch, threads, parallel sequences, KV cells)."""
-    return LlamaConfig(
-        n_ctx=settings.n_ctx,
-        n_batch=settings.n_batch,
-        n_threads=settings.resolved_n_threads,
-        n_threads_batch=settings.resolved_n_threads_batch,
-        n_parallel=settings.resolved_parallel,
-        kv_cells=settings.kv_cache_tokens,
-    )
 
 
 class ModelPool:
@@ -110,7 +99,7 @@ class ModelPool:
     def current_failure(self, model_id: str) -> ModelFailure | None:
         """What keeps a model from serving now: its load failure, or a crash no successful load has followed."""
         self.notice_crashes()
-        return self._failures.current(normalise_model_id(model_id))
+        return self._failures.current(self.canonical(model_id))
 
     def failures(self) -> list[ModelFailure]:
         """Per model that failed: its remembered load failure, else its last worker crash (recovered or not)."""
@@ -131,6 +120,10 @@ class ModelPool:
         """True when the model loaded in this process before and has not failed since (it reloads on demand)."""
         return model_id in self._ever_loaded and self._failures.load_failure(model_id) is None
 
+    def canonical(self, model_id: str) -> str:
+        """The model id a requested id stands for: `x.gguf` is `x`, an alias (models/<id>.toml) its model."""
+        return self.registry.canonical(normalise_model_id(model_id))
+
     @property
     def models_dir(self) -> Path:
         """The folder scanned for model files."""
@@ -146,9 +139,12 @@ class ModelPool:
         `reserve` keeps the engine from eviction and expiry for a few seconds, until the caller's request
         starts on it; an admin load or the start-up preload passes False.
         """
-        model_id = normalise_model_id(model_id)
+        model_id = self.canonical(model_id)
         engine = self._engines.get(model_id)
         if engine is None or not engine.alive:
+            if model_id not in self._engines:  # an alias added since the last scan resolves after a fresh one
+                await self.available_models()
+                model_id = self.canonical(model_id)
             engine = await self._get_slow(model_id)
         if reserve:
             self._handed_out[model_id] = self._clock()
@@ -200,18 +196,19 @@ class ModelPool:
     async def _load(self, model_id: str) -> LocalEngine:
         info = await self._installed(model_id)
         now = time.time()
-        failure = self._failures.load_failure_for_file(model_id, info.size_bytes, info.modified_ns, now)
+        failure = self._failures.load_failure_for_file(model_id, info.size_bytes, info.version_ns, now)
         if failure is not None:
             raise self._failures.refusal(failure, now)
         if info.error is not None:
             raise self._remember(info, f"Model '{model_id}' cannot be loaded: {info.error}.")
-        config = self.config
+        settings = model_engine_settings(self.settings, info.settings)  # models/<id>.toml over the globals
+        config = llama_config(settings)
         await self._make_room(model_id, estimate_memory(info, planned_kv_cells(info, config)))
         try:
             engine = await LocalEngine.load(
                 info,
                 config,
-                chat_format=self.settings.chat_format,
+                chat_format=settings.chat_format,
                 default_max_tokens=self.default_max_tokens,
                 max_queue=self.settings.max_queue,
                 log_level=self.log_level,
@@ -229,7 +226,7 @@ class ModelPool:
         transient = isinstance(exc, WorkerLoadTimeoutError) or (crash is not None and crash.transient)
         record = ModelFailure(info.id, "loading", message, time.time(), crash.exit_code if crash else None)
         self._failures.load_failed(
-            record, info.size_bytes, info.modified_ns, crashed=crash is not None, transient=transient
+            record, info.size_bytes, info.version_ns, crashed=crash is not None, transient=transient
         )
         if crash is not None:
             self.on_worker_event("crash", info.id)
@@ -267,7 +264,7 @@ class ModelPool:
         """Give `model_id` its own keep-alive from now on (None leaves it unchanged)."""
         if seconds is None:
             return
-        self._keep_alive[normalise_model_id(model_id)] = seconds
+        self._keep_alive[self.canonical(model_id)] = seconds
         self._wake.set()
 
     @contextlib.contextmanager
@@ -276,7 +273,7 @@ class ModelPool:
 
         `keep_alive` (a request's own) becomes the model's keep-alive from now on.
         """
-        model_id = normalise_model_id(model_id)
+        model_id = self.canonical(model_id)
         self.set_keep_alive(model_id, keep_alive)
         self._holds[model_id] = self._holds.get(model_id, 0) + 1
         try:
@@ -378,7 +375,7 @@ class ModelPool:
     async def unload(self, model_id: str, *, must_exist: bool = False) -> bool:
         """Free a loaded model; False when it was not loaded (ModelNotFoundError instead, with `must_exist`,
         when no such model is installed: a client asking to unload a misspelt id learns so)."""
-        model_id = normalise_model_id(model_id)
+        model_id = self.canonical(model_id)
         engine = self._forget(model_id)
         if engine is None:
             if must_exist:

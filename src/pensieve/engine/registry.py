@@ -2,17 +2,27 @@
 
 Model ids are file stems (`models/gemma-3-270m-q4_k_m.gguf` -> `gemma-3-270m-q4_k_m`). Headers are
 re-read only when a file's size or modification time changes, so rescanning on every listing is cheap
-and a file dropped into the folder is served without a restart.
+and a file dropped into the folder is served without a restart. An optional `models/<id>.toml` gives the
+model its own settings and aliases (`model_config.py`); it is re-read when it changes, and a bad one makes
+the model unusable with the reason.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pensieve.engine.gguf_metadata import GGUFFormatError, GGUFMetadata, read_gguf_metadata
+from pensieve.engine.model_config import (
+    NO_SETTINGS,
+    ConfigStamp,
+    ModelConfigError,
+    ModelSettings,
+    config_stamp,
+    read_model_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +56,20 @@ class ModelInfo:
     key_length: int | None = None
     value_length: int | None = None
     error: str | None = None
+    settings: ModelSettings = NO_SETTINGS  # from models/<id>.toml
+    config: ConfigStamp | None = None  # that file's (size, mtime) when it was read
 
     @property
     def usable(self) -> bool:
         """True when the header parsed and the file looks complete."""
         return self.error is None
+
+    @property
+    def version_ns(self) -> int:
+        """The file's mtime, or a value that also changes with its TOML settings (load failures are per version)."""
+        if self.config is None:
+            return self.modified_ns
+        return hash((self.modified_ns, self.config.size, self.config.modified_ns))
 
     @property
     def has_chat_template(self) -> bool:
@@ -81,17 +100,27 @@ def _describe(path: Path, stat_size: int, stat_mtime: int, metadata: GGUFMetadat
 
 
 def inspect_model_file(path: Path) -> ModelInfo:
-    """Read one file's header into a ModelInfo; a bad file yields an entry with `error` set."""
+    """Read one file's header (and its TOML settings) into a ModelInfo; a bad one yields an entry with `error`."""
     stat = path.stat()
+    stamp = config_stamp(path)
     try:
-        return _describe(path, stat.st_size, stat.st_mtime_ns, read_gguf_metadata(path))
+        settings = read_model_settings(path)
+    except ModelConfigError as exc:
+        logger.warning("model settings of %s are invalid: %s", path, exc)
+        error = f"its settings file {exc}"
+        return ModelInfo(path.stem, path, stat.st_size, stat.st_mtime_ns, error=error, config=stamp)
+    try:
+        info = _describe(path, stat.st_size, stat.st_mtime_ns, read_gguf_metadata(path))
+        return replace(info, settings=settings, config=stamp)
     except (GGUFFormatError, OSError, ValueError) as exc:
         logger.warning("model file %s is unusable: %s", path, exc)
-        return ModelInfo(id=path.stem, path=path, size_bytes=stat.st_size, modified_ns=stat.st_mtime_ns, error=str(exc))
+        return ModelInfo(
+            id=path.stem, path=path, size_bytes=stat.st_size, modified_ns=stat.st_mtime_ns, error=str(exc), config=stamp
+        )
     except Exception as exc:  # a file in models/ may be hostile: a reader bug must not break the listing
         logger.exception("model file %s could not be read", path)
         error = f"its header could not be read ({type(exc).__name__}: {exc})"
-        return ModelInfo(id=path.stem, path=path, size_bytes=stat.st_size, modified_ns=stat.st_mtime_ns, error=error)
+        return ModelInfo(path.stem, path, stat.st_size, stat.st_mtime_ns, error=error, config=stamp)
 
 
 class ModelRegistry:
@@ -100,6 +129,7 @@ class ModelRegistry:
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
         self._cache: dict[Path, ModelInfo] = {}
+        self._aliases: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def scan(self) -> list[ModelInfo]:
@@ -115,17 +145,47 @@ class ModelRegistry:
             except OSError:
                 continue  # removed while scanning
             cached = self._cache.get(path)
-            if cached and cached.size_bytes == stat.st_size and cached.modified_ns == stat.st_mtime_ns:
+            if (
+                cached
+                and cached.size_bytes == stat.st_size
+                and cached.modified_ns == stat.st_mtime_ns
+                and cached.config == config_stamp(path)
+            ):
                 found[path] = cached
             else:
                 found[path] = inspect_model_file(path)
+        models = sorted(found.values(), key=lambda info: info.id)
+        aliases = _alias_map(models)
         with self._lock:
-            self._cache = found
-        return sorted(found.values(), key=lambda info: info.id)
+            self._cache, self._aliases = found, aliases
+        return models
 
     def get(self, model_id: str) -> ModelInfo | None:
-        """The model with this id after a fresh scan, or None when no such file exists."""
-        for info in self.scan():
-            if info.id == model_id:
-                return info
-        return None
+        """The model with this id (or alias) after a fresh scan, or None when no such file exists."""
+        models = self.scan()
+        wanted = self.canonical(model_id)
+        return next((info for info in models if info.id == wanted), None)
+
+    def canonical(self, model_id: str) -> str:
+        """The model id an alias stands for (as of the last scan); any other id unchanged."""
+        return self._aliases.get(model_id, model_id)
+
+    def aliases(self) -> dict[str, str]:
+        """Alias -> model id, as of the last scan."""
+        return dict(self._aliases)
+
+
+def _alias_map(models: list[ModelInfo]) -> dict[str, str]:
+    """The usable models' aliases; a model's own id wins over an alias, the first model (by id) over later ones."""
+    ids = {info.id for info in models}
+    aliases: dict[str, str] = {}
+    for info in models:
+        if not info.usable:
+            continue
+        for alias in info.settings.aliases:
+            owner = aliases.get(alias)
+            if alias in ids or (owner is not None and owner != info.id):
+                logger.warning("alias %s of model %s is ignored: %s already names a model", alias, info.id, alias)
+                continue
+            aliases[alias] = info.id
+    return aliases

@@ -272,6 +272,21 @@ class PensieveClient(RecordCalls):
         except httpx.HTTPError as exc:
             raise _unreachable(self.base_url, exc) from exc
 
+    def pull_model(self, repo: str, choice: str | None = None) -> dict[str, Any]:
+        """POST /api/models/pull: start downloading `repo` (`choice`: a quantization tag or a file name); the job."""
+        body: dict[str, Any] = {"repo": repo}
+        if choice:
+            body["file" if choice.lower().endswith(".gguf") else "quant"] = choice
+        return dict(self._call("POST", "/api/models/pull", json=body, timeout=GENERATION_TIMEOUT))
+
+    def pull_job(self, job_id: str) -> dict[str, Any]:
+        """GET /api/models/pulls/{id}: status, done_bytes, total_bytes, bytes_per_second, error."""
+        return dict(self._call("GET", f"/api/models/pulls/{job_id}"))
+
+    def delete_model(self, model_id: str) -> dict[str, Any]:
+        """DELETE /api/models/{id}: remove the model file (an idle loaded model is unloaded first)."""
+        return dict(self._call("DELETE", f"/api/models/{model_id}"))
+
     # --- Routing --------------------------------------------------------------------------------
 
     def burst_stats(self, recent: int = 50) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Models page: the GGUF files in the server's models folder, their details and state; load, unload, install.
+"""Models page: the GGUF files in the server's models folder, their details and state; load, unload, delete,
+install the default model, download one from a Hugging Face hub (the server's pull job, polled for progress).
 
 Unusable files (not GGUF, truncated, empty) are listed apart with the reason the server gives. A model
 that cannot load, or whose worker crashed (e.g. killed by SIGILL: a llama.cpp build this CPU cannot run),
@@ -7,6 +8,7 @@ is shown at the top in an error box with the server's explanation and the hint t
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import streamlit as st
@@ -59,6 +61,18 @@ def _model_card(client: PensieveClient, model: dict[str, Any], default_id: str |
 
 def _load_buttons(client: PensieveClient, model: dict[str, Any]) -> None:
     model_id = model["id"]
+    if model.get("aliases"):
+        st.caption("Also answers to: " + ", ".join(f"`{alias}`" for alias in model["aliases"]))
+    with st.popover("Delete", icon=":material/delete:"):
+        st.write(f"Delete `{model['file']}` from the models folder? Its settings file (if any) stays.")
+        if st.button("Delete the file", key=f"delete_{model_id}", type="primary"):
+            try:
+                client.delete_model(model_id)
+            except ServerError as error:
+                show_error(error, f"Deleting {model_id}")
+                return
+            st.toast(f"{model_id} deleted.", icon=":material/delete:")
+            st.rerun()
     if model["loaded"]:
         if st.button("Unload", key=f"unload_{model_id}", icon=":material/eject:"):
             try:
@@ -131,6 +145,52 @@ def _install_default(client: PensieveClient, installed: bool) -> None:
             show_error(error, "Installing the default model")
 
 
+def _download(client: PensieveClient) -> None:
+    """The Download box: a Hugging Face repository and an optional quantization or file; the job's progress."""
+    with st.container(border=True):
+        st.markdown("#### Download from Hugging Face")
+        st.caption(
+            "A repository with GGUF files, e.g. `unsloth/gemma-3-270m-it-GGUF`. Leave the second box empty for "
+            "its only GGUF (or its Q4_K_M one). The download resumes if interrupted, and its sha256 and header are "
+            "checked before it appears here. The server uses its HF_ENDPOINT and HF_TOKEN."
+        )
+        with st.form("pull_model", border=False):
+            repo = st.text_input("Repository", placeholder="owner/name-GGUF")
+            choice = st.text_input("Quantization or file (optional)", placeholder="Q4_K_M or name.gguf")
+            submitted = st.form_submit_button("Download", icon=":material/download:", type="primary")
+        if not submitted or not repo.strip():
+            return
+        try:
+            job = client.pull_model(repo.strip(), choice.strip() or None)
+        except ServerError as error:
+            show_error(error, f"Downloading from {repo}")
+            return
+        _follow(client, job)
+
+
+def _follow(client: PensieveClient, job: dict[str, Any]) -> None:
+    """Poll a pull job into a progress bar until it ends."""
+    bar = st.progress(0.0, text=f"{job['file']}: starting…")
+    while job["status"] in ("downloading", "verifying"):
+        total = max(int(job.get("total_bytes") or 1), 1)
+        done = min(int(job.get("done_bytes") or 0), total)
+        rate = job.get("bytes_per_second")
+        text = f"{job['file']}: {job['status']} {human_bytes(done)} of {human_bytes(total)}"
+        bar.progress(done / total, text=text + (f" · {human_bytes(int(rate))}/s" if rate else ""))
+        time.sleep(0.5)
+        try:
+            job = client.pull_job(job["id"])
+        except ServerError as error:
+            show_error(error, "Following the download")
+            return
+    if job["status"] == "done":
+        bar.progress(1.0, text="Done")
+        st.success(f"{job['model_id']} is ready: {job['path']}", icon=":material/check_circle:")
+    else:
+        reason = (job.get("error") or {}).get("message", "no reason given")
+        st.error(f"The download {job['status']}: {reason}", icon=":material/report:")
+
+
 def render() -> None:
     """Draw the models page."""
     client = get_client()
@@ -155,6 +215,7 @@ def render() -> None:
     for model in usable:
         _model_card(client, model, default_id)
     _unusable([model for model in models if not model["usable"]])
+    _download(client)
     _install_default(client, any(model["id"] == default_id for model in usable))
 
 
