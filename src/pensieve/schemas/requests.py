@@ -292,7 +292,9 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
         description="Text, a list of texts, token ids, or a list of token-id lists."
     )
-    max_tokens: int | None = Field(16, ge=1, description="OpenAI's default for this endpoint is 16.")
+    max_tokens: int | None = Field(
+        16, ge=0, description="OpenAI's default for this endpoint is 16; 0 with echo and logprobs scores the prompt."
+    )
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)
@@ -327,9 +329,17 @@ class CompletionRequest(SamplingFields):
             params = replace(params, logprobs=True, top_logprobs=self.logprobs)
         model, cache_prompt = self.model_id(defaults), self.reuses_cached_prompt(defaults)
         return [
-            GenerationRequest(model=model, params=params, prompt=prompt, cache_prompt=cache_prompt)
+            GenerationRequest(
+                model=model, params=params, prompt=prompt, cache_prompt=cache_prompt, score_prompt=self.scores_prompt
+            )
             for prompt in self.prompts()
         ]
+
+    @property
+    def scores_prompt(self) -> bool:
+        """`echo` with `logprobs`: the prompt's tokens get log-probabilities too (lm-evaluation-harness's
+        loglikelihood requests; with max_tokens 0 nothing is generated). Only a local model can do it."""
+        return self.echo and self.logprobs is not None
 
 
 MAX_EMBEDDING_INPUTS = 2048
