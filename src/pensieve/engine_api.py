@@ -93,6 +93,9 @@ class GenerationRequest:
     # Measure the log-probability of the first this-many sampled tokens (cheap: a handful of softmaxes)
     # and hand them on in `GenerationChunk.confidence_logprobs`: what the burst controller judges an answer by.
     confidence_tokens: int = 0
+    # Measure every prompt token's log-probability too (`echo` with `logprobs` on /v1/completions), with
+    # params.top_logprobs alternatives each: the whole prompt is then computed (no cached prefix). Local only.
+    score_prompt: bool = False
 
     @property
     def is_chat(self) -> bool:
@@ -136,6 +139,9 @@ class GenerationChunk:
     # The sampled tokens' log-probabilities measured for GenerationRequest.confidence_tokens since the last
     # chunk (tokens a stop sequence holds back come with a later chunk; the last chunk brings the rest).
     confidence_logprobs: tuple[float, ...] = ()
+    # With GenerationRequest.score_prompt, on the run's first chunk: one entry per prompt token. The first
+    # token has no context to be predicted from: its entry's logprob (0.0) means nothing and it has no `top`.
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass

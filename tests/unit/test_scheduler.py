@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pensieve.engine.llamacpp.batch_context import BatchItem
+from pensieve.engine.llamacpp.batch_context import SCORING_ROWS, BatchItem
 from pensieve.engine.scheduler import Scheduler
-from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent
+from pensieve.engine.worker_protocol import DoneEvent, Job, PromptEvent, TokenEvent
 from pensieve.engine_api import SamplingParams
 
 EOG = 0
@@ -43,11 +43,13 @@ class FakeContext:
     vocab: FakeVocab = field(default_factory=FakeVocab)
     batches: list[list[BatchItem]] = field(default_factory=list)
     forgotten: list[tuple[int, int]] = field(default_factory=list)
+    bans: list[tuple[int, ...]] = field(default_factory=list)
 
     def decode(self, items: Sequence[BatchItem]) -> None:
         self.batches.append(list(items))
 
     def sampler(self, params: SamplingParams, *, ban: Sequence[int] = (), grammar: str | None = None) -> FakeSampler:
+        self.bans.append(tuple(ban))
         return FakeSampler()
 
     def sample(self, sampler: FakeSampler, index: int) -> int:
@@ -68,8 +70,8 @@ def job(rid: int, prompt: list[int], max_tokens: int = 3) -> Job:
     return Job(rid=rid, prompt=prompt, params=SamplingParams(temperature=0), max_tokens=max_tokens)
 
 
-def run_until_idle(scheduler: Scheduler, limit: int = 100) -> list[TokenEvent | DoneEvent]:
-    events: list[TokenEvent | DoneEvent] = []
+def run_until_idle(scheduler: Scheduler, limit: int = 100) -> list[TokenEvent | PromptEvent | DoneEvent]:
+    events: list[TokenEvent | PromptEvent | DoneEvent] = []
     for _ in range(limit):
         if scheduler.idle:
             return events
@@ -209,3 +211,63 @@ def test_logprobs_travel_with_tokens() -> None:
     scheduler.submit(request)
     token = next(e for e in run_until_idle(scheduler) if isinstance(e, TokenEvent))
     assert token.logprob == -0.5 and token.top == ((3, -0.5),)
+
+
+class ScoringContext(FakeContext):
+    """A fake context whose log-probability of token t is -t/100, to see which token each row scored."""
+
+    def logprobs(self, index: int, token: int, top_n: int) -> tuple[float, list[tuple[int, float]]]:
+        assert self.batches[-1][index].logits, "a row without logits was read"
+        return -token / 100, [(token, -token / 100)][:top_n]
+
+
+def scoring_job(rid: int, prompt: list[int], max_tokens: int, top: int = 1) -> Job:
+    return Job(rid, prompt, SamplingParams(temperature=0), max_tokens, score_prompt=top)
+
+
+def test_a_scoring_job_scores_every_prompt_token_but_the_first_in_bounded_slices() -> None:
+    context = ScoringContext(n_batch=64, kv_size=256, window=128)
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    prompt = list(range(100, 140))
+    scheduler.submit(scoring_job(1, prompt, max_tokens=0))
+    events = run_until_idle(scheduler)
+    scores = [score for event in events if isinstance(event, PromptEvent) for score in event.scores]
+    # Position p's logits predict prompt[p + 1]: the scores are those of tokens 2..40 of the prompt, in order.
+    assert [logprob for logprob, _ in scores] == [-token / 100 for token in prompt[1:]]
+    assert all(top == ((token, -token / 100),) for (_, top), token in zip(scores, prompt[1:], strict=True))
+    # Never more than SCORING_ROWS rows of logits in a step; max_tokens 0 never evaluates the last token.
+    assert all(sum(item.logits for item in batch) <= SCORING_ROWS for batch in context.batches)
+    assert [item.token for batch in context.batches for item in batch] == prompt[:-1]
+    done = [event for event in events if isinstance(event, DoneEvent)]
+    assert len(done) == 1 and done[0].finish == "length" and done[0].completion_tokens == 0
+    assert not any(isinstance(event, TokenEvent) for event in events)
+
+
+def test_a_scoring_job_reuses_no_cached_prefix_and_then_generates() -> None:
+    context = ScoringContext(n_batch=64, kv_size=256, window=128)
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [10, 11, 12, 13]))
+    run_until_idle(scheduler)
+    scheduler.submit(scoring_job(2, [10, 11, 12, 13, 14], max_tokens=2))
+    events = run_until_idle(scheduler)
+    scores = [score for event in events if isinstance(event, PromptEvent) for score in event.scores]
+    assert len(scores) == 4  # the whole prompt was computed, though [10, 11, 12, 13] was cached
+    assert [event.token for event in events if isinstance(event, TokenEvent)] == [15, 16]
+    done = next(event for event in events if isinstance(event, DoneEvent))
+    assert done.cached_tokens == 0 and done.completion_tokens == 2
+
+
+def test_a_one_token_prompt_scored_with_max_tokens_0_ends_at_once() -> None:
+    context = ScoringContext()
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(scoring_job(1, [7], max_tokens=0))
+    events = run_until_idle(scheduler, limit=3)
+    assert [type(event) for event in events] == [DoneEvent]
+
+
+def test_ban_first_holds_for_the_first_token_only() -> None:
+    context = FakeContext(vocab=FakeVocab(banned_tokens=(99,)))
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(Job(1, [10, 11], SamplingParams(temperature=0), 3, forbid_eog_first=True, ban_first=(5, 6)))
+    run_until_idle(scheduler)
+    assert context.bans == [(99, EOG, 5, 6), (99,)]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler
+from pensieve.engine.text import EdgeWhitespaceTrimmer, StopSequenceFilter, Utf8Assembler, aligned_logprobs
+from pensieve.engine_api import TokenLogprob
 
 
 def feed(stops: list[str], pieces: list[str]) -> tuple[list[str], bool]:
@@ -100,3 +101,21 @@ def test_the_confidence_window_counts_blanks_once_too_many_are_skipped() -> None
         window.push(b"\n", -0.1)
     window.push(b" ", -0.2)  # the window must fill within the tokens the worker measured
     assert window.take() == (-0.2,)
+
+
+def test_a_trimmed_answer_start_is_trimmed_alike_in_token_bytes_and_alternatives() -> None:
+    # A chat answer " Hi!" is sent as "Hi!": its first token keeps token == decoded bytes, and the
+    # alternatives at that position lose the same leading space (OpenAI's contract: tokens join to the content).
+    first = TokenLogprob(" Hi", -1.5, tuple(b" Hi"), ((" Hi", -1.5, tuple(b" Hi")), ("\n", -2.0, tuple(b"\n"))))
+    bang = TokenLogprob("!", -0.1, tuple(b"!"))
+    trimmer = EdgeWhitespaceTrimmer()
+    text = trimmer.push(" Hi!")
+    aligned = aligned_logprobs([first, bang], text, first=True)
+    assert "".join(token.token for token in aligned) == text == "Hi!"
+    for token in aligned:
+        assert bytes(token.bytes).decode() == token.token
+        assert all(bytes(raw).decode() == alt for alt, _, raw in token.top)
+    assert [alt for alt, _, _ in aligned[0].top] == ["Hi", ""]
+    assert aligned[1] is bang
+    # Later chunks are left alone.
+    assert aligned_logprobs([first], " Hi", first=False) == (first,)

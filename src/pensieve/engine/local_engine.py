@@ -22,7 +22,9 @@ from pensieve.engine.llamacpp.grammar import GrammarError, generation_failure, g
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine.memory import release_free_heap
+from pensieve.engine.prompt_scores import PromptScores, generated_logprob
 from pensieve.engine.registry import ModelInfo
+from pensieve.engine.request_checks import checked_token_ids, completion_budget
 from pensieve.engine.text import (
     ConfidenceWindow,
     EdgeWhitespaceTrimmer,
@@ -31,9 +33,9 @@ from pensieve.engine.text import (
     aligned_logprobs,
 )
 from pensieve.engine.worker_client import WorkerClient
-from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent, WorkerFacts
+from pensieve.engine.worker_protocol import DoneEvent, Job, PromptEvent, WorkerFacts
 from pensieve.engine_api import EngineStats, FinishReason, GenerationChunk, GenerationRequest, TokenLogprob, Usage
-from pensieve.errors import ContextLengthExceededError, EngineError, InvalidRequestError, RateLimitedError
+from pensieve.errors import EngineError, InvalidRequestError, RateLimitedError
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,9 @@ class LocalEngine:
             architecture=info.architecture,
             instruction_tuned=tuned,
         )
+        if resolved == "dialogue":
+            # Found once, off the event loop: the transcript format bans them as an answer's first token.
+            await asyncio.to_thread(lambda: vocab.line_break_tokens)
         facts = worker.facts
         logger.info(
             "loaded model %s in worker pid %s (context %d, %d parallel sequences, %d KV cells, chat format %s)",
@@ -175,7 +180,14 @@ class LocalEngine:
         prompt_tokens, format_stops = cached
         if not prompt_tokens:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
-        max_tokens = self._budget(request, len(prompt_tokens), check_context)
+        max_tokens = completion_budget(
+            n_ctx=self.context_length,
+            prompt_tokens=len(prompt_tokens),
+            requested=request.params.max_tokens,
+            default=self._default_max_tokens,
+            chat=request.is_chat,
+            check_context=check_context,
+        )
         stops = tuple(dict.fromkeys((*request.params.stop, *format_stops)))
         return PreparedPrompt(prompt_tokens, stops, max_tokens, request.is_chat)
 
@@ -196,29 +208,8 @@ class LocalEngine:
             # The rendered prompt already holds BOS and the turn markers as text.
             return model.tokenize(chat.text, add_special=False, parse_special=True), chat.stop
         if isinstance(request.prompt, tuple):
-            return self._checked_token_ids(request.prompt), ()
+            return checked_token_ids(request.prompt, model.n_vocab), ()
         return model.tokenize(request.prompt or "", add_special=True, parse_special=True), ()
-
-    def _checked_token_ids(self, tokens: tuple[int, ...]) -> list[int]:
-        bad = [token for token in tokens if not 0 <= token < self._vocab.n_vocab]
-        if bad:
-            raise InvalidRequestError(
-                f"Token id {bad[0]} is outside the model's vocabulary (0..{self._vocab.n_vocab - 1}).", param="prompt"
-            )
-        return list(tokens)
-
-    def _budget(self, request: GenerationRequest, prompt_tokens: int, check_context: bool) -> int:
-        n_ctx = self.context_length
-        requested = request.params.max_tokens
-        room = n_ctx - prompt_tokens
-        if check_context and (room <= 0 or (requested is not None and requested > room)):
-            raise ContextLengthExceededError.for_request(
-                n_ctx=n_ctx, prompt_tokens=prompt_tokens, requested=requested, chat=request.is_chat
-            )
-        if requested is not None:
-            return requested
-        default = self._default_max_tokens
-        return max(1, min(default, room) if default > 0 else room)
 
     def _job(self, prepared: PreparedPrompt, request: GenerationRequest) -> Job:
         params = request.params
@@ -234,27 +225,22 @@ class LocalEngine:
             grammar = grammar_for(params.response_format, params.grammar)
         except GrammarError as exc:
             raise InvalidRequestError(f"Invalid {param}: {exc}.", param=param) from exc
+        first_free = prepared.is_chat and grammar is None  # an answer must not end before it starts
         return Job(
             rid=0,
             prompt=prepared.tokens,
             params=params,
             max_tokens=prepared.max_tokens,
-            forbid_eog_first=prepared.is_chat and grammar is None,
+            forbid_eog_first=first_free,
+            # The transcript format's turn ends at a line break ("\nUser:"): one at once is an empty answer.
+            ban_first=self._vocab.line_break_tokens if first_free and self.chat_format == "dialogue" else (),
             top_logprobs=params.top_logprobs if params.logprobs else -1,
             confidence_tokens=ConfidenceWindow.measured_tokens(request.confidence_tokens),
             grammar=grammar,
-            cache_prompt=request.cache_prompt,
+            cache_prompt=request.cache_prompt and not request.score_prompt,
             cache_partition=request.cache_partition,
+            score_prompt=params.top_logprobs if request.score_prompt else -1,
         )
-
-    def _token_logprob(self, event: TokenEvent) -> TokenLogprob:
-        def piece(token: int) -> tuple[str, tuple[int, ...]]:
-            raw = self._vocab.token_bytes(token)
-            return raw.decode("utf-8", errors="replace"), tuple(raw)
-
-        text, raw = piece(event.token)
-        top = tuple((*piece(token), logprob) for token, logprob in event.top)
-        return TokenLogprob(text, event.logprob or 0.0, raw, tuple((t, lp, b) for t, b, lp in top))
 
     def _check_queue(self) -> None:
         waiting = max(0, self.worker.in_flight - self.worker.facts.n_parallel)
@@ -272,6 +258,9 @@ class LocalEngine:
                 raise self.worker.dead_error()
             raise EngineError(self.worker.failure or f"Model '{self.model_id}' is unloading.")
         prepared = await self.prepare(request)
+        if prepared.max_tokens == 0 and not request.score_prompt:
+            yield GenerationChunk("", "length", Usage(len(prepared.tokens), 0))  # nothing to compute
+            return
         self._check_queue()
         self.last_used = time.monotonic()
         started = time.perf_counter()
@@ -285,9 +274,13 @@ class LocalEngine:
         per_token = request.params.logprobs
         pending: list[TokenLogprob] = []  # tokens whose text has not been emitted yet
         judged = ConfidenceWindow(request.confidence_tokens)
+        scores = PromptScores(self._vocab, prepared.tokens)  # handed on with the first chunk, when asked for
         try:
             async with aclosing(self.worker.generate(job)) as events:
                 async for event in events:
+                    if isinstance(event, PromptEvent):
+                        scores.add(event)
+                        continue
                     if isinstance(event, DoneEvent):
                         done = event
                         break
@@ -296,7 +289,7 @@ class LocalEngine:
                     logprob_sum += event.logprob or 0.0
                     judged.push(self._vocab.token_bytes(event.token), event.logprob)
                     if per_token:
-                        pending.append(self._token_logprob(event))
+                        pending.append(generated_logprob(self._vocab, event))
                     text, hit_stop = stopper.push(assembler.push(self._vocab.token_bytes(event.token)))
                     text = trimmer.push(text) if trimmer else text
                     if text:
@@ -304,6 +297,7 @@ class LocalEngine:
                             text,
                             logprobs=aligned_logprobs(pending, text, first=produced == len(pending)),
                             confidence_logprobs=judged.take(),
+                            prompt_logprobs=scores.take() if request.score_prompt else (),
                         )
                         pending = []
                     if hit_stop:
@@ -320,11 +314,16 @@ class LocalEngine:
                 tail += stopper.flush()
             tail = trimmer.push(tail) if trimmer else tail
             if tail:
-                yield GenerationChunk(tail, logprobs=tuple(pending), confidence_logprobs=judged.take())
+                prompt_entries = scores.take() if request.score_prompt else ()
+                yield GenerationChunk(
+                    tail, logprobs=tuple(pending), confidence_logprobs=judged.take(), prompt_logprobs=prompt_entries
+                )
             finish = "stop" if hit_stop else finish
         mean_logprob = logprob_sum / produced if request.params.logprobs and produced else None
         usage = Usage(len(prepared.tokens), produced, done.cached_tokens if done is not None else cached)
-        yield GenerationChunk("", finish, usage, mean_logprob, confidence_logprobs=judged.take())
+        # With nothing generated (max_tokens 0), the scored prompt comes with this last chunk.
+        prompt_entries = scores.take() if request.score_prompt else ()
+        yield GenerationChunk("", finish, usage, mean_logprob, (), judged.take(), prompt_entries)
 
     def _record(self, produced: int, seconds: float) -> None:
         stats = self._stats
@@ -373,7 +372,7 @@ class LocalEngine:
             return [
                 self._vocab.tokenize(text, add_special=True, parse_special=False)
                 if isinstance(text, str)
-                else self._checked_token_ids(text)
+                else checked_token_ids(text, self._vocab.n_vocab)
                 for text in texts
             ]
 

@@ -13,6 +13,12 @@ answer): a new request takes the idle slot sharing its longest prefix (same syst
 turn of a conversation) and only its new suffix is computed. Cached prefixes are dropped
 least-recently-used first when room is needed.
 
+Prompt scoring (`Job.score_prompt`, for `echo` + `logprobs`): the job's prompt positions are decoded with
+logits on, at most SCORING_ROWS a step, and each position's log-probability of the next prompt token is
+read right after that step's decode (a PromptEvent), so no more than SCORING_ROWS rows of logits ever
+exist. A scoring job reuses no cached prefix (a cached position has no logits); with max_tokens 0 it ends
+once its prompt is in, without evaluating the last prompt token (nothing is sampled after it).
+
 The scheduler is synchronous and owns the BatchContext; the worker loop feeds it commands between steps.
 Everything here runs in the worker process; its jobs and events are defined in `worker_protocol`.
 """
@@ -23,9 +29,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from pensieve.engine.llamacpp.batch_context import BatchContext, BatchItem, SequenceSampler
+from pensieve.engine.llamacpp.batch_context import SCORING_ROWS, BatchContext, BatchItem, SequenceSampler
 from pensieve.engine.llamacpp.runtime import LlamaDecodeError
-from pensieve.engine.worker_protocol import DoneEvent, Event, Finish, Job, Load, TokenEvent
+from pensieve.engine.worker_protocol import DoneEvent, Event, Finish, Job, Load, PromptEvent, TokenEvent
 
 # Prompt tokens a step may add while other sequences are generating: a short slice of prefill (its time
 # on 2 cores is in bench/README.md), so running streams keep flowing while a long prompt enters.
@@ -101,7 +107,8 @@ class Scheduler:
             idle = [slot for slot in self.slots if slot.job is None]
             if not idle:
                 return
-            slot, common = self._best_slot(idle, job.prompt if job.cache_prompt else [], job.cache_partition)
+            reusable = job.prompt if job.cache_prompt and job.score_prompt < 0 else []
+            slot, common = self._best_slot(idle, reusable, job.cache_partition)
             # Reuse all of the shared prefix but the prompt's last token, which is evaluated on its own step
             # so that its logits (and a greedy answer) do not depend on how the prompt was batched.
             reuse = min(common, len(job.prompt) - 1)
@@ -150,10 +157,12 @@ class Scheduler:
         slot.partition = job.cache_partition
         slot.job = job
         slot.pending = job.prompt[reuse:-1]
-        slot.next_token = job.prompt[-1]
+        # Nothing to sample (max_tokens 0: a scoring job): the last prompt token need not be evaluated.
+        slot.next_token = job.prompt[-1] if job.max_tokens > 0 else None
         slot.produced = 0
         slot.reused = reuse
         ban = (*self.banned, *self.eog) if job.forbid_eog_first else self.banned
+        ban = (*ban, *job.ban_first)
         slot.sampler = self.context.sampler(job.params, ban=ban, grammar=job.grammar)  # ValueError: bad grammar
 
     # --- one step ---------------------------------------------------------------------------------
@@ -163,9 +172,9 @@ class Scheduler:
         self._admit()
         events: list[Event] = list(self._rejected)
         self._rejected.clear()
-        items, sampled = self._build_batch()
+        items, sampled, scored = self._build_batch()
         if not items:
-            return events
+            return events + self._finish_prompt_only()
         try:
             self.context.decode(items)
         except LlamaDecodeError as exc:
@@ -175,13 +184,37 @@ class Scheduler:
             return events + failed
         for item in items:
             self.slots[item.seq].cached.append(item.token)
+        for slot, first, count in scored:
+            events.append(self._score(slot, first, count))
         for slot, index in sampled:
             events.extend(self._sample(slot, index))
-        return events
+        return events + self._finish_prompt_only()
 
-    def _build_batch(self) -> tuple[list[BatchItem], list[tuple[Slot, int]]]:
+    def _finish_prompt_only(self) -> list[Event]:
+        """End the jobs with nothing to sample (max_tokens 0) whose prompt is all in."""
+        return [
+            self._finish(slot, "length")
+            for slot in self.slots
+            if slot.job is not None and not slot.pending and slot.next_token is None
+        ]
+
+    def _score(self, slot: Slot, first: int, count: int) -> PromptEvent:
+        """The scores of the `count` prompt positions at batch entries `first`..: each position's logits
+        predict the prompt's next token, read now (the next decode overwrites them)."""
+        job = slot.job
+        assert job is not None
+        start = len(slot.cached) - count  # the slice's first position (the step appended it to the cache)
+        scores = []
+        for offset in range(count):
+            logprob, top = self.context.logprobs(first + offset, job.prompt[start + offset + 1], job.score_prompt)
+            scores.append((logprob, tuple(top)))
+        return PromptEvent(job.rid, tuple(scores))
+
+    def _build_batch(self) -> tuple[list[BatchItem], list[tuple[Slot, int]], list[tuple[Slot, int, int]]]:
         items: list[BatchItem] = []
         sampled: list[tuple[Slot, int]] = []
+        scored: list[tuple[Slot, int, int]] = []  # (slot, first batch entry, positions) of scored slices
+        scoring_rows = SCORING_ROWS
         generating = False
         # First the sequences that sample this step: one token each (a generated or a last prompt token).
         for slot in self.slots:
@@ -198,11 +231,18 @@ class Scheduler:
                 break
             if slot.job is None or not slot.pending:
                 continue
-            piece, slot.pending = slot.pending[:room], slot.pending[room:]
+            scoring = slot.job.score_prompt >= 0
+            size = min(room, scoring_rows) if scoring else room
+            if size <= 0:
+                continue
+            piece, slot.pending = slot.pending[:size], slot.pending[size:]
             start = len(slot.cached)
-            items.extend(BatchItem(token, start + offset, slot.seq, False) for offset, token in enumerate(piece))
+            if scoring:
+                scored.append((slot, len(items), len(piece)))
+                scoring_rows -= len(piece)
+            items.extend(BatchItem(token, start + offset, slot.seq, scoring) for offset, token in enumerate(piece))
             room -= len(piece)
-        return items, sampled
+        return items, sampled, scored
 
     def _sample(self, slot: Slot, index: int) -> list[Event]:
         job, sampler = slot.job, slot.sampler

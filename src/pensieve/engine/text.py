@@ -88,9 +88,20 @@ class EdgeWhitespaceTrimmer:
         return body
 
 
+def _without_leading(text: str, raw: tuple[int, ...], cut: int) -> tuple[str, tuple[int, ...]]:
+    """`text` less its first `cut` characters (whitespace), and `raw` less their UTF-8 bytes."""
+    return text[cut:], raw[len(text[:cut].encode("utf-8")) :]
+
+
 def aligned_logprobs(tokens: list[TokenLogprob], text: str, *, first: bool) -> tuple[TokenLogprob, ...]:
     """The tokens behind an emitted piece of text, with the whitespace a chat answer's start loses
-    (the trimmer drops it) also dropped from the tokens, so that token texts join to the answer."""
+    (the trimmer drops it) also dropped from the tokens.
+
+    The rule (OpenAI's contract): a token's `token` is its `bytes` decoded, and the tokens join to the
+    answer. So the whitespace is cut from both the text and the bytes of the tokens that carried it, and
+    the alternatives at those positions lose the same leading whitespace: ' Hi' with alternative ' Hello'
+    becomes 'Hi' with 'Hello', as the answer would have started with either.
+    """
     if not first or not tokens:
         return tuple(tokens)
     joined = "".join(token.token for token in tokens)
@@ -101,7 +112,15 @@ def aligned_logprobs(tokens: list[TokenLogprob], text: str, *, first: bool) -> t
     for token in tokens:
         cut = min(extra, len(token.token) - len(token.token.lstrip()))
         extra -= cut
-        aligned.append(replace(token, token=token.token[cut:]))
+        if not cut:
+            aligned.append(token)
+            continue
+        top = []
+        for alt, logprob, raw in token.top:
+            alt_text, alt_raw = _without_leading(alt, raw, min(cut, len(alt) - len(alt.lstrip())))
+            top.append((alt_text, logprob, alt_raw))
+        own_text, own_raw = _without_leading(token.token, token.bytes, cut)
+        aligned.append(replace(token, token=own_text, bytes=own_raw, top=tuple(top)))
     return tuple(aligned)
 
 

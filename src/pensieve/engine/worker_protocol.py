@@ -12,7 +12,7 @@ Every message is a tuple of plain picklable values whose first item is its kind 
                        ("shutdown",)                              stop serving; the worker exits
     worker -> server   ("ready", {"window", "kv_size", "n_parallel"})   the model is loaded (first message)
                        ("load_error", message)                    it could not be; the worker exits
-                       ("step", [TokenEvent | DoneEvent, ...], (running, waiting, kv_cells))
+                       ("step", [TokenEvent | PromptEvent | DoneEvent, ...], (running, waiting, kv_cells))
                                                                   one decode step's events, then the load
                        ("embedded", rid, [[float, ...], ...] | None, error | None)
                                                                   an embedding request's vectors or error
@@ -91,11 +91,16 @@ class Job:
     params: SamplingParams
     max_tokens: int
     forbid_eog_first: bool = False
+    # Also banned as the first token (a chat format's own turn break: see LocalEngine._first_token_ban).
+    ban_first: tuple[int, ...] = ()
     top_logprobs: int = -1  # -1: none; 0: the sampled token's; n: also the n likeliest
     confidence_tokens: int = 0  # measure the sampled token's log-probability for this many first tokens anyway
     grammar: str | None = None
     cache_prompt: bool = True  # False: reuse no cached prefix; the whole prompt is computed
     cache_partition: str = ""  # only a slot last used by the same partition (API key) may lend its prefix
+    # -1: no prompt scoring; n >= 0: measure every prompt token's log-probability and its n likeliest
+    # alternatives (PromptEvents). A scoring job computes its whole prompt: a cached prefix has no logits.
+    score_prompt: int = -1
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,22 @@ class TokenEvent:
     cached_tokens: int = 0
 
 
+# One prompt token's score: its log-probability and the likeliest alternatives (token, log-probability).
+PromptScore = tuple[float, tuple[tuple[int, float], ...]]
+
+
+@dataclass(frozen=True)
+class PromptEvent:
+    """The scores of the prompt tokens one step computed, in prompt order (a scoring job only).
+
+    The first of a request's PromptEvents starts at the prompt's second token: the first has no context
+    to be predicted from. Made by the scheduler in the worker process, read in the server process.
+    """
+
+    rid: int
+    scores: tuple[PromptScore, ...]
+
+
 @dataclass(frozen=True)
 class DoneEvent:
     """A request ended: why, and its token counts (`cached` prompt tokens were reused, not computed).
@@ -129,7 +150,7 @@ class DoneEvent:
     error: str | None = None
 
 
-Event = TokenEvent | DoneEvent
+Event = TokenEvent | PromptEvent | DoneEvent
 
 
 @dataclass(frozen=True)

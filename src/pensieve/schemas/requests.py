@@ -10,7 +10,7 @@ only those).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,6 +18,7 @@ from pensieve.config import Settings
 from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
 from pensieve.schemas.llamacpp import LlamaCppFields, schema_format
+from pensieve.schemas.messages import ChatMessageIn, StrictModel
 from pensieve.settings_sections import SamplingSettings
 from pensieve.units import parse_duration_seconds
 
@@ -61,58 +62,13 @@ class RequestDefaults:
         )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-
-class StreamOptions(_Strict):
+class StreamOptions(StrictModel):
     """Options for streamed responses."""
 
     include_usage: bool = False
 
 
-class TextPart(_Strict):
-    """A text part of a message's content."""
-
-    type: Literal["text"]
-    text: str
-
-
-class OtherPart(BaseModel):
-    """Any non-text content part (image_url, input_audio, file); rejected with a clear message."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-
-
-ContentPart = Annotated[TextPart | OtherPart, Field(union_mode="left_to_right")]
-
-
-class ChatMessageIn(_Strict):
-    """One message of a chat request."""
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
-
-    def text(self, index: int) -> str:
-        """The content flattened to text; non-text parts are refused."""
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        texts = []
-        for part in self.content:
-            if not isinstance(part, TextPart):
-                raise UnsupportedParameterError(
-                    f"Content parts of type '{part.type}' are not supported: local models here accept text only.",
-                    param=f"messages[{index}].content",
-                )
-            texts.append(part.text)
-        return "\n".join(texts)
-
-
-class SamplingFields(_Strict, LlamaCppFields):
+class SamplingFields(StrictModel, LlamaCppFields):
     """Sampling parameters shared by chat and text completions (plus llama.cpp's top_k/min_p/repeat_penalty)."""
 
     model: str | None = Field(None, description="Model id; defaults to the server's default model.")
@@ -229,7 +185,7 @@ class JsonSchemaSpec(BaseModel):
     strict: bool | None = None
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(StrictModel):
     """`response_format`: free text, any JSON object, or JSON following a schema (enforced by a grammar).
 
     `schema` beside `type: json_object` is llama-server's way of giving a schema: it becomes OpenAI's json_schema.
@@ -314,7 +270,9 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
         description="Text, a list of texts, token ids, or a list of token-id lists."
     )
-    max_tokens: int | None = Field(16, ge=1, description="OpenAI's default for this endpoint is 16.")
+    max_tokens: int | None = Field(
+        16, ge=0, description="OpenAI's default for this endpoint is 16; 0 with echo and logprobs scores the prompt."
+    )
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)
@@ -351,15 +309,23 @@ class CompletionRequest(SamplingFields):
             params = replace(params, logprobs=True, top_logprobs=self.logprobs)
         model, cache_prompt = self.model_id(defaults), self.reuses_cached_prompt(defaults)
         return [
-            GenerationRequest(model=model, params=params, prompt=prompt, cache_prompt=cache_prompt)
+            GenerationRequest(
+                model=model, params=params, prompt=prompt, cache_prompt=cache_prompt, score_prompt=self.scores_prompt
+            )
             for prompt in self.prompts()
         ]
+
+    @property
+    def scores_prompt(self) -> bool:
+        """`echo` with `logprobs`: the prompt's tokens get log-probabilities too (lm-evaluation-harness's
+        loglikelihood requests; with max_tokens 0 nothing is generated). Only a local model can do it."""
+        return self.echo and self.logprobs is not None
 
 
 MAX_EMBEDDING_INPUTS = 2048
 
 
-class EmbeddingRequest(_Strict):
+class EmbeddingRequest(StrictModel):
     """Body of POST /v1/embeddings."""
 
     input: str | list[str] | list[int] | list[list[int]] = Field(

@@ -86,25 +86,40 @@ class ChoiceLogprobs(BaseModel):
 
 
 class CompletionLogprobs(BaseModel):
-    """`logprobs` of a legacy text-completion choice."""
+    """`logprobs` of a legacy text-completion choice.
+
+    With `echo`, the prompt's tokens come first; the first of them has nothing before it to be predicted
+    from, so its `token_logprobs` and `top_logprobs` entries are null (as OpenAI's legacy API had them).
+    """
 
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
     text_offset: list[int]
 
     @classmethod
-    def of(cls, tokens: Sequence[TokenLogprob], offset: int = 0) -> CompletionLogprobs:
-        """Convert the engine's per-token log-probabilities; `offset` is where the generated text starts."""
+    def of(
+        cls, tokens: Sequence[TokenLogprob], offset: int = 0, prompt: Sequence[TokenLogprob] = ()
+    ) -> CompletionLogprobs:
+        """Convert the engine's per-token log-probabilities; `offset` is where the generated text starts.
+
+        `prompt`: the scored prompt's tokens (its first entry unscored), placed before the generated ones
+        and offset from 0.
+        """
         offsets = []
+        at = 0
+        for token in prompt:
+            offsets.append(at)
+            at += len(token.token)
         for token in tokens:
             offsets.append(offset)
             offset += len(token.token)
+        logprobs: list[float | None] = [t.logprob for t in (*prompt, *tokens)]
+        top: list[dict[str, float] | None] = [{alt: lp for alt, lp, _ in t.top} for t in (*prompt, *tokens)]
+        if prompt:
+            logprobs[0] = top[0] = None
         return cls(
-            tokens=[t.token for t in tokens],
-            token_logprobs=[t.logprob for t in tokens],
-            top_logprobs=[{alt: lp for alt, lp, _ in t.top} for t in tokens],
-            text_offset=offsets,
+            tokens=[t.token for t in (*prompt, *tokens)], token_logprobs=logprobs, top_logprobs=top, text_offset=offsets
         )
 
 

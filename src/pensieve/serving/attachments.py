@@ -19,7 +19,8 @@ from typing import Any
 from pensieve.errors import InvalidRequestError
 from pensieve.files.retrieval import RetrievedContext
 from pensieve.files.store import FileStore
-from pensieve.schemas.requests import ChatCompletionRequest, ChatMessageIn
+from pensieve.schemas.messages import ChatMessageIn
+from pensieve.schemas.requests import ChatCompletionRequest
 
 CITATIONS_HEADER = "x-pensieve-citations"
 PREAMBLE = "Answer using these excerpts from the attached files when they are relevant."

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pensieve.burst.accounting import RouteInfo, RunRecorder
 from pensieve.burst.planner import RouteHeader, RoutePlanner
 from pensieve.burst.runner import RouteRunner
+from pensieve.cloud.engine import estimate_tokens
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.engine.pool import ModelPool
 from pensieve.engine_api import GenerationRequest
@@ -96,18 +97,32 @@ class GenerationServing(ABC, Generic[Body]):
     def _payloads(self, run: PreparedRun[Body]) -> AsyncGenerator[str, None]:
         """JSON payloads of the streamed answer; raises client errors before the first one."""
 
+    def route_header(self, body: Body, header: RouteHeader | None) -> RouteHeader | None:
+        """The route header the plan gets: the client's, unless what the body asks for decides the route."""
+        return header
+
     async def explain(self, body: Body, header: RouteHeader | None) -> dict[str, Any]:
         """Where `body` would run and why, without running it."""
+        header = self.route_header(body, header)
         plan = await self.planner.plan(routing_request(self.requests(body)), stream=body.stream, header=header)
         return plan.explain()
 
     def requested_tokens(self, requests: list[GenerationRequest], n: int) -> int:
-        """The most tokens a request may generate in all: prompts x n x max_tokens.
+        """The most tokens a request may generate in all: prompts x n x max_tokens, plus the prompt tokens
+        it scores (each prompt once, whatever n; a text prompt's count estimated, at most the context window).
 
-        A prompt without max_tokens counts the server's default, else the whole context window.
+        A prompt without max_tokens counts the server's default, else the whole context window; max_tokens 0
+        counts nothing.
         """
         fallback = self.defaults.sampling.max_tokens or self.defaults.context_tokens
-        return sum((request.params.max_tokens or fallback) * n for request in requests)
+        work = 0
+        for request in requests:
+            work += (fallback if request.params.max_tokens is None else request.params.max_tokens) * n
+            if request.score_prompt:
+                prompt = request.prompt or ""
+                size = len(prompt) if isinstance(prompt, tuple) else estimate_tokens(prompt)
+                work += min(size, self.defaults.context_tokens)
+        return work
 
     async def prepare(
         self,
@@ -127,11 +142,13 @@ class GenerationServing(ABC, Generic[Body]):
         is recorded, then raised.
         """
         requests = [replace(request, cache_partition=cache_partition) for request in self.requests(body)]
+        header = self.route_header(body, header)
         work = self.requested_tokens(requests, body.n)
         if work > self.defaults.max_request_tokens:
             raise InvalidRequestError(
-                f"This request may generate up to {work} tokens (prompts x n x max_tokens; a prompt without "
-                f"max_tokens counts the context window), more than the server's limit of "
+                f"This request may generate up to {work} tokens (prompts x n x max_tokens, plus the prompt tokens "
+                "echo with logprobs scores; a prompt without max_tokens counts the context window), more than the "
+                "server's limit of "
                 f"{self.defaults.max_request_tokens} (PENSIEVE_MAX_REQUEST_TOKENS). Set a smaller max_tokens or n, "
                 "or send fewer prompts.",
                 param="max_tokens",

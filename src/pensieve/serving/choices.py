@@ -19,11 +19,17 @@ class FinishedText:
     finish_reason: FinishReason
     usage: Usage
     logprobs: tuple[TokenLogprob, ...] = ()
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()  # the scored prompt (GenerationRequest.score_prompt)
 
 
 def seeded(request: GenerationRequest, choice: int) -> GenerationRequest:
-    """Distinct seeds per choice, so n > 1 with a seed gives n different (reproducible) answers."""
-    if choice == 0 or request.params.seed is None:
+    """The request of choice `choice`: distinct seeds per choice, so n > 1 with a seed gives n different
+    (reproducible) answers; only the first choice scores the prompt (the others would score it alike)."""
+    if choice == 0:
+        return request
+    if request.score_prompt:
+        request = replace(request, score_prompt=False)
+    if request.params.seed is None:
         return request
     return replace(request, params=replace(request.params, seed=request.params.seed + choice))
 
@@ -39,15 +45,17 @@ async def collect(runner: RouteRunner, request: GenerationRequest) -> FinishedTe
     """Run a generation to the end and join its text."""
     parts: list[str] = []
     logprobs: list[TokenLogprob] = []
+    prompt_logprobs: tuple[TokenLogprob, ...] = ()
     finish: FinishReason = "stop"
     usage = Usage(0, 0)
     async for chunk in pieces(runner, request):
         parts.append(chunk.text)
         logprobs.extend(chunk.logprobs)
+        prompt_logprobs = prompt_logprobs or chunk.prompt_logprobs
         if chunk.finish_reason is not None:
             finish = chunk.finish_reason
             usage = chunk.usage or usage
-    return FinishedText("".join(parts), finish, usage, tuple(logprobs))
+    return FinishedText("".join(parts), finish, usage, tuple(logprobs), prompt_logprobs)
 
 
 async def collect_choices(runner: RouteRunner, request: GenerationRequest, n: int) -> list[FinishedText]:

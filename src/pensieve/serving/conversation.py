@@ -26,7 +26,8 @@ from pensieve.cloud.engine import estimate_tokens
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.engine.pool import ModelPool
 from pensieve.engine_api import ChatMessage
-from pensieve.schemas.requests import ChatCompletionRequest, ChatMessageIn, RequestDefaults
+from pensieve.schemas.messages import ChatMessageIn
+from pensieve.schemas.requests import ChatCompletionRequest, RequestDefaults
 from pensieve.schemas.responses import ChatCompletion
 from pensieve.sessions import Session, SessionStore
 from pensieve.sessions.history import fit_history

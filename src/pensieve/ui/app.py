@@ -14,13 +14,16 @@ from pensieve.ui.widgets import sidebar_status
 
 VIEWS = Path(__file__).resolve().with_name("views")
 LOGO = Path(__file__).resolve().with_name("logo.svg")
+# The browser tab's icon, a file of the package: a `:material/...:` page icon makes the browser fetch the
+# favicon from fonts.gstatic.com, and the UI must need no network.
+ICON = Path(__file__).resolve().with_name("icon.svg")
 # Less empty space above the page title than Streamlit's default.
 STYLE = "<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }</style>"
 
 
 def main() -> None:
     """Configure the page, draw the sidebar and run the selected page."""
-    st.set_page_config(page_title="Pensieve", page_icon=":material/neurology:", layout="wide")
+    st.set_page_config(page_title="Pensieve", page_icon=str(ICON), layout="wide")
     st.logo(str(LOGO), size="large")
     st.html(STYLE)
     pages = {

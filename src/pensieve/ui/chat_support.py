@@ -102,6 +102,16 @@ def answer_badges(record: dict[str, Any]) -> list[Badge]:
     return badges
 
 
+def stopped_record(outcome: ChatOutcome) -> dict[str, Any]:
+    """The badge record of an answer stopped while it streamed: where it ran and why, marked "stopped".
+
+    No usage arrived (it comes with the last chunk), so tokens and a cloud answer's cost are unknown;
+    the server's stored record, shown from the next run on, has them.
+    """
+    record = answer_record(outcome, [])
+    return record | {"stopped": True, "latency_s": outcome.elapsed_seconds or None, "tokens_per_second": None}
+
+
 def stored_record(message: dict[str, Any]) -> dict[str, Any]:
     """The badge record of an answer as the server stored it (GET /api/sessions/{id} `messages`)."""
     latency_ms = message.get("latency_ms")

@@ -37,6 +37,11 @@ EMBEDDING_MAX_TOKENS = 2048
 # streams. Smaller pieces made streams smoother but cost short documents much of their embedding speed.
 # The figures: bench/README.md, "Figures formerly quoted in code comments".
 EMBEDDING_CHUNK = 128
+# Prompt positions a step may score (each needs its own row of logits, 1 MB for a 262k vocabulary). The
+# logits of every output row are held by llama.cpp until the next decode, so this bounds what prompt scoring
+# adds to the output and compute buffers (16 MB each), however long the prompt; each row's log-probability
+# is read right after its decode and the row forgotten.
+SCORING_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -97,9 +102,10 @@ class BatchContext:
         params.n_batch = config.n_batch
         params.n_ubatch = config.n_batch
         params.n_seq_max = self.n_parallel
-        # Logits are needed for at most one token per sequence and step: sizing the output buffer for
-        # that instead of n_batch rows of a 262k vocabulary saves hundreds of MB.
-        params.n_outputs_max = self.n_parallel
+        # Logits are needed for one token per sequence and step, plus the prompt positions a scoring request
+        # measures (SCORING_ROWS at most a step): sizing the output buffer for that instead of n_batch rows of
+        # a 262k vocabulary saves hundreds of MB. llama.cpp aborts on a batch with more outputs than this.
+        params.n_outputs_max = self.n_parallel + SCORING_ROWS
         params.n_threads = config.n_threads
         params.n_threads_batch = config.n_threads_batch
         params.no_perf = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,20 @@ class LlamaVocab:
             buffer = (llama.llama_token * capacity)()
             count = llama.llama_tokenize(self._vocab, data, len(data), buffer, capacity, add_special, parse_special)
         return list(buffer[:count])
+
+    @cached_property
+    def line_break_tokens(self) -> tuple[int, ...]:
+        """Tokens that are only whitespace holding a line break ("\\n", "\\n\\n", " \\n"...).
+
+        A chat transcript format bans them as an answer's first token (its turn ends at a line break).
+        Found by decoding the whole vocabulary once (0.3 s for 262k tokens), then remembered.
+        """
+        found = []
+        for token in range(self.n_vocab):
+            piece = self.token_bytes(token)
+            if piece and b"\n" in piece and not piece.strip():
+                found.append(token)
+        return tuple(found)
 
     def token_bytes(self, token: int) -> bytes:
         """The bytes a token stands for; control tokens give b""."""

@@ -9,16 +9,19 @@ sent alone with `session_id`: the server puts the history in front and stores th
 Answers stream and are drawn as Markdown as they arrive. The chat box's send button turns into a stop
 button while an answer streams: pressing it stops this script run, the `with` block around the stream
 closes the HTTP connection, the server stops generating and stores the partial answer (shown
-"stopped"). Clicking anything else during an answer interrupts it the same way, because Streamlit
-reruns the page on every click.
+"stopped": drawn at once, without the cursor, with its badges; see `_draw_stopped`). Clicking anything
+else during an answer interrupts it the same way, because Streamlit reruns the page on every click.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+from streamlit.runtime.scriptrunner import StopException, add_script_run_ctx, get_script_run_ctx
 
 from pensieve.ui.chat_sessions import (
     carry_new_files,
@@ -32,10 +35,11 @@ from pensieve.ui.chat_support import (
     answer_badges,
     citation_text,
     model_choices,
+    stopped_record,
     stored_record,
     trimmed_note,
 )
-from pensieve.ui.client import PensieveClient, ServerError
+from pensieve.ui.client import ChatOutcome, PensieveClient, ServerError
 from pensieve.ui.state import get_client, keep, remember
 from pensieve.ui.widgets import badge_row, page_header, show_error
 
@@ -191,6 +195,26 @@ def _upload_attachments(client: PensieveClient, attached: list[Any]) -> list[str
     return [record["id"] for record in records]
 
 
+def _draw_stopped(body: DeltaGenerator, footer: DeltaGenerator, text: str, outcome: ChatOutcome) -> None:
+    """Draw an answer stopped mid-way as it now stands: its text without the cursor, and its badges.
+
+    Once Stop is pressed, Streamlit turns every further `st` call of this run's script thread into a
+    StopException, and no new run starts before the next click: the answer would keep its cursor and
+    have no badges until then. Streamlit checks stop requests in the script thread only, so the final
+    state is drawn from a helper thread attached to this run, before the run ends.
+    """
+
+    def draw() -> None:
+        body.markdown(text or "*(no text)*")
+        with footer.container():
+            _draw_answer_footer(stopped_record(outcome))
+
+    helper = threading.Thread(target=draw, name="chat-stopped-answer")
+    add_script_run_ctx(helper, get_script_run_ctx())
+    helper.start()
+    helper.join(timeout=5.0)
+
+
 def _stream_answer(
     client: PensieveClient,
     session_id: str,
@@ -205,6 +229,7 @@ def _stream_answer(
     messages.append({"role": "user", "content": prompt})
     with st.chat_message("assistant", avatar=AVATARS["assistant"]):
         body = st.empty()
+        footer = st.empty()  # filled only if Stop is pressed; a finished answer is redrawn from the server
         body.markdown(":gray[*thinking…*]")
         text = ""
         try:
@@ -218,12 +243,16 @@ def _stream_answer(
                 top_p=parameters["top_p"],
             ) as stream:
                 shown_at = 0.0
-                for piece in stream:
-                    text += piece
-                    # Redraw at most ~12 times a second: a redraw per token makes long answers crawl in the browser.
-                    if time.monotonic() - shown_at > REDRAW_SECONDS:
-                        body.markdown(text + " ▌")
-                        shown_at = time.monotonic()
+                try:
+                    for piece in stream:
+                        text += piece
+                        # Redraw at most ~12 times a second: a redraw per token makes long answers crawl.
+                        if time.monotonic() - shown_at > REDRAW_SECONDS:
+                            body.markdown(text + " ▌")
+                            shown_at = time.monotonic()
+                except StopException:
+                    _draw_stopped(body, footer, text, stream.outcome)
+                    raise
         except ServerError as error:
             # A failed run stores nothing on the server: the question is shown once, with the reason.
             body.markdown(text)
