@@ -298,10 +298,11 @@ def test_cloud_hang_times_out_and_falls_back(sdk: openai.OpenAI, cloud: FakeClou
 def test_circuit_opens_then_probes_and_closes(sdk: openai.OpenAI, cloud: FakeCloud, burst_server: ServerHandle) -> None:
     cloud.set_fault(status=503, times=2)
     for _ in range(2):
-        assert route_of(chat(sdk, TRIVIAL, route="cloud")[1]) == ("local", "cloud_failure")
-    # Open: no request reaches the cloud, no retry storm.
+        assert route_of(chat(sdk, TRIVIAL, route="cloud", max_tokens=1)[1]) == ("local", "cloud_failure")
+    # Open: no request reaches the cloud, no retry storm. (One-token answers: the three must fit in the
+    # 2 s cool-down even on a loaded machine.)
     for _ in range(3):
-        assert route_of(chat(sdk, TRIVIAL, route="cloud")[1]) == ("local", "circuit_open")
+        assert route_of(chat(sdk, TRIVIAL, route="cloud", max_tokens=1)[1]) == ("local", "circuit_open")
     assert len(cloud.requests) == 2
     circuits = [p["circuit"]["state"] for p in stats(burst_server)["providers"]]
     assert circuits == ["open"]
@@ -311,12 +312,13 @@ def test_circuit_opens_then_probes_and_closes(sdk: openai.OpenAI, cloud: FakeClo
 
 
 def test_rate_limit_honours_retry_after(sdk: openai.OpenAI, cloud: FakeCloud) -> None:
-    cloud.set_fault(rate_limit_retry_after=3, times=1)
-    assert route_of(chat(sdk, TRIVIAL, route="cloud")[1]) == ("local", "cloud_failure")
-    time.sleep(2.2)  # past the 2 s cool-down, still inside Retry-After
-    assert route_of(chat(sdk, TRIVIAL, route="cloud")[1]) == ("local", "circuit_open")
+    cloud.set_fault(rate_limit_retry_after=5, times=1)
+    opened = time.monotonic()  # the 429 opens the circuit for its Retry-After, whatever the 2 s cool-down
+    assert route_of(chat(sdk, TRIVIAL, route="cloud", max_tokens=1)[1]) == ("local", "cloud_failure")
+    time.sleep(max(0.0, opened + 2.2 - time.monotonic()))  # past the cool-down, still inside Retry-After
+    assert route_of(chat(sdk, TRIVIAL, route="cloud", max_tokens=1)[1]) == ("local", "circuit_open")
     assert len(cloud.requests) == 1
-    time.sleep(1.2)
+    time.sleep(max(0.0, opened + 5.6 - time.monotonic()))
     assert route_of(chat(sdk, TRIVIAL, route="cloud")[1]) == ("cloud", "explicit")
 
 
