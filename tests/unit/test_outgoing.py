@@ -13,7 +13,8 @@ import re
 
 from pensieve.burst.outgoing import outgoing_texts, with_texts
 from pensieve.burst.runner import redacted
-from pensieve.cloud.engine import _message, _sampling
+from pensieve.cloud.payload import chat_message as _message
+from pensieve.cloud.payload import sampling_params as _sampling
 from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 from pensieve.privacy.scanner import PrivacyConfig, PrivacyScanner
 from pensieve.schemas.requests import ChatCompletionRequest, RequestDefaults

@@ -2,11 +2,14 @@
 
 The privacy guard must see everything that leaves the machine, not only message content: the CloudEngine
 (`cloud/engine.py`) also forwards each message's `name`, the `stop` sequences and the `response_format`
-(a JSON schema's names, descriptions, enums and defaults are user text too). `outgoing_texts` lists them
+(a JSON schema's names, descriptions, enums and defaults are user text too), the `tools` (names,
+descriptions and parameter schemas) and the function calls of assistant turns (names and arguments;
+a `tool` turn's result is its content). `outgoing_texts` lists them
 in a fixed order and `with_texts` puts a same-length list back in that order, so the scanner and the
 redactor work on exactly one list and nothing forwarded can be missed by one and not the other.
 
-What is not here is never forwarded: `tools` and `suffix` are refused before routing, `user`,
+What is not here is never forwarded, or is no user text: `suffix` is refused before routing, tool call ids
+are opaque tokens, `tool_choice` names a tool already listed, `user`,
 `logit_bias` (local token ids), `top_k`, `min_p` and unknown fields stay home, and token-id prompts only
 run locally. tests/unit/test_outgoing.py checks every string of the payload CloudEngine builds against this list.
 """
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import cast
 
-from pensieve.engine_api import ChatMessage, GenerationRequest
+from pensieve.engine_api import GenerationRequest, ToolCall
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -48,7 +52,8 @@ def _rebuilt(value: object, texts: Iterator[str]) -> object:
 
 
 def outgoing_texts(request: GenerationRequest) -> list[str]:
-    """The user text a cloud call for `request` would carry: contents, names, prompt, stops, response format."""
+    """The user text a cloud call for `request` would carry: contents, names, prompt, stops, response format,
+    tool definitions and the names and arguments of the history's tool calls."""
     texts: list[str] = []
     if request.messages is not None:
         texts += [message.content for message in request.messages]
@@ -57,6 +62,10 @@ def outgoing_texts(request: GenerationRequest) -> list[str]:
         texts.append(request.prompt if isinstance(request.prompt, str) else "")
     texts += list(request.params.stop)
     texts += list(_strings(request.params.response_format))
+    texts += list(_strings(list(request.tools)))
+    for message in request.messages or ():
+        for call in message.tool_calls:
+            texts += [call.name, call.arguments]
     return texts
 
 
@@ -69,7 +78,7 @@ def with_texts(request: GenerationRequest, texts: list[str]) -> GenerationReques
         contents = [next(items) for _ in request.messages]
         names = [next(items) for _ in request.messages]
         messages = tuple(
-            ChatMessage(m.role, content, name if m.name is not None else None)
+            replace(m, content=content, name=name if m.name is not None else None)
             for m, content, name in zip(request.messages, contents, names, strict=True)
         )
         request = replace(request, messages=messages)
@@ -84,4 +93,14 @@ def with_texts(request: GenerationRequest, texts: list[str]) -> GenerationReques
         rebuilt = _rebuilt(response_format, items)
         assert isinstance(rebuilt, dict)  # a dict comes back a dict
         response_format = rebuilt
-    return replace(request, params=replace(params, stop=stop, response_format=response_format))
+    rebuilt_tools = _rebuilt(list(request.tools), items)
+    assert isinstance(rebuilt_tools, list)  # a list comes back a list, of dicts
+    tools = tuple(cast("dict[str, object]", tool) for tool in rebuilt_tools)
+    if request.messages is not None:
+        messages = tuple(
+            replace(m, tool_calls=tuple(ToolCall(c.id, next(items), next(items)) for c in m.tool_calls))
+            for m in request.messages
+        )
+        request = replace(request, messages=messages)
+    params = replace(params, stop=stop, response_format=response_format)
+    return replace(request, params=params, tools=tools)

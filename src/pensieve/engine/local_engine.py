@@ -32,6 +32,7 @@ from pensieve.engine.text import (
     Utf8Assembler,
     aligned_logprobs,
 )
+from pensieve.engine.tool_prompt import local_tool_request
 from pensieve.engine.worker_client import WorkerClient
 from pensieve.engine.worker_protocol import DoneEvent, Job, PromptEvent, WorkerFacts
 from pensieve.engine_api import EngineStats, FinishReason, GenerationChunk, GenerationRequest, TokenLogprob, Usage
@@ -160,11 +161,11 @@ class LocalEngine:
 
     def count_prompt_tokens_now(self, request: GenerationRequest) -> int:
         """Tokens in the formatted prompt of `request`, counted in this thread (call it off the event loop)."""
-        return len(self._tokenize_request(request)[0])
+        return len(self._tokenize_request(local_tool_request(request))[0])
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens in the formatted prompt of `request`."""
-        return len((await self.prepare(request, check_context=False)).tokens)
+        return len((await self.prepare(local_tool_request(request), check_context=False)).tokens)
 
     async def prepare(self, request: GenerationRequest, *, check_context: bool = True) -> PreparedPrompt:
         """Format and tokenize `request`, and check that it fits the context window."""
@@ -257,6 +258,7 @@ class LocalEngine:
             if self.worker.crash is not None:
                 raise self.worker.dead_error()
             raise EngineError(self.worker.failure or f"Model '{self.model_id}' is unloading.")
+        request = local_tool_request(request)  # tools become a preamble (and a grammar when a call is required)
         prepared = await self.prepare(request)
         if prepared.max_tokens == 0 and not request.score_prompt:
             yield GenerationChunk("", "length", Usage(len(prepared.tokens), 0))  # nothing to compute

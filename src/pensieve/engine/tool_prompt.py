@@ -1,0 +1,138 @@
+"""Tool calling on a local model: the tools rendered into the prompt, and a grammar when a call is required.
+
+Most small GGUF models (the default Gemma 3 270M among them) have no tool-calling template, so one generic
+JSON convention is used for all: a system preamble lists the tools with their JSON Schemas and asks for
+`{"tool_calls": [{"name": ..., "arguments": {...}}]}` when the model calls any. With tool_choice `required`
+or a named function, the answer is constrained by a grammar built from the tools' schemas
+(`calls_schema`, turned into GBNF as a response_format json_schema is), so even a tiny model returns calls
+that parse and match the schemas. With `auto` the model answers freely and serving/tool_output.py reads a
+leading tool_calls object (or a model family's own markers) back as calls.
+
+History: an assistant turn's calls become that same JSON, and a `tool` turn becomes a user turn
+"Tool result (name, id): ..." (the built-in formats and most templates know no tool role).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from pensieve.engine_api import ChatMessage, GenerationRequest
+
+_PREAMBLE = (
+    "You can call the following tools (functions). Each is listed as JSON with a JSON Schema of its arguments:\n"
+    "{tools}\n\n"
+    "To call tools, answer with only a JSON object of this form and nothing else:\n"
+    '{{"tool_calls": [{{"name": "<tool name>", "arguments": {{<arguments as the schema says>}}}}]}}\n'
+)
+_AUTO = "If no tool is needed, answer the user in plain text instead."
+_REQUIRED = "You must call at least one tool now."
+_NAMED = "You must call the tool '{name}' now."
+
+
+def tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
+    """The function names of OpenAI-shaped tools, in order."""
+    return [str(tool["function"]["name"]) for tool in tools]
+
+
+def forced_name(tool_choice: object) -> str | None:
+    """The function a tool_choice names ({"type": "function", "function": {"name": ...}}), else None."""
+    if isinstance(tool_choice, dict):
+        function = tool_choice.get("function")
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return str(function["name"])
+    return None
+
+
+def calls_schema(tools: Sequence[dict[str, Any]], tool_choice: object, parallel: bool | None) -> dict[str, Any]:
+    """The JSON Schema of an answer that calls tools: {"tool_calls": [one of {name, arguments} per tool]}.
+
+    A named tool_choice allows that tool only; one call unless `parallel` is true (a small model asked
+    for "one or more" tends to repeat the call, and OpenAI's default of parallel calls is no promise).
+    """
+    name = forced_name(tool_choice)
+    options = []
+    for tool in tools:
+        function = tool["function"]
+        if name is not None and function["name"] != name:
+            continue
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": function["name"]}, "arguments": parameters},
+                "required": ["name", "arguments"],
+            }
+        )
+    item = options[0] if len(options) == 1 else {"oneOf": options}
+    calls: dict[str, Any] = {"type": "array", "items": item, "minItems": 1}
+    if not parallel:
+        calls["maxItems"] = 1
+    return {"type": "object", "properties": {"tool_calls": calls}, "required": ["tool_calls"]}
+
+
+def preamble(tools: Sequence[dict[str, Any]], tool_choice: object) -> str:
+    """The system text that lists the tools and says how to call them."""
+    listed = [
+        {key: tool["function"][key] for key in ("name", "description", "parameters") if key in tool["function"]}
+        for tool in tools
+    ]
+    name = forced_name(tool_choice)
+    rule = _NAMED.format(name=name) if name else _REQUIRED if tool_choice == "required" else _AUTO
+    return _PREAMBLE.format(tools=json.dumps(listed, ensure_ascii=False, indent=1)) + rule
+
+
+def calls_text(message: ChatMessage) -> str:
+    """An assistant turn's calls as the JSON the preamble asks for (after its text, when it has some)."""
+    calls = []
+    for call in message.tool_calls:
+        try:
+            arguments: object = json.loads(call.arguments) if call.arguments.strip() else {}
+        except ValueError:
+            arguments = call.arguments  # shown as sent: the model sees what it (or the client) produced
+        calls.append({"name": call.name, "arguments": arguments})
+    rendered = json.dumps({"tool_calls": calls}, ensure_ascii=False)
+    return f"{message.content}\n{rendered}" if message.content.strip() else rendered
+
+
+def history(messages: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
+    """The conversation with tool calls and results written out as text turns every chat format can show."""
+    names = {call.id: call.name for message in messages for call in message.tool_calls}
+    rendered = []
+    for message in messages:
+        if message.tool_calls:
+            rendered.append(ChatMessage("assistant", calls_text(message), message.name))
+        elif message.role == "tool":
+            label = ", ".join(part for part in (names.get(message.tool_call_id or ""), message.tool_call_id) if part)
+            heading = f"Tool result ({label})" if label else "Tool result"
+            rendered.append(ChatMessage("user", f"{heading}:\n{message.content}"))
+        else:
+            rendered.append(message)
+    return tuple(rendered)
+
+
+def uses_tools(request: GenerationRequest) -> bool:
+    """Whether a request has tools or tool turns for the local prompt to render."""
+    messages = request.messages or ()
+    return bool(request.tools) or any(m.tool_calls or m.role == "tool" for m in messages)
+
+
+def local_tool_request(request: GenerationRequest) -> GenerationRequest:
+    """The request a local model runs: tools as a system preamble, tool turns as text, and a response_format
+    requiring calls when tool_choice is `required` or names a function (unless the client constrained the
+    output itself). The tools are then dropped, so applying this twice changes nothing."""
+    if request.messages is None or not uses_tools(request):
+        return request
+    messages = history(request.messages)
+    params = request.params
+    if request.tools and request.tool_choice != "none":
+        messages = (ChatMessage("system", preamble(request.tools, request.tool_choice)), *messages)
+        forced = request.tool_choice == "required" or forced_name(request.tool_choice) is not None
+        if forced and params.response_format is None and params.grammar is None:
+            schema = calls_schema(request.tools, request.tool_choice, request.parallel_tool_calls)
+            params = replace(
+                params, response_format={"type": "json_schema", "json_schema": {"name": "tool_calls", "schema": schema}}
+            )
+    return replace(request, messages=messages, params=params, tools=(), tool_choice=None)
