@@ -19,6 +19,7 @@ nothing had been received.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -162,9 +163,12 @@ class CloudEngine:
         return self.model.context_length or 0
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        """An estimate: the provider's tokenizer is not available here."""
+        """An estimate: the provider's tokenizer is not available here (tool definitions and calls count too,
+        as the JSON they travel as: the budget reserves for them)."""
         if request.messages is not None:
-            return sum(estimate_tokens(message.content) + 4 for message in request.messages) + 3
+            tools = estimate_tokens(json.dumps(list(request.tools))) if request.tools else 0
+            calls = sum(estimate_tokens(c.name + c.arguments) + 8 for m in request.messages for c in m.tool_calls)
+            return sum(estimate_tokens(message.content) + 4 for message in request.messages) + 3 + tools + calls
         return estimate_tokens(request.prompt) if isinstance(request.prompt, str) else len(request.prompt or ())
 
     def stats(self) -> EngineStats:
