@@ -268,3 +268,21 @@ def test_private_data_in_tools_never_reaches_the_cloud(
     assert response.status_code == 200, response.text
     assert (response.headers["x-pensieve-route"], response.headers["x-pensieve-reason"]) == ("local", "privacy")
     assert cloud.requests == []
+
+
+def test_a_session_keeps_the_tool_turns_of_the_new_messages(server: ServerHandle, cloud: FakeCloud) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    messages: list[Any] = [
+        *QUESTION,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21 C, sunny"},
+    ]
+    cloud.reset()
+    with httpx.Client(base_url=server.base_url, timeout=120.0) as http:
+        session = http.post("/api/sessions", json={})
+        assert session.status_code in (200, 201), session.text
+        body = {"model": CLOUD_MODEL, "messages": messages, "tools": [WEATHER], "session_id": session.json()["id"]}
+        response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    (sent,) = cloud.requests
+    assert sent["body"]["messages"][-2:] == messages[1:]

@@ -285,3 +285,12 @@ def test_the_privacy_guard_sees_tool_definitions_and_arguments() -> None:
     assert masked.tools[0] == {"type": "function", "function": {"name": "mail", "description": "writes to bob@[x]"}}
     assert masked.messages is not None and masked.messages[0].tool_calls[0].arguments == '{"to": "alice@[x]"}'
     assert masked.messages[1].tool_call_id == "call_1" and masked.messages[1].content == "sent to alice@[x]"
+
+
+def test_a_schema_no_grammar_can_enforce_is_a_400_on_tools() -> None:
+    odd = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "$ref": "#/nowhere"}}}
+    request = GenerationRequest("m", SamplingParams(), messages=(ChatMessage("user", "x"),), tools=(odd,),
+                                tool_choice="required")  # fmt: skip
+    with pytest.raises(InvalidRequestError) as caught:
+        local_tool_request(request)
+    assert caught.value.param == "tools"

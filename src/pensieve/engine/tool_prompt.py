@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from pensieve.engine.llamacpp.grammar import GrammarError, grammar_for
 from pensieve.engine_api import ChatMessage, GenerationRequest
+from pensieve.errors import InvalidRequestError
 
 _PREAMBLE = (
     "You can call the following tools (functions). Each is listed as JSON with a JSON Schema of its arguments:\n"
@@ -132,7 +134,13 @@ def local_tool_request(request: GenerationRequest) -> GenerationRequest:
         forced = request.tool_choice == "required" or forced_name(request.tool_choice) is not None
         if forced and params.response_format is None and params.grammar is None:
             schema = calls_schema(request.tools, request.tool_choice, request.parallel_tool_calls)
-            params = replace(
-                params, response_format={"type": "json_schema", "json_schema": {"name": "tool_calls", "schema": schema}}
-            )
+            response_format: dict[str, object] = {
+                "type": "json_schema",
+                "json_schema": {"name": "tool_calls", "schema": schema},
+            }
+            try:  # checked here so a schema llama.cpp cannot enforce is the client's 400 on `tools`
+                grammar_for(response_format)
+            except GrammarError as exc:
+                raise InvalidRequestError(f"Invalid tools: {exc}.", param="tools") from exc
+            params = replace(params, response_format=response_format)
     return replace(request, messages=messages, params=params, tools=(), tool_choice=None)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pensieve.engine_api import ToolCall
+from pensieve.engine_api import ChatMessage, ToolCall
 from pensieve.errors import UnsupportedParameterError
 
 
@@ -63,6 +63,20 @@ class ChatMessageIn(StrictModel):
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = Field(default=None, max_length=128)
     tool_call_id: str | None = Field(default=None, max_length=200)
+
+    @classmethod
+    def of(cls, message: ChatMessage) -> ChatMessageIn:
+        """A request message from the engine's form (tool calls and the answered call's id kept)."""
+        calls = [
+            ToolCallIn(id=c.id, function=FunctionCallIn(name=c.name, arguments=c.arguments)) for c in message.tool_calls
+        ]
+        return cls(
+            role=message.role,
+            content=message.content if message.content or not calls else None,
+            name=message.name,
+            tool_calls=calls or None,
+            tool_call_id=message.tool_call_id,
+        )
 
     def calls(self) -> tuple[ToolCall, ...]:
         """The function calls of this message (only an assistant's count)."""
