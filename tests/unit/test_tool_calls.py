@@ -251,6 +251,7 @@ def test_the_cloud_gets_calls_and_results_as_sent() -> None:
                                 parallel_tool_calls=False)  # fmt: skip
     assert tool_params(request) == {"tools": [TIME], "tool_choice": "required", "parallel_tool_calls": False}
     assert tool_params(GenerationRequest("m", SamplingParams(), messages=())) == {}
+    assert tool_params(GenerationRequest("m", SamplingParams(), messages=(), tool_choice="none")) == {}
 
 
 def test_provider_deltas_are_read() -> None:

@@ -1,17 +1,19 @@
 """Every piece of user text a cloud call would carry, and the same request rebuilt with those texts changed.
 
 The privacy guard must see everything that leaves the machine, not only message content: the CloudEngine
-(`cloud/engine.py`) also forwards each message's `name`, the `stop` sequences and the `response_format`
-(a JSON schema's names, descriptions, enums and defaults are user text too), the `tools` (names,
-descriptions and parameter schemas) and the function calls of assistant turns (names and arguments;
-a `tool` turn's result is its content). `outgoing_texts` lists them
-in a fixed order and `with_texts` puts a same-length list back in that order, so the scanner and the
-redactor work on exactly one list and nothing forwarded can be missed by one and not the other.
+(`cloud/engine.py`, `cloud/payload.py`) also forwards each message's `name`, the `stop` sequences, the
+`response_format` (a JSON schema's names, descriptions, enums and defaults are user text too), the `tools`
+(names, descriptions and parameter schemas), the function calls of assistant turns (ids, names, arguments)
+and the call id a `tool` turn answers (its result is its content). Ids are scanned too because a client
+chooses them freely; a redacted id is redacted alike in the call and in the result, so they still match.
+`outgoing_texts` lists them in a fixed order and `with_texts` puts a same-length list back in that order,
+so the scanner and the redactor work on exactly one list and nothing forwarded can be missed by one and
+not the other.
 
-What is not here is never forwarded, or is no user text: `suffix` is refused before routing, tool call ids
-are opaque tokens, `tool_choice` names a tool already listed, `user`,
-`logit_bias` (local token ids), `top_k`, `min_p` and unknown fields stay home, and token-id prompts only
-run locally. tests/unit/test_outgoing.py checks every string of the payload CloudEngine builds against this list.
+What is not here is never forwarded, or is no user text of its own: `suffix` is refused before routing,
+`tool_choice` names a tool already listed (and is renamed with it), `user`, `logit_bias` (local token
+ids), `top_k`, `min_p` and unknown fields stay home, and token-id prompts only run locally.
+tests/unit/test_outgoing.py checks every string of the payload CloudEngine builds against this list.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def outgoing_texts(request: GenerationRequest) -> list[str]:
     texts += list(_strings(list(request.tools)))
     for message in request.messages or ():
         for call in message.tool_calls:
-            texts += [call.name, call.arguments]
+            texts += [call.id, call.name, call.arguments]
+        texts += [message.tool_call_id] if message.tool_call_id else []
     return texts
 
 
@@ -97,10 +100,28 @@ def with_texts(request: GenerationRequest, texts: list[str]) -> GenerationReques
     assert isinstance(rebuilt_tools, list)  # a list comes back a list, of dicts
     tools = tuple(cast("dict[str, object]", tool) for tool in rebuilt_tools)
     if request.messages is not None:
-        messages = tuple(
-            replace(m, tool_calls=tuple(ToolCall(c.id, next(items), next(items)) for c in m.tool_calls))
-            for m in request.messages
-        )
-        request = replace(request, messages=messages)
+        rebuilt_messages = []
+        for m in request.messages:
+            calls = tuple(ToolCall(next(items), next(items), next(items)) for _ in m.tool_calls)
+            answered = next(items) if m.tool_call_id else None
+            rebuilt_messages.append(replace(m, tool_calls=calls, tool_call_id=answered))
+        request = replace(request, messages=tuple(rebuilt_messages))
     params = replace(params, stop=stop, response_format=response_format)
-    return replace(request, params=params, tools=tools)
+    return replace(request, params=params, tools=tools, tool_choice=_renamed(request, tools))
+
+
+def _renamed(request: GenerationRequest, tools: tuple[dict[str, object], ...]) -> str | dict[str, object] | None:
+    """The tool_choice with the function it names renamed as its tool was (it names a listed tool)."""
+    choice = request.tool_choice
+    if not isinstance(choice, dict) or not isinstance(function := choice.get("function"), dict):
+        return choice
+    names: dict[object, object] = {_name(old): _name(new) for old, new in zip(request.tools, tools, strict=True)}
+    name = function.get("name")
+    renamed: dict[str, object] = {**function, "name": names.get(name, name)}
+    return {**choice, "function": renamed}
+
+
+def _name(tool: dict[str, object]) -> object:
+    """A tool's function name (None when it has none)."""
+    function = tool.get("function")
+    return function.get("name") if isinstance(function, dict) else None

@@ -35,12 +35,13 @@ def chat_message(message: ChatMessage) -> dict[str, Any]:
 
 def tool_params(request: GenerationRequest) -> dict[str, Any]:
     """`tools`, `tool_choice` and `parallel_tool_calls` as the client set them (nothing when it set none)."""
-    params: dict[str, Any] = {}
-    if request.tools:
-        params["tools"] = list(request.tools)
-        if request.parallel_tool_calls is not None:
-            params["parallel_tool_calls"] = request.parallel_tool_calls
-    if request.tool_choice is not None and (request.tools or request.tool_choice == "none"):
+    # Without tools neither of the other two means anything, and OpenAI refuses them alone.
+    if not request.tools:
+        return {}
+    params: dict[str, Any] = {"tools": list(request.tools)}
+    if request.parallel_tool_calls is not None:
+        params["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.tool_choice is not None:
         params["tool_choice"] = request.tool_choice
     return params
 
