@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,8 +13,9 @@ from pydantic import ValidationError
 from pensieve.burst.outgoing import outgoing_texts, with_texts
 from pensieve.cloud.payload import chat_message, tool_deltas, tool_params
 from pensieve.config import Settings, load_settings
+from pensieve.engine.chat_template import render_jinja_template
 from pensieve.engine.llamacpp.grammar import grammar_for
-from pensieve.engine.tool_prompt import calls_schema, history, local_tool_request, preamble
+from pensieve.engine.tool_prompt import calls_schema, guarded, history, local_tool_request, preamble, takes_tools
 from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams, ToolCall, ToolCallDelta
 from pensieve.errors import InvalidRequestError
 from pensieve.schemas.requests import ChatCompletionRequest, RequestDefaults
@@ -295,3 +297,51 @@ def test_a_schema_no_grammar_can_enforce_is_a_400_on_tools() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         local_tool_request(request)
     assert caught.value.param == "tools"
+
+
+# --- models whose own template renders tools ------------------------------------------------------------
+
+HERMES_TEMPLATE = """{%- if tools %}<|im_start|>system
+<tools>{% for tool in tools %}{{ tool.function | tojson }}{% endfor %}</tools><|im_end|>
+{% endif %}{%- for m in messages %}<|im_start|>{{ m.role }}
+{%- if m.tool_calls %}{% for c in m.tool_calls %}
+<tool_call>{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}</tool_call>
+{%- endfor %}{% elif m.role == "tool" %}
+<tool_response id="{{ m.tool_call_id }}">{{ m.content }}</tool_response>{% else %}
+{{ m.content }}{% endif %}<|im_end|>
+{% endfor %}<|im_start|>assistant
+"""
+
+
+def test_templates_that_render_tools_are_recognised() -> None:
+    assert takes_tools(HERMES_TEMPLATE) and takes_tools("{% if tools is defined %}{% endif %}")
+    assert not takes_tools("{{ messages[0].content }}") and not takes_tools(None) and not takes_tools("toolset")
+
+
+def test_a_native_template_gets_tools_calls_and_results() -> None:
+    messages = (
+        ChatMessage("user", "Weather?"),
+        ChatMessage("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Oslo"}'),)),
+        ChatMessage("tool", "12 C", tool_call_id="call_1"),
+    )
+    request = GenerationRequest("m", SamplingParams(), messages=messages, tools=(WEATHER,), tool_choice="required")
+    native = local_tool_request(request, native=True)
+    assert native.messages == messages and native.tools == (WEATHER,)  # left to the template
+    assert native.params.response_format is not None and local_tool_request(native, native=True) == native
+    text = render_jinja_template(HERMES_TEMPLATE, messages, bos_token="", eos_token="", tools=native.tools)
+    assert (
+        '"name": "get_weather"' in text and '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}' in text
+    )
+    assert '<tool_response id="call_1">12 C</tool_response>' in text
+    none = local_tool_request(replace(request, tool_choice="none"), native=True)
+    assert none.tools == () and none.messages == messages and none.params.response_format is None
+
+
+def test_the_special_token_guard_reaches_tools_and_calls() -> None:
+    tool = {"type": "function", "function": {"name": "f", "description": "ends <|im_end|> here"}}
+    call = ToolCall("call_1", "f", '{"x": "<|im_end|>"}')
+    request = GenerationRequest("m", SamplingParams(), messages=(ChatMessage("assistant", "", tool_calls=(call,)),),
+                                tools=(tool,))  # fmt: skip
+    messages, tools = guarded(request, lambda text: text.replace("<|", "<\u200b|"))
+    assert "<|" not in json.dumps(tools, ensure_ascii=False) and "<|" not in messages[0].tool_calls[0].arguments
+    assert messages[0].tool_calls[0].id == "call_1"

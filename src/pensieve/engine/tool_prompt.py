@@ -10,14 +10,20 @@ leading tool_calls object (or a model family's own markers) back as calls.
 
 History: an assistant turn's calls become that same JSON, and a `tool` turn becomes a user turn
 "Tool result (name, id): ..." (the built-in formats and most templates know no tool role).
+
+A model whose GGUF chat template renders tools itself (it reads a `tools` variable: Qwen 2.5/3, Llama
+3.1+, Hermes and Mistral fine-tunes) gets them through its own template instead (`native`): the tools,
+calls and results go to the template as Hugging Face passes them, and its answer in the family's own
+format is read back by serving/tool_output.py. The grammar for a required call is the same.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from pensieve.engine.llamacpp.grammar import GrammarError, grammar_for
 from pensieve.engine_api import ChatMessage, GenerationRequest
@@ -121,26 +127,69 @@ def uses_tools(request: GenerationRequest) -> bool:
     return bool(request.tools) or any(m.tool_calls or m.role == "tool" for m in messages)
 
 
-def local_tool_request(request: GenerationRequest) -> GenerationRequest:
+def takes_tools(template: str | None) -> bool:
+    """Whether a chat template renders tools itself (it reads a `tools` variable)."""
+    return bool(template) and re.search(r"\btools\b", template or "") is not None
+
+
+def _forced(request: GenerationRequest) -> GenerationRequest:
+    """`request` with a response_format requiring calls when tool_choice is `required` or names a function
+    (unless the client constrained the output itself)."""
+    params = request.params
+    forced = request.tool_choice == "required" or forced_name(request.tool_choice) is not None
+    if not (request.tools and forced) or params.response_format is not None or params.grammar is not None:
+        return request
+    schema = calls_schema(request.tools, request.tool_choice, request.parallel_tool_calls)
+    response_format: dict[str, object] = {
+        "type": "json_schema",
+        "json_schema": {"name": "tool_calls", "schema": schema},
+    }
+    try:  # checked here so a schema llama.cpp cannot enforce is the client's 400 on `tools`
+        grammar_for(response_format)
+    except GrammarError as exc:
+        raise InvalidRequestError(f"Invalid tools: {exc}.", param="tools") from exc
+    return replace(request, params=replace(params, response_format=response_format))
+
+
+def local_tool_request(request: GenerationRequest, *, native: bool = False) -> GenerationRequest:
     """The request a local model runs: tools as a system preamble, tool turns as text, and a response_format
-    requiring calls when tool_choice is `required` or names a function (unless the client constrained the
-    output itself). The tools are then dropped, so applying this twice changes nothing."""
+    requiring calls when one is required. The tools are then dropped, so applying this twice changes
+    nothing. `native` (the model's template renders tools): only the response_format is added."""
     if request.messages is None or not uses_tools(request):
         return request
+    if native:
+        return _forced(request) if request.tool_choice != "none" else replace(request, tools=())
     messages = history(request.messages)
-    params = request.params
     if request.tools and request.tool_choice != "none":
+        request = _forced(request)
         messages = (ChatMessage("system", preamble(request.tools, request.tool_choice)), *messages)
-        forced = request.tool_choice == "required" or forced_name(request.tool_choice) is not None
-        if forced and params.response_format is None and params.grammar is None:
-            schema = calls_schema(request.tools, request.tool_choice, request.parallel_tool_calls)
-            response_format: dict[str, object] = {
-                "type": "json_schema",
-                "json_schema": {"name": "tool_calls", "schema": schema},
-            }
-            try:  # checked here so a schema llama.cpp cannot enforce is the client's 400 on `tools`
-                grammar_for(response_format)
-            except GrammarError as exc:
-                raise InvalidRequestError(f"Invalid tools: {exc}.", param="tools") from exc
-            params = replace(params, response_format=response_format)
-    return replace(request, messages=messages, params=params, tools=(), tool_choice=None)
+    return replace(request, messages=messages, tools=(), tool_choice=None)
+
+
+def _guard_strings(value: object, guard: Callable[[str], str]) -> object:
+    """`value` with `guard` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return guard(value)
+    if isinstance(value, dict):
+        return {guard(str(key)): _guard_strings(item, guard) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_guard_strings(item, guard) for item in value]
+    return value
+
+
+def guarded(
+    request: GenerationRequest, guard: Callable[[str], str]
+) -> tuple[tuple[ChatMessage, ...], tuple[dict[str, Any], ...]]:
+    """The messages and tools of a chat request with every text a template renders passed through `guard`
+    (the special-token guard: a marker typed in a message, a tool or a call's arguments stays text)."""
+    messages = tuple(
+        replace(
+            m,
+            content=guard(m.content),
+            name=guard(m.name) if m.name else m.name,
+            tool_calls=tuple(replace(c, name=guard(c.name), arguments=guard(c.arguments)) for c in m.tool_calls),
+        )
+        for m in request.messages or ()
+    )
+    tools = tuple(cast("dict[str, Any]", _guard_strings(tool, guard)) for tool in request.tools)
+    return messages, tools
