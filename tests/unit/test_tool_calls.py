@@ -20,7 +20,7 @@ from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams, 
 from pensieve.errors import InvalidRequestError
 from pensieve.schemas.requests import ChatCompletionRequest, RequestDefaults
 from pensieve.schemas.responses import AssistantMessage, ChunkDelta, ToolCallChunk, ToolCallOut
-from pensieve.serving.tool_output import call_deltas, joined_calls, parse_tool_calls
+from pensieve.serving.tool_output import call_deltas, joined_calls, may_start_call, parse_tool_calls
 
 WEATHER = {
     "type": "function",
@@ -203,6 +203,15 @@ def test_calls_are_read_from_each_convention(text: str) -> None:
 )
 def test_other_text_stays_text(text: str) -> None:
     assert parse_tool_calls(text, NAMES) == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "may"),
+    [("", True), ("  \n", True), (' {"tool', True), ("[TOOL", True), ("<tool_call>", True), ("```", True),
+     ("The", False), (" 12", False)],
+)  # fmt: skip
+def test_a_stream_is_held_only_while_it_may_be_a_call(text: str, may: bool) -> None:
+    assert may_start_call(text) is may
 
 
 def test_several_hermes_calls_are_all_read() -> None:

@@ -2,8 +2,9 @@
 
 Tool calls: a cloud provider's come as structured pieces and pass through (streamed as they arrive). A local
 model writes its calls as text (engine/tool_prompt.py), so when tools are offered to a local model its
-answer is collected first and read back (serving/tool_output.py): a streamed answer then arrives in one
-piece at the end, as tool_calls deltas or as content, once it is known which of the two it is.
+answer is read back once complete (serving/tool_output.py). Streamed, it is held while it may still be a
+call: an answer that starts as plain text streams from there on, one that starts like a call (`{`, `[`,
+`<`, a code fence) arrives at the end, as tool_calls deltas or as content.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pensieve.serving.attachments import Attachments, attach_files
 from pensieve.serving.base import GenerationServing, PreparedRun
 from pensieve.serving.choices import add_usage, collect_choices, pieces, seeded
 from pensieve.serving.conversation import SessionTurn, begin_turn
-from pensieve.serving.tool_output import call_deltas, parse_tool_calls
+from pensieve.serving.tool_output import call_deltas, may_start_call, parse_tool_calls
 from pensieve.sessions import Session, SessionNotFoundError, SessionStore
 
 
@@ -143,14 +144,18 @@ class ChatServing(GenerationServing[ChatCompletionRequest]):
         for index in range(body.n):
             announced = False
             held: list[str] = []  # a local model's text while it may still turn out to be a tool call
+            released = False  # it cannot any more (it starts as plain text): it streams as it comes
             async for piece in pieces(run.runner, seeded(request, index)):
                 if not announced:
                     # The role comes first, once the model has produced something (errors stay HTTP errors).
                     yield chunk([ChunkChoice(index=index, delta=ChunkDelta(role="assistant", content=""))])
                     announced = True
-                holding = reads_local_calls(request, run)
+                holding = reads_local_calls(request, run) and not released
                 if piece.text and holding:
                     held.append(piece.text)
+                    if not may_start_call("".join(held)):
+                        released, holding = True, False
+                        yield chunk([ChunkChoice(index=index, delta=ChunkDelta(content="".join(held)))])
                 elif piece.text:
                     logprobs = ChoiceLogprobs.of(piece.logprobs) if body.logprobs else None
                     yield chunk([ChunkChoice(index=index, delta=ChunkDelta(content=piece.text), logprobs=logprobs)])

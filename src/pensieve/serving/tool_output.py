@@ -90,6 +90,13 @@ def parse_tool_calls(text: str, names: Sequence[str]) -> tuple[ToolCall, ...]:
     return _calls(_leading_json(stripped), names)
 
 
+def may_start_call(text: str) -> bool:
+    """Whether an answer beginning with `text` may still turn out to be tool calls (every convention
+    `parse_tool_calls` reads starts with `{`, `[`, `<` or a code fence); blank text may too."""
+    start = text.lstrip()
+    return not start or start[0] in "{[<`"
+
+
 def joined_calls(deltas: Iterable[ToolCallDelta]) -> tuple[ToolCall, ...]:
     """Streamed tool-call pieces put together by index (id and name from the first piece that has them)."""
     ids: dict[int, str] = {}
