@@ -26,6 +26,8 @@ __all__ = [
     "Role",
     "SamplingParams",
     "TokenLogprob",
+    "ToolCall",
+    "ToolCallDelta",
     "Usage",
 ]
 
@@ -68,12 +70,35 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call an assistant asked for: OpenAI's `tool_calls[i]` (arguments a JSON text)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call as streamed: the first piece of call `index` has its id and name."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     """One chat turn with its content already flattened to text."""
 
     role: Role
     content: str
     name: str | None = None
+    # An assistant turn's function calls (its content may then be empty), and for a `tool` turn the id of
+    # the call it answers: kept so a cloud provider gets the history as sent and a local prompt can show it.
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,12 @@ class GenerationRequest:
     # Measure every prompt token's log-probability too (`echo` with `logprobs` on /v1/completions), with
     # params.top_logprobs alternatives each: the whole prompt is then computed (no cached prefix). Local only.
     score_prompt: bool = False
+    # OpenAI's `tools` (each {"type": "function", "function": {name, description, parameters}}), `tool_choice`
+    # ("auto", "none", "required" or {"type": "function", "function": {"name": ...}}) and `parallel_tool_calls`
+    # (None: not set by the client). A cloud engine forwards them; the local one renders them into the prompt.
+    tools: tuple[dict[str, object], ...] = ()
+    tool_choice: str | dict[str, object] | None = None
+    parallel_tool_calls: bool | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -142,6 +173,8 @@ class GenerationChunk:
     # With GenerationRequest.score_prompt, on the run's first chunk: one entry per prompt token. The first
     # token has no context to be predicted from: its entry's logprob (0.0) means nothing and it has no `top`.
     prompt_logprobs: tuple[TokenLogprob, ...] = ()
+    # Pieces of function calls (a cloud provider's streamed `tool_calls` deltas); local engines send text only.
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass

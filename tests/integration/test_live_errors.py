@@ -203,7 +203,6 @@ def test_text_content_parts_are_accepted(client: openai.OpenAI, model_id: str) -
 @pytest.mark.parametrize(
     ("changes", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         (
             {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
             "messages[0].content",

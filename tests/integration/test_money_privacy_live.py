@@ -185,7 +185,6 @@ def test_a_private_second_prompt_of_a_batch_keeps_the_batch_local(http: httpx.Cl
 @pytest.mark.parametrize(
     ("path", "extra"),
     [
-        ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f", "description": EMAIL}}]}),
         ("/v1/completions", {"suffix": f"signed {EMAIL}"}),
     ],
 )

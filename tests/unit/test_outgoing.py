@@ -2,8 +2,8 @@
 
 A unique marker sits in every field the request schemas accept and the CloudEngine forwards (message
 content, names, the prompt, stop sequences, a response_format JSON schema's names, descriptions, enums
-and keys); the payload is built by CloudEngine's own helpers, so a newly forwarded field that the privacy
-guard does not see fails here.
+and keys, tools, tool calls and the ids that link a result to its call); the payload is built by
+CloudEngine's own helpers, so a newly forwarded field that the privacy guard does not see fails here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import re
 
 from pensieve.burst.outgoing import outgoing_texts, with_texts
 from pensieve.burst.runner import redacted
-from pensieve.cloud.engine import _message, _sampling
+from pensieve.cloud.payload import chat_message as _message
+from pensieve.cloud.payload import sampling_params as _sampling
+from pensieve.cloud.payload import tool_params
 from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 from pensieve.privacy.scanner import PrivacyConfig, PrivacyScanner
 from pensieve.schemas.requests import ChatCompletionRequest, RequestDefaults
@@ -39,7 +41,30 @@ def _body() -> ChatCompletionRequest:
                 {"role": "user", "content": [{"type": "text", "text": "part secretmark8"}], "name": "secretmark9"},
                 {"role": "assistant", "content": "secretmark10"},
                 {"role": "tool", "content": "secretmark11"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "secretmark15",
+                            "type": "function",
+                            "function": {"name": "secretmark16", "arguments": '{"to": "secretmark17"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "secretmark15", "content": "secretmark18"},
             ],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "secretmark16",
+                        "description": "secretmark19",
+                        "parameters": {"type": "object", "properties": {"secretmark20": {"enum": ["secretmark21"]}}},
+                    },
+                }
+            ],
+            "tool_choice": {"type": "function", "function": {"name": "secretmark16"}},
             "stop": ["secretmark12", "END"],
             "response_format": {"type": "json_schema", "json_schema": {"name": "secretmark13", "schema": schema}},
             "user": "secretmark14",  # accepted, never forwarded
@@ -51,7 +76,8 @@ def _body() -> ChatCompletionRequest:
 def _payload(request: GenerationRequest) -> str:
     """What CloudEngine sends for a chat request, as JSON text."""
     assert request.messages is not None
-    return json.dumps({"messages": [_message(m) for m in request.messages], **_sampling(request)})
+    messages = [_message(m) for m in request.messages]
+    return json.dumps({"messages": messages, **_sampling(request), **tool_params(request)})
 
 
 def _request() -> GenerationRequest:

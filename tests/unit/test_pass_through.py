@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from pensieve.cloud.engine import _finish_reason, _sampling
+from pensieve.cloud.engine import _finish_reason
+from pensieve.cloud.payload import sampling_params as _sampling
 from pensieve.engine_api import GenerationRequest, SamplingParams
 from pensieve.errors import InvalidRequestError
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, RequestDefaults

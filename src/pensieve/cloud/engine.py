@@ -19,6 +19,7 @@ nothing had been received.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -28,9 +29,9 @@ from typing import Any
 import openai
 
 from pensieve.cloud.circuit import CircuitBreaker
+from pensieve.cloud.payload import chat_message, logprob_params, sampling_params, tool_deltas, tool_params
 from pensieve.cloud.providers import CloudModel, ProviderConfig
 from pensieve.engine_api import (
-    ChatMessage,
     EngineStats,
     FinishReason,
     GenerationChunk,
@@ -47,58 +48,11 @@ _CHARS_PER_TOKEN = 4
 _CONNECT_TIMEOUT_SECONDS = 10.0
 # The longest a provider's Retry-After may keep its circuit open; past that, the circuit's own probe decides.
 MAX_RETRY_AFTER_SECONDS = 3600.0
-# Roles every OpenAI-compatible provider accepts; `developer` is OpenAI-only and tool messages need ids
-# that flattened messages no longer carry.
-_ROLE_FOR_CLOUD = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user"}
 
 
 def estimate_tokens(text: str) -> int:
     """A provider-independent token estimate for text whose exact count is unknown."""
     return max(1, math.ceil(len(text) / _CHARS_PER_TOKEN)) if text else 0
-
-
-def _message(message: ChatMessage) -> dict[str, Any]:
-    role = _ROLE_FOR_CLOUD[message.role]
-    content = f"Tool result: {message.content}" if message.role == "tool" else message.content
-    payload: dict[str, Any] = {"role": role, "content": content}
-    if message.name and role in ("system", "user"):
-        payload["name"] = message.name
-    return payload
-
-
-def _sampling(request: GenerationRequest) -> dict[str, Any]:
-    """The OpenAI parameters the client set; local-only knobs (top_k, min_p, token-id logit_bias) stay home.
-
-    Server defaults are never invented here: with `client_set` known, a field goes only if the client set
-    it (with exactly its value, 0 included). Without it (a request built in code), every meaningful value goes.
-    """
-    params = request.params
-    sampling: dict[str, Any] = {}
-    for name, value in (("temperature", params.temperature), ("top_p", params.top_p)):
-        if params.chose(name):
-            sampling[name] = value
-    if params.max_tokens is not None and params.chose("max_tokens"):
-        sampling["max_tokens"] = params.max_tokens
-    if params.stop:
-        sampling["stop"] = list(params.stop)
-    if params.seed is not None:
-        sampling["seed"] = params.seed
-    for name, value in (("presence_penalty", params.presence_penalty), ("frequency_penalty", params.frequency_penalty)):
-        if (params.client_set is not None and name in params.client_set) or (params.client_set is None and value):
-            sampling[name] = value
-    if params.response_format is not None:
-        sampling["response_format"] = params.response_format
-    return sampling
-
-
-def _logprob_params(request: GenerationRequest) -> dict[str, Any]:
-    """OpenAI's logprobs parameters: chat takes a flag and a count, text completions a count (0 to 5)."""
-    params = request.params
-    if not params.logprobs:
-        return {}
-    if request.messages is not None:
-        return {"logprobs": True, "top_logprobs": params.top_logprobs} if params.top_logprobs else {"logprobs": True}
-    return {"logprobs": params.top_logprobs}
 
 
 def _token_bytes(token: str, given: list[int] | None) -> tuple[int, ...]:
@@ -168,7 +122,7 @@ def _finish_reason(reported: str) -> FinishReason:
     return next((reason for reason in known if reason == reported), "stop")
 
 
-def _provider_message(error: openai.APIStatusError) -> str:
+def _providerchat_message(error: openai.APIStatusError) -> str:
     body = error.body
     if isinstance(body, dict):
         inner = body.get("error", body)
@@ -209,9 +163,12 @@ class CloudEngine:
         return self.model.context_length or 0
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        """An estimate: the provider's tokenizer is not available here."""
+        """An estimate: the provider's tokenizer is not available here (tool definitions and calls count too,
+        as the JSON they travel as: the budget reserves for them)."""
         if request.messages is not None:
-            return sum(estimate_tokens(message.content) + 4 for message in request.messages) + 3
+            tools = estimate_tokens(json.dumps(list(request.tools))) if request.tools else 0
+            calls = sum(estimate_tokens(c.name + c.arguments) + 8 for m in request.messages for c in m.tool_calls)
+            return sum(estimate_tokens(message.content) + 4 for message in request.messages) + 3 + tools + calls
         return estimate_tokens(request.prompt) if isinstance(request.prompt, str) else len(request.prompt or ())
 
     def stats(self) -> EngineStats:
@@ -231,11 +188,12 @@ class CloudEngine:
             "model": request.model,
             "stream": True,
             "stream_options": {"include_usage": True},
-            **_sampling(request),
-            **_logprob_params(request),
+            **sampling_params(request),
+            **logprob_params(request),
         }
         if request.messages is not None:
-            messages = [_message(message) for message in request.messages]
+            messages = [chat_message(message) for message in request.messages]
+            common.update(tool_params(request))
             return await self._client.chat.completions.create(messages=messages, **common)  # type: ignore[arg-type]
         return await self._client.completions.create(prompt=request.prompt, **common)
 
@@ -243,7 +201,7 @@ class CloudEngine:
         """Translate an SDK/transport error into a CloudError and count it in the circuit breaker."""
         name = self.provider.name
         if isinstance(error, openai.APIStatusError):
-            status, message = error.status_code, _provider_message(error)
+            status, message = error.status_code, _providerchat_message(error)
             if status in (400, 413, 422):
                 # The provider rejected this request itself: not a sign of an unhealthy provider.
                 self.breaker.release()
@@ -332,6 +290,11 @@ class CloudEngine:
                     piece = (choice.delta.content if hasattr(choice, "delta") else choice.text) or ""
                     if choice.finish_reason is not None:
                         finish = _finish_reason(choice.finish_reason)
+                    calls = tool_deltas(choice) if chat else ()
+                    if calls:
+                        text_parts.extend(call.arguments for call in calls)  # counts toward the usage estimate
+                        streamed = True
+                        yield GenerationChunk("", tool_calls=calls)
                     if piece:
                         text_parts.append(piece)
                         streamed = True

@@ -57,17 +57,47 @@ def _compile(template: str) -> Any:
     return _environment().from_string(template)
 
 
-def render_jinja_template(template: str, messages: Sequence[ChatMessage], *, bos_token: str, eos_token: str) -> str:
-    """Render a Hugging Face style chat template in the sandbox, ending with the assistant's cue."""
-    payload = [{"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})} for m in messages]
+def _arguments(text: str) -> object:
+    """A call's arguments as Hugging Face templates expect them: a mapping (the text when it is no JSON)."""
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError:
+        return text
+
+
+def _payload(message: ChatMessage) -> dict[str, Any]:
+    """One message as Hugging Face passes it to a template (tool calls and the answered call's id included)."""
+    payload: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.name:
+        payload["name"] = message.name
+    if message.tool_calls:
+        payload["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _arguments(c.arguments)}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id:
+        payload["tool_call_id"] = message.tool_call_id
+    return payload
+
+
+def render_jinja_template(
+    template: str,
+    messages: Sequence[ChatMessage],
+    *,
+    bos_token: str,
+    eos_token: str,
+    tools: Sequence[dict[str, Any]] = (),
+) -> str:
+    """Render a Hugging Face style chat template in the sandbox, ending with the assistant's cue; `tools`
+    (OpenAI-shaped) go to templates that render them (engine/tool_prompt.py decides which do)."""
     try:
         return str(
             _compile(template).render(
-                messages=payload,
+                messages=[_payload(message) for message in messages],
                 add_generation_prompt=True,
                 bos_token=bos_token,
                 eos_token=eos_token,
-                tools=None,
+                tools=list(tools) or None,
             )
         )
     except ChatTemplateError:
@@ -208,10 +238,13 @@ def render_chat_prompt(
     template: str | None,
     bos_token: str,
     eos_token: str,
+    tools: Sequence[dict[str, Any]] = (),
 ) -> ChatPrompt:
-    """The prompt for `messages` in `chat_format` (a name from choose_chat_format)."""
+    """The prompt for `messages` in `chat_format` (a name from choose_chat_format); `tools` reach a template."""
     if chat_format == "template" and template:
-        return ChatPrompt(render_jinja_template(template, messages, bos_token=bos_token, eos_token=eos_token))
+        return ChatPrompt(
+            render_jinja_template(template, messages, bos_token=bos_token, eos_token=eos_token, tools=tools)
+        )
     formatter = BUILTIN_FORMATS.get(chat_format, format_chatml)
     stops = DIALOGUE_STOPS if formatter is format_dialogue else ()
     return ChatPrompt(formatter(messages, bos_token), stops)

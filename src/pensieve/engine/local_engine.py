@@ -11,11 +11,12 @@ in the worker within a step. Everything here runs in the server process.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pensieve.engine.chat_template import choose_chat_format, looks_instruction_tuned, render_chat_prompt
 from pensieve.engine.llamacpp.grammar import GrammarError, generation_failure, grammar_for
@@ -32,6 +33,7 @@ from pensieve.engine.text import (
     Utf8Assembler,
     aligned_logprobs,
 )
+from pensieve.engine.tool_prompt import guarded, local_tool_request, takes_tools
 from pensieve.engine.worker_client import WorkerClient
 from pensieve.engine.worker_protocol import DoneEvent, Job, PromptEvent, WorkerFacts
 from pensieve.engine_api import EngineStats, FinishReason, GenerationChunk, GenerationRequest, TokenLogprob, Usage
@@ -73,6 +75,7 @@ class LocalEngine:
         self._vocab = vocab
         self.worker = worker
         self.chat_format = chat_format
+        self.native_tools = chat_format == "template" and takes_tools(info.chat_template)  # see tool_prompt.py
         self._default_max_tokens = default_max_tokens
         self._max_queue = max_queue
         self._stats = EngineStats(model=info.id, parallel=worker.facts.n_parallel)
@@ -160,15 +163,16 @@ class LocalEngine:
 
     def count_prompt_tokens_now(self, request: GenerationRequest) -> int:
         """Tokens in the formatted prompt of `request`, counted in this thread (call it off the event loop)."""
-        return len(self._tokenize_request(request)[0])
+        return len(self._tokenize_request(local_tool_request(request, native=self.native_tools))[0])
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens in the formatted prompt of `request`."""
+        request = local_tool_request(request, native=self.native_tools)
         return len((await self.prepare(request, check_context=False)).tokens)
 
     async def prepare(self, request: GenerationRequest, *, check_context: bool = True) -> PreparedPrompt:
         """Format and tokenize `request`, and check that it fits the context window."""
-        key = (request.messages, request.prompt)
+        key = (request.messages, request.prompt, json.dumps(request.tools))  # tools: a native template's
         cached = self._tokenized.get(key)
         if cached is None:
             cached = await asyncio.to_thread(self._tokenize_request, request)
@@ -194,12 +198,10 @@ class LocalEngine:
     def _tokenize_request(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
         model = self._vocab
         if request.messages is not None:
-            guard = model.special_guard.neutralise  # a marker typed in a message stays text
-            messages = tuple(
-                replace(m, content=guard(m.content), name=guard(m.name) if m.name else m.name) for m in request.messages
-            )
+            messages, tools = guarded(request, model.special_guard.neutralise)  # typed markers stay text
             chat = render_chat_prompt(
                 messages,
+                tools=tools,
                 chat_format=self.chat_format,
                 template=self.info.chat_template,
                 bos_token=model.bos_text,
@@ -257,6 +259,7 @@ class LocalEngine:
             if self.worker.crash is not None:
                 raise self.worker.dead_error()
             raise EngineError(self.worker.failure or f"Model '{self.model_id}' is unloading.")
+        request = local_tool_request(request, native=self.native_tools)  # tools: a preamble or the template's
         prepared = await self.prepare(request)
         if prepared.max_tokens == 0 and not request.score_prompt:
             yield GenerationChunk("", "length", Usage(len(prepared.tokens), 0))  # nothing to compute

@@ -1,4 +1,4 @@
-"""The messages of a chat request: roles, text content and the content parts refused with a clear error.
+"""The messages of a chat request: roles, text content, tool calls and results, refused content parts.
 
 Split from schemas/requests.py so the request bodies and the message shapes each stay one readable module.
 """
@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pensieve.engine_api import ChatMessage, ToolCall
 from pensieve.errors import UnsupportedParameterError
 
 
@@ -35,12 +36,51 @@ class OtherPart(BaseModel):
 ContentPart = Annotated[TextPart | OtherPart, Field(union_mode="left_to_right")]
 
 
+class FunctionCallIn(StrictModel):
+    """`tool_calls[i].function` of an assistant message: the name and the arguments as a JSON text."""
+
+    name: str
+    arguments: str = ""
+
+
+class ToolCallIn(StrictModel):
+    """One function call of an assistant message in the history."""
+
+    id: str = Field(min_length=1, max_length=200)
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+    def as_call(self) -> ToolCall:
+        """The engine's plain form."""
+        return ToolCall(self.id, self.function.name, self.function.arguments)
+
+
 class ChatMessageIn(StrictModel):
-    """One message of a chat request."""
+    """One message of a chat request (an assistant's may hold tool_calls, a tool's answers one by id)."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = Field(default=None, max_length=128)
+    tool_call_id: str | None = Field(default=None, max_length=200)
+
+    @classmethod
+    def of(cls, message: ChatMessage) -> ChatMessageIn:
+        """A request message from the engine's form (tool calls and the answered call's id kept)."""
+        calls = [
+            ToolCallIn(id=c.id, function=FunctionCallIn(name=c.name, arguments=c.arguments)) for c in message.tool_calls
+        ]
+        return cls(
+            role=message.role,
+            content=message.content if message.content or not calls else None,
+            name=message.name,
+            tool_calls=calls or None,
+            tool_call_id=message.tool_call_id,
+        )
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        """The function calls of this message (only an assistant's count)."""
+        return tuple(call.as_call() for call in self.tool_calls or ()) if self.role == "assistant" else ()
 
     def text(self, index: int) -> str:
         """The content flattened to text; non-text parts are refused."""

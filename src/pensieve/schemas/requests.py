@@ -19,6 +19,7 @@ from pensieve.engine_api import ChatMessage, GenerationRequest, SamplingParams
 from pensieve.errors import InvalidRequestError, UnsupportedParameterError
 from pensieve.schemas.llamacpp import LlamaCppFields, schema_format
 from pensieve.schemas.messages import ChatMessageIn, StrictModel
+from pensieve.schemas.tools import ToolFields
 from pensieve.settings_sections import SamplingSettings
 from pensieve.units import parse_duration_seconds
 
@@ -208,7 +209,7 @@ class ResponseFormat(StrictModel):
         return schema_format(self.schema_) if self.schema_ is not None else {"type": self.type}
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatCompletionRequest(SamplingFields, ToolFields):
     """Body of POST /v1/chat/completions."""
 
     messages: list[ChatMessageIn] = Field(min_length=1)
@@ -217,8 +218,6 @@ class ChatCompletionRequest(SamplingFields):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
     session_id: str | None = Field(
         None,
         min_length=1,
@@ -237,7 +236,13 @@ class ChatCompletionRequest(SamplingFields):
         """The engine request; refuses features this server does not offer yet."""
         self._refuse_unsupported()
         messages = tuple(
-            ChatMessage(role=message.role, content=message.text(index), name=message.name)
+            ChatMessage(
+                role=message.role,
+                content=message.text(index),
+                name=message.name,
+                tool_calls=message.calls(),
+                tool_call_id=message.tool_call_id if message.role == "tool" else None,
+            )
             for index, message in enumerate(self.messages)
         )
         limit = self.max_completion_tokens or self.max_tokens
@@ -255,13 +260,12 @@ class ChatCompletionRequest(SamplingFields):
             params=params,
             messages=messages,
             cache_prompt=self.reuses_cached_prompt(defaults),
+            **self.tool_fields(),
         )
 
     def _refuse_unsupported(self) -> None:
         if self.top_logprobs and not self.logprobs:
             raise InvalidRequestError("top_logprobs needs logprobs set to true.", param="top_logprobs")
-        if self.tools:
-            raise UnsupportedParameterError("Tool calling is not supported by local models yet.", param="tools")
 
 
 class CompletionRequest(SamplingFields):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
-from pensieve.engine_api import FinishReason, TokenLogprob, Usage
+from pensieve.engine_api import FinishReason, TokenLogprob, ToolCall, ToolCallDelta, Usage
 
 SYSTEM_FINGERPRINT = "pensieve"
 
@@ -123,12 +123,38 @@ class CompletionLogprobs(BaseModel):
         )
 
 
+class FunctionOut(BaseModel):
+    """The function of a tool call: its name and its arguments as a JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    """One tool call of an assistant message."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionOut
+
+    @classmethod
+    def of(cls, call: ToolCall) -> ToolCallOut:
+        """Convert the engine's ToolCall."""
+        return cls(id=call.id, function=FunctionOut(name=call.name, arguments=call.arguments))
+
+
 class AssistantMessage(BaseModel):
-    """The generated message of a chat choice."""
+    """The generated message of a chat choice (content null when it only calls tools)."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: None = None
+    tool_calls: list[ToolCallOut] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_no_calls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # OpenAI leaves tool_calls out of a message that calls nothing.
+        return {key: value for key, value in handler(self).items() if key != "tool_calls" or value is not None}
 
 
 class ChatChoice(BaseModel):
@@ -152,11 +178,46 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str = SYSTEM_FINGERPRINT
 
 
+class FunctionDelta(BaseModel):
+    """A piece of a streamed tool call's function: the name comes once, the arguments in pieces."""
+
+    name: str | None = None
+    arguments: str = ""
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class ToolCallChunk(BaseModel):
+    """A piece of a streamed tool call: the first piece of call `index` has its id, type and name."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDelta
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+    @classmethod
+    def of(cls, delta: ToolCallDelta) -> ToolCallChunk:
+        """Convert the engine's ToolCallDelta."""
+        return cls(
+            index=delta.index,
+            id=delta.id,
+            type="function" if delta.id else None,
+            function=FunctionDelta(name=delta.name, arguments=delta.arguments),
+        )
+
+
 class ChunkDelta(BaseModel):
     """The increment carried by one streamed chat chunk; unset fields are left out, as OpenAI does."""
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallChunk] | None = None
 
     @model_serializer(mode="wrap")
     def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -1,4 +1,11 @@
-"""POST /v1/chat/completions, served: `n` choices of one conversation, whole or as streamed chunks."""
+"""POST /v1/chat/completions, served: `n` choices of one conversation, whole or as streamed chunks.
+
+Tool calls: a cloud provider's come as structured pieces and pass through (streamed as they arrive). A local
+model writes its calls as text (engine/tool_prompt.py), so when tools are offered to a local model its
+answer is read back once complete (serving/tool_output.py). Streamed, it is held while it may still be a
+call: an answer that starts as plain text streams from there on, one that starts like a call (`{`, `[`,
+`<`, a code fence) arrives at the end, as tool_calls deltas or as content.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,8 @@ from pensieve.burst.accounting import RunRecorder
 from pensieve.burst.planner import RoutePlanner
 from pensieve.cloud.registry import CloudRegistry
 from pensieve.engine.pool import ModelPool
-from pensieve.engine_api import GenerationRequest, Usage
+from pensieve.engine.tool_prompt import tool_names
+from pensieve.engine_api import FinishReason, GenerationRequest, ToolCall, Usage
 from pensieve.files.store import FileStore
 from pensieve.schemas.requests import ChatCompletionRequest, RequestDefaults
 from pensieve.schemas.responses import (
@@ -20,6 +28,8 @@ from pensieve.schemas.responses import (
     ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
+    ToolCallChunk,
+    ToolCallOut,
     UsageOut,
     new_id,
     now,
@@ -28,7 +38,25 @@ from pensieve.serving.attachments import Attachments, attach_files
 from pensieve.serving.base import GenerationServing, PreparedRun
 from pensieve.serving.choices import add_usage, collect_choices, pieces, seeded
 from pensieve.serving.conversation import SessionTurn, begin_turn
+from pensieve.serving.tool_output import call_deltas, may_start_call, parse_tool_calls
 from pensieve.sessions import Session, SessionNotFoundError, SessionStore
+
+
+def reads_local_calls(request: GenerationRequest, run: PreparedRun[ChatCompletionRequest]) -> bool:
+    """Whether this run's text may hold tool calls to read back: tools offered (not `none`) to a local model."""
+    return bool(request.tools) and request.tool_choice != "none" and run.info.route == "local"
+
+
+def answer_calls(
+    text: str, calls: tuple[ToolCall, ...], request: GenerationRequest, local: bool
+) -> tuple[str | None, tuple[ToolCall, ...]]:
+    """The content and tool calls of one answer: a cloud's calls as they came, a local model's read from
+    its text (the text is then no content of its own)."""
+    if not calls and local:
+        calls = parse_tool_calls(text, tool_names(request.tools))
+        if calls:
+            return None, calls
+    return (text or None) if calls else text, calls
 
 
 class ChatServing(GenerationServing[ChatCompletionRequest]):
@@ -82,11 +110,15 @@ class ChatServing(GenerationServing[ChatCompletionRequest]):
         choices: list[ChatChoice] = []
         usage = Usage(0, 0)
         for index, result in enumerate(await collect_choices(run.runner, request, body.n)):
+            content, calls = answer_calls(result.text, result.tool_calls, request, reads_local_calls(request, run))
+            finish: FinishReason = "tool_calls" if calls else result.finish_reason
             choices.append(
                 ChatChoice(
                     index=index,
-                    message=AssistantMessage(content=result.text),
-                    finish_reason=result.finish_reason,
+                    message=AssistantMessage(
+                        content=content, tool_calls=[ToolCallOut.of(call) for call in calls] or None
+                    ),
+                    finish_reason=finish,
                     logprobs=ChoiceLogprobs.of(result.logprobs) if body.logprobs else None,
                 )
             )
@@ -111,16 +143,36 @@ class ChatServing(GenerationServing[ChatCompletionRequest]):
         total = Usage(0, 0)
         for index in range(body.n):
             announced = False
+            held: list[str] = []  # a local model's text while it may still turn out to be a tool call
+            released = False  # it cannot any more (it starts as plain text): it streams as it comes
             async for piece in pieces(run.runner, seeded(request, index)):
                 if not announced:
                     # The role comes first, once the model has produced something (errors stay HTTP errors).
                     yield chunk([ChunkChoice(index=index, delta=ChunkDelta(role="assistant", content=""))])
                     announced = True
-                if piece.text:
+                holding = reads_local_calls(request, run) and not released
+                if piece.text and holding:
+                    held.append(piece.text)
+                    if not may_start_call("".join(held)):
+                        released, holding = True, False
+                        yield chunk([ChunkChoice(index=index, delta=ChunkDelta(content="".join(held)))])
+                elif piece.text:
                     logprobs = ChoiceLogprobs.of(piece.logprobs) if body.logprobs else None
                     yield chunk([ChunkChoice(index=index, delta=ChunkDelta(content=piece.text), logprobs=logprobs)])
+                if piece.tool_calls:
+                    calls = [ToolCallChunk.of(delta) for delta in piece.tool_calls]
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(tool_calls=calls))])
                 if piece.finish_reason is not None:
-                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=piece.finish_reason)])
+                    finish: FinishReason = piece.finish_reason
+                    if holding:
+                        content, local_calls = answer_calls("".join(held), (), request, local=True)
+                        delta = ChunkDelta(content=content)
+                        if local_calls:
+                            delta = ChunkDelta(tool_calls=[ToolCallChunk.of(d) for d in call_deltas(local_calls)])
+                            finish = "tool_calls"
+                        if content or local_calls:
+                            yield chunk([ChunkChoice(index=index, delta=delta)])
+                    yield chunk([ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=finish)])
                     total = add_usage(total, piece.usage, count_prompt=index == 0)
         if body.include_usage:
             yield chunk([], total)

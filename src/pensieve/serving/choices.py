@@ -8,7 +8,16 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from pensieve.burst.runner import RouteRunner
-from pensieve.engine_api import FinishReason, GenerationChunk, GenerationRequest, TokenLogprob, Usage
+from pensieve.engine_api import (
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from pensieve.serving.tool_output import joined_calls
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,7 @@ class FinishedText:
     usage: Usage
     logprobs: tuple[TokenLogprob, ...] = ()
     prompt_logprobs: tuple[TokenLogprob, ...] = ()  # the scored prompt (GenerationRequest.score_prompt)
+    tool_calls: tuple[ToolCall, ...] = ()  # a cloud provider's calls, put together from its stream pieces
 
 
 def seeded(request: GenerationRequest, choice: int) -> GenerationRequest:
@@ -48,14 +58,16 @@ async def collect(runner: RouteRunner, request: GenerationRequest) -> FinishedTe
     prompt_logprobs: tuple[TokenLogprob, ...] = ()
     finish: FinishReason = "stop"
     usage = Usage(0, 0)
+    deltas: list[ToolCallDelta] = []
     async for chunk in pieces(runner, request):
         parts.append(chunk.text)
+        deltas.extend(chunk.tool_calls)
         logprobs.extend(chunk.logprobs)
         prompt_logprobs = prompt_logprobs or chunk.prompt_logprobs
         if chunk.finish_reason is not None:
             finish = chunk.finish_reason
             usage = chunk.usage or usage
-    return FinishedText("".join(parts), finish, usage, tuple(logprobs), prompt_logprobs)
+    return FinishedText("".join(parts), finish, usage, tuple(logprobs), prompt_logprobs, joined_calls(deltas))
 
 
 async def collect_choices(runner: RouteRunner, request: GenerationRequest, n: int) -> list[FinishedText]:

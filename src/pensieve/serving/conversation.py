@@ -153,10 +153,10 @@ async def begin_turn(
     new = [message for message in body.messages if message.role not in ("system", "developer")]
     own_system = [message for message in body.messages if message.role in ("system", "developer")]
     system = "\n\n".join(m.text(i) for i, m in enumerate(own_system)) if own_system else session.system_prompt
-    new_chat = [ChatMessage(m.role, m.text(i), m.name) for i, m in enumerate(new)]
+    new_chat = [ChatMessage(m.role, m.text(i), m.name, m.calls(), m.tool_call_id) for i, m in enumerate(new)]
     count, budget = await _measure(model, body, pool, cloud, defaults)
     fitted, left_out = await asyncio.to_thread(fit_history, system, history, new_chat, count, budget)
-    messages = [ChatMessageIn(role=m.role, content=m.content, name=m.name) for m in fitted]
+    messages = [ChatMessageIn.of(m) for m in fitted]  # tool calls and results of the new messages kept
     run_body = body.model_copy(update={"messages": messages, "model": model})
     turn = SessionTurn(store, session, [m for m in new_chat if m.role == "user"], left_out)
     return turn, run_body

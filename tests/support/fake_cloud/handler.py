@@ -36,6 +36,9 @@ GENERATION_PATHS = frozenset({CHAT_PATH, COMPLETIONS_PATH})
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
+FAKE_CALL_ID = "call_fake0000000000000001"  # the id of the tool call FakeCloud.call_tool answers with
+
+
 class CloudHTTPServer(ThreadingHTTPServer):
     """The HTTP server: daemon handler threads, a link back to its `FakeCloud`, open connections tracked."""
 
@@ -272,6 +275,13 @@ class Handler(BaseHTTPRequestHandler):
         }
         ident = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
+        call = self.server.cloud.tool_call if body.get("tools") else None
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if call is not None:
+            self.finish_reason = "tool_calls"
+            function = {"name": call[0], "arguments": call[1]}
+            message = {"role": "assistant", "content": None, "tool_calls": [{"id": FAKE_CALL_ID, "type": "function",
+                                                                             "function": function}]}  # fmt: skip
         if not body.get("stream"):
             if drop is not None:
                 self._drop()
@@ -285,7 +295,7 @@ class Handler(BaseHTTPRequestHandler):
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": text},
+                            "message": message,
                             "logprobs": None,
                             "finish_reason": self.finish_reason,
                         }
@@ -317,6 +327,14 @@ class Handler(BaseHTTPRequestHandler):
 
         pieces = word_pieces(text)
         events = [chunk({"role": "assistant", "content": ""}, None)]
+        if call is not None:
+            name, arguments = call
+            head = {"index": 0, "id": FAKE_CALL_ID, "type": "function", "function": {"name": name, "arguments": ""}}
+            events = [chunk({"role": "assistant", "content": None, "tool_calls": [head]}, None)]
+            half = len(arguments) // 2
+            for piece in (arguments[:half], arguments[half:]):
+                events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None))
+            pieces = []
         events += [chunk({"content": piece}, None) for piece in pieces]
         events.append(chunk({}, self.finish_reason))
         if include_usage:

@@ -35,6 +35,8 @@ class FakeCloud:
         self.hang_seconds = hang_seconds
         self.chunk_delay = chunk_delay
         self.responder = responder
+        # (name, arguments JSON) set by `call_tool`: requests with tools get this call instead of text.
+        self.tool_call: tuple[str, str] | None = None
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._bills: list[dict[str, int]] = []
@@ -120,9 +122,18 @@ class FakeCloud:
         with self._lock:
             return list(self._requests)
 
+    def call_tool(self, name: str, arguments: str) -> None:
+        """Answer every request that offers tools with a call of `name` (id FAKE_CALL_ID) until `reset()`.
+
+        Streamed, the call comes as OpenAI sends it: a first delta with index, id, type, name and empty
+        arguments, then the arguments in two pieces, then finish_reason `tool_calls`.
+        """
+        self.tool_call = (name, arguments)
+
     def reset(self) -> None:
-        """Forget recorded requests and queued faults, and wake every request currently hanging."""
+        """Forget recorded requests, queued faults and a tool call, and wake every request currently hanging."""
         with self._lock:
+            self.tool_call = None
             self._requests.clear()
             self._bills.clear()
             self._faults.clear()
