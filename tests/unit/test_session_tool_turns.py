@@ -12,9 +12,10 @@ import pytest
 from pensieve.engine.tool_prompt import history
 from pensieve.engine_api import ChatMessage, ToolCall
 from pensieve.persistence.database import Database
-from pensieve.serving.conversation import _not_stored
+from pensieve.serving.conversation import _not_stored, open_turn
 from pensieve.sessions import SessionStore
 from pensieve.sessions.export import to_json, to_markdown
+from pensieve.sessions.history import fit_history
 from pensieve.sessions.records import calls_json
 from pensieve.sessions.store import MIGRATIONS
 
@@ -139,3 +140,20 @@ def test_plain_turns_store_no_tool_fields(role: str) -> None:
     store.record_turn(session.id, [ChatMessage("user", "Hi")], "Hello", FACTS, 0)
     message = next(m for m in store.messages(session.id) if m.role == role)
     assert (message.tool_calls, message.tool_call_id) == (None, None)
+
+
+def test_a_result_keeps_the_turn_of_its_call_when_history_is_trimmed() -> None:
+    old = [ChatMessage("user", "Hi " * 50), ChatMessage("assistant", "Hello " * 50)]
+    calling = [ChatMessage("user", "Weather?"), ChatMessage("assistant", "", tool_calls=(CALL,))]
+    result = [ChatMessage("tool", "21 C", tool_call_id=CALL.id)]
+
+    def words(messages: list[ChatMessage]) -> int:
+        return sum(len(m.content.split()) + len(m.tool_calls) for m in messages)
+
+    older, kept = open_turn([*old, *calling], result)
+    assert (older, kept) == (old, [*calling, *result])
+    # A budget that fits only the last messages: the call stays with its result, the older turn goes.
+    fitted, left_out = fit_history(None, older, kept, words, budget=10)
+    assert (fitted, left_out) == ([*calling, *result], 2)
+    question = [ChatMessage("user", "And tomorrow?")]
+    assert open_turn([*old, *calling], question) == ([*old, *calling], question)  # no result: all may go

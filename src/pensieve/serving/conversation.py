@@ -184,11 +184,24 @@ async def begin_turn(
         [ChatMessage(m.role, m.text(i), m.name, m.calls(), m.tool_call_id) for i, m in enumerate(new)], stored
     )
     count, budget = await _measure(model, body, pool, cloud, defaults)
-    fitted, left_out = await asyncio.to_thread(fit_history, system, history, new_chat, count, budget)
+    older, prompt_new = open_turn(history, new_chat)
+    fitted, left_out = await asyncio.to_thread(fit_history, system, older, prompt_new, count, budget)
     messages = [ChatMessageIn.of(m) for m in fitted]  # tool calls and results of the new messages kept
     run_body = body.model_copy(update={"messages": messages, "model": model})
     turn = SessionTurn(store, session, list(new_chat), left_out)
     return turn, run_body
+
+
+def open_turn(history: list[ChatMessage], new: list[ChatMessage]) -> tuple[list[ChatMessage], list[ChatMessage]]:
+    """The history that may be trimmed, and what the prompt must keep: the new messages, and when they carry
+    tool results, the stored turn holding the calls they answer (from its user message on). A result without
+    its call is refused by cloud providers and meaningless to a model, so that turn is never trimmed away:
+    if even it does not fit, the engine reports `context_length_exceeded`."""
+    if not any(message.role == "tool" for message in new):
+        return history, new
+    starts = [index for index, message in enumerate(history) if message.role == "user"]
+    cut = starts[-1] if starts else 0
+    return history[:cut], [*history[cut:], *new]
 
 
 def _not_stored(new: list[ChatMessage], stored: list[StoredMessage]) -> list[ChatMessage]:
