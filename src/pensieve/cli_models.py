@@ -138,7 +138,11 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
     try:
         spec = parse_spec(args.spec, args.file or args.quant)
         file = resolve(spec, revision=args.revision, endpoint=endpoint)
-        print(f"{file.repo}: {file.filename} ({_human_size(file.size)}) at {file.revision[:12]}", file=sys.stderr)
+        split = f" and {len(file.parts)} more part(s)" if file.parts else ""
+        print(
+            f"{file.repo}: {file.filename}{split} ({_human_size(file.total_size)}) at {file.revision[:12]}",
+            file=sys.stderr,
+        )
         progress = ProgressLine(file.name, enabled=not args.quiet)
         path = pull_file(file, settings.engine.models_dir, force=args.force, on_progress=progress, endpoint=endpoint)
     except PensieveError as exc:
@@ -153,6 +157,7 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
 
 def cmd_models_rm(args: argparse.Namespace) -> int:
     """Delete a model file from the models folder."""
+    from pensieve.engine.model_config import config_path
     from pensieve.errors import PensieveError
     from pensieve.model_pull import remove_model
 
@@ -163,7 +168,7 @@ def cmd_models_rm(args: argparse.Namespace) -> int:
         print(f"pensieve: {exc.message}", file=sys.stderr)
         return 1
     print(f"Removed {', '.join(str(path) for path in removed)}")
-    config = removed[0].with_suffix(".toml")
+    config = config_path(removed[0])
     if config.exists():
         print(f"Kept its settings file {config}")
     return 0

@@ -3,7 +3,9 @@
 `repo` alone picks the repository's one GGUF file, or among several the Q4_K_M one; `repo:Q5_K_M` picks by
 the quantization tag in the file name (case-insensitive, as a whole word: `Q4_K` is not `Q4_K_M`);
 `repo:name.gguf` picks that file. Vision projectors (`mmproj*`) are never the default. A model split into
-parts (`-00001-of-00003.gguf`) is refused with the way out: Pensieve serves single files only.
+parts (`-00001-of-00003.gguf`) is one candidate, preferred less than a single file: choosing it (by tag, or by
+naming any of its parts) gives its first part with every other part in `HubFile.parts`, all downloaded and
+verified together (engine/gguf_split.py says how llama.cpp and the registry see them).
 
 The repository's file list, sizes and LFS sha256 come from the real `huggingface_hub` client
 (`HfApi.model_info(files_metadata=True)`), pinned to the commit it reports, so the bytes downloaded later
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from pensieve.engine.gguf_split import model_id_of, split_name
 from pensieve.errors import InvalidRequestError, NotFoundError, PensieveError
 
 HUB_DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -27,7 +31,7 @@ _QUANT = re.compile(r"(?<![A-Za-z0-9])(I?Q\d[A-Za-z0-9_]*|[BM]?F(?:16|32)|BF16)(
 
 
 class HubError(InvalidRequestError):
-    """The pull cannot go ahead as asked (no such file, several candidates, a split model): HTTP 400."""
+    """The pull cannot go ahead as asked (no such file, several candidates, an incomplete split): HTTP 400."""
 
     default_code = "hub_error"
 
@@ -66,6 +70,7 @@ class HubFile:
     revision: str  # the commit the listing came from
     sha256: str | None  # LFS files
     git_sha1: str | None = None  # files stored in git itself (small ones): the blob id
+    parts: tuple[HubFile, ...] = ()  # a split model's parts 2..N (this file is its part 1)
 
     @property
     def name(self) -> str:
@@ -74,8 +79,18 @@ class HubFile:
 
     @property
     def model_id(self) -> str:
-        """The id the model will be served under (its file stem)."""
-        return self.name.removesuffix(".gguf")
+        """The id the model will be served under (its file stem, without a split model's part suffix)."""
+        return model_id_of(Path(self.name))
+
+    @property
+    def files(self) -> tuple[HubFile, ...]:
+        """Every file to download: this one, then a split model's other parts."""
+        return (self, *self.parts)
+
+    @property
+    def total_size(self) -> int:
+        """The bytes of every file to download."""
+        return sum(file.size for file in self.files)
 
 
 def hub_endpoint() -> str:
@@ -121,15 +136,23 @@ def _describe(files: list[HubFile]) -> str:
     return ", ".join(names) or "none"
 
 
-def _refuse_split(file: HubFile) -> None:
-    parts = _split_parts(file.filename)
-    if parts is not None:
+def _with_parts(chosen: HubFile, ggufs: list[HubFile]) -> HubFile:
+    """`chosen`, or for a part of a split model its first part with the others in `parts` (all must be listed)."""
+    split = split_name(chosen.filename)
+    if split is None:
+        return chosen
+    folder = chosen.filename[: len(chosen.filename) - len(chosen.name)]
+    listed = {f.filename.lower(): f for f in ggufs}
+    found = [listed.get((folder + name).lower()) for name in split.names()]
+    missing = [name for name, file in zip(split.names(), found, strict=True) if file is None]
+    if missing:
         raise HubError(
-            f"{file.filename} is one part of a model split in {parts} files; Pensieve serves single-file GGUFs "
-            "only. Pick a quantization that is one file, or download the parts and join them with "
-            "`llama-gguf-split --merge`, then put the result in the models folder.",
-            code="split_gguf_unsupported",
+            f"{chosen.filename} is part of a model split in {split.count} files, but {chosen.repo} lacks "
+            f"{', '.join(missing)}: the split is incomplete, so it could not load.",
+            code="incomplete_split_gguf",
         )
+    first, *rest = [file for file in found if file is not None]
+    return replace(first, parts=tuple(rest))
 
 
 def choose_file(files: list[HubFile], selector: str | None, repo: str) -> HubFile:
@@ -146,24 +169,21 @@ def choose_file(files: list[HubFile], selector: str | None, repo: str) -> HubFil
                 param="file",
                 code="file_not_found",
             )
-        _refuse_split(matches[0])
-        return matches[0]
+        return _with_parts(matches[0], ggufs)
     models = [f for f in ggufs if not f.name.lower().startswith("mmproj")]
     if selector:
         tag = re.compile(rf"(?<![A-Za-z0-9]){re.escape(selector)}(?![A-Za-z0-9_])", re.IGNORECASE)
         matches = [f for f in models if tag.search(f.name)]
         what = f"quantization {selector}"
     else:
-        # Single files first (a split model is refused below, with the reason).
+        # Single files first: they load anywhere, and a split's parts must all come.
         pool = [f for f in models if _split_parts(f.filename) is None] or models
         preferred = [f for f in pool if quant_tag(f.name) == DEFAULT_QUANT]
         matches = pool if len({_SPLIT.sub("", f.filename) for f in pool}) == 1 else (preferred or pool)
         what = f"a default ({DEFAULT_QUANT}, or the only file)"
     # The parts of one split model count as one candidate.
     if len({_SPLIT.sub("", f.filename) for f in matches}) == 1:
-        chosen = sorted(matches, key=lambda f: f.filename)[0]
-        _refuse_split(chosen)
-        return chosen
+        return _with_parts(sorted(matches, key=lambda f: f.filename)[0], ggufs)
     if not matches:
         raise HubNotFoundError(
             f"The repository {repo} has no GGUF file for {what}. Its GGUF files: {_describe(ggufs)}. "
@@ -220,11 +240,13 @@ def list_files(repo: str, *, revision: str | None = None, endpoint: str | None =
 
 
 def resolve(spec: PullSpec, *, revision: str | None = None, endpoint: str | None = None) -> HubFile:
-    """The one GGUF file `spec` names, with its size, commit and hash; HubError/HubNotFoundError otherwise."""
+    """The GGUF file `spec` names (a split model's first part, its other parts in `parts`), with sizes, commit
+    and hashes; HubError/HubNotFoundError otherwise."""
     chosen = choose_file(list_files(spec.repo, revision=revision, endpoint=endpoint), spec.selector, spec.repo)
-    if chosen.sha256 is None and chosen.git_sha1 is None:
-        raise HubError(
-            f"The hub gives no hash for {chosen.filename}, so its download could not be verified.",
-            code="no_hash",
-        )
+    for file in chosen.files:
+        if file.sha256 is None and file.git_sha1 is None:
+            raise HubError(
+                f"The hub gives no hash for {file.filename}, so its download could not be verified.",
+                code="no_hash",
+            )
     return chosen

@@ -7,6 +7,8 @@ next time. The part's name carries the expected hash, so a part is only ever con
 content. The hash is computed while the bytes arrive (a resumed part is re-read once); only a file whose
 sha256 (LFS files) or git blob id (small files) matches, and whose GGUF header passes the registry's hardened
 reader, is renamed to `models/<file>`: the models folder never holds a half-written or unverified model.
+A split model's parts are each downloaded, resumed and hash-checked this way, and installed together once
+all are verified (the first part, which llama.cpp is given, last).
 
 huggingface_hub resolves the file's URL (`hf_hub_url`, then a HEAD through the hub's redirects with
 `get_hf_file_metadata`) and builds the headers (user agent, HF_TOKEN); the Authorization header is not sent
@@ -28,6 +30,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from pensieve import __version__
+from pensieve.engine.gguf_metadata import read_gguf_metadata
+from pensieve.engine.gguf_split import SPLIT_COUNT_KEY, is_part_of, model_id_of
 from pensieve.engine.registry import inspect_model_file, normalise_model_id
 from pensieve.errors import ModelNotFoundError, PensieveError
 from pensieve.model_hub import HubError, HubFile, HubNotFoundError, HubUnavailableError, hub_endpoint
@@ -204,65 +208,121 @@ def pull_file(
     cancel: threading.Event | None = None,
     endpoint: str | None = None,
 ) -> Path:
-    """Download, verify and install `file` as `models_dir/<name>`; return its path.
+    """Download, verify and install `file` (and a split model's other parts) into `models_dir`; return the
+    path of the model (a split model's first part, the path llama.cpp loads).
 
-    A file of that name that was verified with the same hash is kept as it is ("already installed");
-    another one is refused with ModelExistsError unless `force`. `on_progress(stage, done, total)` gets
-    "downloading" and "verifying" stages; setting `cancel` stops the download (the part file stays).
+    A model whose files were all verified with the same hashes is kept as it is ("already installed"); a
+    different file of one of those names is refused with ModelExistsError unless `force`. `on_progress(stage,
+    done, total)` gets "downloading" and "verifying" stages over the bytes of every part; setting `cancel`
+    stops the download (the part files stay). Each part is hash-checked as it completes; nothing is
+    installed until every part is verified and the first one's GGUF header (and `split.count`) is sound.
     """
     models_dir.mkdir(parents=True, exist_ok=True)
-    target = models_dir / file.name
-    expected = file.sha256 or file.git_sha1 or ""
-    if target.exists() and not force:
-        if stamp_matches(target, expected):
-            return target
+    files = file.files
+    targets = [models_dir / f.name for f in files]
+    if any(target.exists() for target in targets) and not force:
+        if all(stamp_matches(target, _expected(f)) for target, f in zip(targets, files, strict=True)):
+            return targets[0]
+        taken = next(target for target in targets if target.exists())
         raise ModelExistsError(
-            f"{target.name} is already in the models folder (not this download): remove it first "
+            f"{taken.name} is already in the models folder (not this download): remove it first "
             f"(pensieve models rm {file.model_id}) or pull with force.",
             param="repo",
         )
-    part = _Part(part_path(models_dir, file), file)
-    _download(part, endpoint or hub_endpoint(), on_progress, cancel)
+    total, offset, parts = file.total_size, 0, []
+    for each in files:
+        part = _Part(part_path(models_dir, each), each)
+        _download(part, endpoint or hub_endpoint(), _shifted(on_progress, offset, total), cancel)
+        _verify(part)
+        parts.append(part)
+        offset += each.size
     if on_progress is not None:
-        on_progress("verifying", part.size, file.size)
-    if not part.matches:
-        part.path.unlink(missing_ok=True)
-        kind = "sha256" if file.sha256 else "git blob id"
-        raise HubUnavailableError(
-            f"{file.filename} from {file.repo} does not match the hub's {kind} {expected} (got "
-            f"{part.digest.hexdigest()}, {part.size} bytes): the download was corrupted or the mirror serves "
-            "other bytes. Nothing was installed.",
-            code="checksum_mismatch",
-        )
-    checked = inspect_model_file(part.path)
-    if checked.error is not None:
-        part.path.unlink(missing_ok=True)
+        on_progress("verifying", total, total)
+    problem = _header_problem(parts[0].path, len(files))
+    if problem is not None:
+        for part in parts:
+            part.path.unlink(missing_ok=True)
         raise HubError(
-            f"{file.filename} from {file.repo} is not a usable GGUF file: {checked.error}. Nothing was installed.",
+            f"{file.filename} from {file.repo} is not a usable GGUF file: {problem}. Nothing was installed.",
             code="invalid_gguf",
         )
-    part.path.replace(target)  # atomic: same folder
-    write_stamp(target, expected)
-    logger.info("pulled %s from %s into %s", file.filename, file.repo, target)
-    return target
+    # The first part last: the registry never sees a split model's first part without the others.
+    for part, target in reversed(list(zip(parts, targets, strict=True))):
+        part.path.replace(target)  # atomic: same folder
+        write_stamp(target, _expected(part.file))
+    logger.info("pulled %s (%d file(s)) from %s into %s", file.filename, len(files), file.repo, targets[0])
+    return targets[0]
+
+
+def _expected(file: HubFile) -> str:
+    return file.sha256 or file.git_sha1 or ""
+
+
+def _shifted(on_progress: Progress | None, offset: int, total: int) -> Progress | None:
+    """A part's progress as progress over every part (the bytes of the parts before it added)."""
+    if on_progress is None:
+        return None
+    return lambda stage, done, _part_total: on_progress(stage, offset + done, total)
+
+
+def _verify(part: _Part) -> None:
+    """Delete the part and raise when its bytes do not hash to what the hub lists."""
+    if part.matches:
+        return
+    part.path.unlink(missing_ok=True)
+    file = part.file
+    kind = "sha256" if file.sha256 else "git blob id"
+    raise HubUnavailableError(
+        f"{file.filename} from {file.repo} does not match the hub's {kind} {_expected(file)} (got "
+        f"{part.digest.hexdigest()}, {part.size} bytes): the download was corrupted or the mirror serves "
+        "other bytes. Nothing was installed.",
+        code="checksum_mismatch",
+    )
+
+
+def _header_problem(first: Path, count: int) -> str | None:
+    """Why the (first) downloaded file is no usable GGUF, or a split's header disagrees with its part count."""
+    checked = inspect_model_file(first)
+    if checked.error is not None:
+        return checked.error
+    if count == 1:
+        return None
+    declared = read_gguf_metadata(first).values.get(SPLIT_COUNT_KEY)
+    if type(declared) is not int or declared != count:
+        return f"its header's {SPLIT_COUNT_KEY} is {declared!r}, but the hub lists {count} parts"
+    return None
 
 
 def remove_model(models_dir: Path, model_id: str) -> list[Path]:
-    """Delete a model's file (and its verification stamp); its `<id>.toml` settings are kept. Return what went.
+    """Delete a model's file, or every part of a split model (and their verification stamps); its `<id>.toml`
+    settings are kept. Return what went.
 
     ModelNotFoundError names the installed models when there is no such file.
     """
-    wanted = normalise_model_id(model_id)
-    target = models_dir / f"{wanted}.gguf"
-    if "/" in wanted or "\\" in wanted or not target.is_file():
-        known = sorted(path.stem for path in models_dir.glob("*.gguf")) if models_dir.is_dir() else []
+    wanted = model_id_of(Path(normalise_model_id(model_id) + ".gguf"))  # a split's part names its model
+    files = _model_files(models_dir, wanted) if "/" not in wanted and "\\" not in wanted else []
+    if not files:
+        known = sorted({model_id_of(path) for path in models_dir.glob("*.gguf")}) if models_dir.is_dir() else []
         raise ModelNotFoundError(
             f"No model '{model_id}' in {models_dir}. Installed models: {', '.join(known) or 'none'}.", param="model"
         )
-    removed = [target]
-    target.unlink()
-    stamp = stamp_path(target)
-    if stamp.exists():
-        stamp.unlink()
-        removed.append(stamp)
+    removed = []
+    for target in files:
+        target.unlink()
+        removed.append(target)
+        stamp = stamp_path(target)
+        if stamp.exists():
+            stamp.unlink()
+            removed.append(stamp)
     return removed
+
+
+def _model_files(models_dir: Path, model_id: str) -> list[Path]:
+    """`<id>.gguf`, or else every `<id>-NNNNN-of-NNNNN.gguf` part (first to last) in the folder."""
+    single = models_dir / f"{model_id}.gguf"
+    if single.is_file():
+        return [single]
+    if not models_dir.is_dir():
+        return []
+    parts = [path for path in models_dir.glob("*.gguf") if is_part_of(path, model_id)]
+    return sorted(parts, key=lambda path: path.name)

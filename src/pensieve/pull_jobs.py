@@ -76,7 +76,8 @@ class PullJob:
             "model_id": self.file.model_id,
             "status": self.status,
             "done_bytes": self.done_bytes,
-            "total_bytes": self.file.size,
+            "total_bytes": self.file.total_size,
+            "parts": [file.filename for file in self.file.files],  # more than one for a split model
             "resumed_from_bytes": self.resumed_from or 0,
             "bytes_per_second": self.bytes_per_second(),
             "sha256": self.file.sha256,
@@ -120,7 +121,7 @@ class PullJobs:
             job.status = "failed"
             job.error = PensieveError(f"The pull failed: {type(exc).__name__}: {exc}").to_body()["error"]
         else:
-            job.status, job.path, job.done_bytes = "done", str(path), job.file.size
+            job.status, job.path, job.done_bytes = "done", str(path), job.file.total_size
         finally:
             job.finished_at, job._clock_end = time.time(), time.monotonic()
             self._tasks.pop(job.id, None)

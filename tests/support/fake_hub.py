@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from support.hostile_gguf import BASE_KVS, gguf_file, kv_string, tensor_info
+from support.hostile_gguf import BASE_KVS, gguf_file, gguf_string, kv_string, tensor_info
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -38,6 +38,24 @@ def tiny_gguf(size_bytes: int = 4 * 1024 * 1024, name: str = "tiny") -> bytes:
     data = struct.pack("<256f", *range(256)) * (count // 256) + struct.pack(f"<{count % 256}f", *range(count % 256))
     kvs = [BASE_KVS[0], kv_string("general.name", name)]
     return gguf_file(kvs, [tensor_info("weight", [count])], data)
+
+
+def tiny_split(count: int, size_bytes: int = 2 * 1024 * 1024, name: str = "tiny split") -> list[bytes]:
+    """The parts of a split GGUF as `llama-gguf-split` writes them: each part a GGUF with one tensor of its
+    own and `split.no` (uint16, from 0), `split.count` (uint16) and `split.tensors.count` (int32)."""
+    count_floats = max(8, size_bytes // 4)
+    parts = []
+    for number in range(count):
+        data = struct.pack(f"<{count_floats}f", *(float((i + number) % 251) for i in range(count_floats)))
+        kvs = [
+            BASE_KVS[0],
+            kv_string("general.name", name),
+            gguf_string("split.no") + struct.pack("<IH", 2, number),
+            gguf_string("split.count") + struct.pack("<IH", 2, count),
+            gguf_string("split.tensors.count") + struct.pack("<Ii", 5, count),
+        ]
+        parts.append(gguf_file(kvs, [tensor_info(f"weight.{number}", [count_floats])], data))
+    return parts
 
 
 @dataclass

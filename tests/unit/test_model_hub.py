@@ -62,13 +62,18 @@ def test_a_file_name_picks_that_file() -> None:
         _pick("other.gguf", "m-Q8_0.gguf")
 
 
-def test_split_models_are_refused_with_the_way_out() -> None:
+def test_a_split_model_is_one_candidate_with_all_its_parts() -> None:
     parts = [f"m-Q8_0-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
-    for selector in ("Q8_0", None, parts[1]):
-        with pytest.raises(HubError, match=r"split in \d files.*llama-gguf-split --merge") as caught:
-            _pick(selector, *parts, "m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf")
-        assert caught.value.code in ("split_gguf_unsupported", "ambiguous_model_file")
+    others = ("m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf")
+    for selector in ("Q8_0", parts[1], parts[2]):  # a tag, or any part's name, means the whole model
+        chosen = choose_file(_files(*reversed(parts), *others), selector, "org/m-GGUF")
+        assert [f.filename for f in chosen.files] == parts
+        assert (chosen.model_id, chosen.total_size) == ("m-Q8_0", 30)
+    assert choose_file(_files(*parts, *others), None, "org/m-GGUF").files[1].filename == others[1]  # Q4_K_M
     assert _pick(None, *parts, "m-Q4_K_M.gguf") == "m-Q4_K_M.gguf"  # a single file is preferred
+    with pytest.raises(HubError, match=r"split in 3 files.*lacks m-Q8_0-00002-of-00003\.gguf") as caught:
+        _pick("Q8_0", parts[0], parts[2])
+    assert caught.value.code == "incomplete_split_gguf"
 
 
 def _model(folder: Path, model_id: str, toml: str | None = None) -> Path:

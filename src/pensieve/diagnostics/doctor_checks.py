@@ -6,6 +6,7 @@ llama.cpp in a child process only (a build that dies by SIGILL must not take the
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from pensieve.diagnostics.cpu_features import (
     missing_features,
 )
 from pensieve.diagnostics.self_test import SelfTestResult, run_self_test
+from pensieve.engine.gguf_split import model_id_of
 from pensieve.units import format_bytes
 
 Status = Literal["ok", "warn", "fail"]
@@ -102,8 +104,13 @@ def check_llama_build(stamp: dict[str, object] | None, self_test: SelfTestResult
 
 
 def default_model_path(settings: Settings) -> Path:
-    """Where the default model's file is expected."""
-    return settings.engine.models_dir / f"{settings.engine.default_model}.gguf"
+    """Where the default model's file is expected (a split model's first part, when that is what is there)."""
+    model_id, folder = settings.engine.default_model, settings.engine.models_dir
+    single = folder / f"{model_id}.gguf"
+    if single.is_file():
+        return single
+    firsts = sorted(folder.glob(f"{glob.escape(model_id)}-00001-of-*.gguf")) if folder.is_dir() else []
+    return next((path for path in firsts if model_id_of(path) == model_id), single)
 
 
 def check_self_test(settings: Settings) -> tuple[CheckResult, SelfTestResult | None]:
@@ -129,7 +136,7 @@ def check_models(settings: Settings) -> CheckResult:
     if not folder.is_dir():
         return CheckResult("models", "fail", f"the models folder {folder} does not exist", install)
     if not model.is_file():
-        found = ", ".join(sorted(p.stem for p in folder.glob("*.gguf"))) or "none"
+        found = ", ".join(sorted({model_id_of(p) for p in folder.glob("*.gguf")})) or "none"
         return CheckResult("models", "fail", f"{model} is missing (models here: {found})", install)
     try:
         source = default_model_source()

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pensieve.engine.gguf_split import model_id_of
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.settings_sections import EngineSettings
 from pensieve.settings_sections.base import ChatFormat
@@ -81,8 +82,8 @@ class ConfigStamp:
 
 
 def config_path(model_path: Path) -> Path:
-    """`models/<id>.toml` for `models/<id>.gguf`."""
-    return model_path.with_suffix(CONFIG_SUFFIX)
+    """`models/<id>.toml` for `models/<id>.gguf` (and for a split model's `models/<id>-00001-of-0000N.gguf`)."""
+    return model_path.with_name(model_id_of(model_path) + CONFIG_SUFFIX)
 
 
 def config_stamp(model_path: Path) -> ConfigStamp | None:

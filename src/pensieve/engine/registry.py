@@ -1,6 +1,7 @@
 """The model registry: which GGUF files are installed, and what their headers say.
 
-Model ids are file stems (`models/gemma-3-270m-q4_k_m.gguf` -> `gemma-3-270m-q4_k_m`). Headers are
+Model ids are file stems (`models/gemma-3-270m-q4_k_m.gguf` -> `gemma-3-270m-q4_k_m`); a model split in
+parts (`m-00001-of-00003.gguf`, ...) is one model `m` whose path is its first part (engine/gguf_split.py). Headers are
 re-read only when a file's size or modification time changes, so rescanning on every listing is cheap
 and a file dropped into the folder is served without a restart. An optional `models/<id>.toml` gives the
 model its own settings and aliases (`model_config.py`); it is re-read when it changes, and a bad one makes
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pensieve.engine.gguf_metadata import GGUFFormatError, GGUFMetadata, read_gguf_metadata
+from pensieve.engine.gguf_split import SPLIT_COUNT_KEY, is_later_part, model_id_of, split_parts, split_problem
 from pensieve.engine.model_config import (
     NO_SETTINGS,
     ConfigStamp,
@@ -80,7 +83,7 @@ class ModelInfo:
 def _describe(path: Path, stat_size: int, stat_mtime: int, metadata: GGUFMetadata) -> ModelInfo:
     name = metadata.values.get("general.name")
     return ModelInfo(
-        id=path.stem,
+        id=model_id_of(path),
         path=path,
         size_bytes=stat_size,
         modified_ns=stat_mtime,
@@ -99,28 +102,45 @@ def _describe(path: Path, stat_size: int, stat_mtime: int, metadata: GGUFMetadat
     )
 
 
+def model_stat(path: Path) -> tuple[int, int]:
+    """A model's (size, mtime): its file's, or for a split model the parts' total size and latest mtime."""
+    size, modified = 0, 0
+    for part in split_parts(path):
+        try:
+            stat = part.stat()
+        except OSError:
+            continue  # a missing part is reported by inspect_model_file
+        size, modified = size + stat.st_size, max(modified, stat.st_mtime_ns)
+    return size, modified
+
+
 def inspect_model_file(path: Path) -> ModelInfo:
-    """Read one file's header (and its TOML settings) into a ModelInfo; a bad one yields an entry with `error`."""
-    stat = path.stat()
+    """Read one file's header (and its TOML settings) into a ModelInfo; a bad one yields an entry with `error`.
+
+    For a split model's first part the header is read from that part, and every part must be there."""
+    size, modified = model_stat(path)
     stamp = config_stamp(path)
+    model_id = model_id_of(path)
     try:
         settings = read_model_settings(path)
     except ModelConfigError as exc:
         logger.warning("model settings of %s are invalid: %s", path, exc)
         error = f"its settings file {exc}"
-        return ModelInfo(path.stem, path, stat.st_size, stat.st_mtime_ns, error=error, config=stamp)
+        return ModelInfo(model_id, path, size, modified, error=error, config=stamp)
     try:
-        info = _describe(path, stat.st_size, stat.st_mtime_ns, read_gguf_metadata(path))
+        metadata = read_gguf_metadata(path)
+        problem = split_problem(path, metadata.values.get(SPLIT_COUNT_KEY))
+        if problem is not None:
+            raise GGUFFormatError(problem)
+        info = _describe(path, size, modified, metadata)
         return replace(info, settings=settings, config=stamp)
     except (GGUFFormatError, OSError, ValueError) as exc:
         logger.warning("model file %s is unusable: %s", path, exc)
-        return ModelInfo(
-            id=path.stem, path=path, size_bytes=stat.st_size, modified_ns=stat.st_mtime_ns, error=str(exc), config=stamp
-        )
+        return ModelInfo(id=model_id, path=path, size_bytes=size, modified_ns=modified, error=str(exc), config=stamp)
     except Exception as exc:  # a file in models/ may be hostile: a reader bug must not break the listing
         logger.exception("model file %s could not be read", path)
         error = f"its header could not be read ({type(exc).__name__}: {exc})"
-        return ModelInfo(path.stem, path, stat.st_size, stat.st_mtime_ns, error=error, config=stamp)
+        return ModelInfo(model_id, path, size, modified, error=error, config=stamp)
 
 
 class ModelRegistry:
@@ -138,23 +158,22 @@ class ModelRegistry:
             return []
         found: dict[Path, ModelInfo] = {}
         for path in sorted(self.models_dir.glob("*.gguf")):
-            if not path.is_file():
+            if not path.is_file() or is_later_part(path):  # parts 2..N belong to part 1
                 continue
-            try:
-                stat = path.stat()
-            except OSError:
+            size, modified = model_stat(path)
+            if size == 0 and modified == 0:
                 continue  # removed while scanning
             cached = self._cache.get(path)
             if (
                 cached
-                and cached.size_bytes == stat.st_size
-                and cached.modified_ns == stat.st_mtime_ns
+                and cached.size_bytes == size
+                and cached.modified_ns == modified
                 and cached.config == config_stamp(path)
             ):
                 found[path] = cached
             else:
                 found[path] = inspect_model_file(path)
-        models = sorted(found.values(), key=lambda info: info.id)
+        models = _one_per_id(found.values())
         aliases = _alias_map(models)
         with self._lock:
             self._cache, self._aliases = found, aliases
@@ -173,6 +192,19 @@ class ModelRegistry:
     def aliases(self) -> dict[str, str]:
         """Alias -> model id, as of the last scan."""
         return dict(self._aliases)
+
+
+def _one_per_id(models: Iterable[ModelInfo]) -> list[ModelInfo]:
+    """The models sorted by id, one per id: `m.gguf` wins over a split `m-00001-of-0000N.gguf` (same id)."""
+    chosen: dict[str, ModelInfo] = {}
+    for info in sorted(models, key=lambda info: (info.id, info.path.name != f"{info.id}.gguf")):
+        if info.id in chosen:
+            logger.warning(
+                "model file %s is ignored: %s already has the id %s", info.path, chosen[info.id].path, info.id
+            )
+            continue
+        chosen[info.id] = info
+    return list(chosen.values())
 
 
 def _alias_map(models: list[ModelInfo]) -> dict[str, str]:

@@ -48,7 +48,14 @@ def to_markdown(session: Session, messages: list[StoredMessage]) -> str:
     if session.system_prompt:
         lines += ["", "**System prompt**", "", session.system_prompt]
     for message in messages:
-        lines += ["", "---", "", f"### {message.role.capitalize()}", "", message.content]
+        heading = message.role.capitalize()
+        if message.tool_call_id:
+            heading += f" (result of `{message.tool_call_id}`)"
+        lines += ["", "---", "", f"### {heading}", "", message.content]
+        for call in message.tool_calls or ():
+            function = call.get("function") or {}
+            lines += ["", f"Calls `{function.get('name')}` (`{call.get('id')}`):", "", "```json"]
+            lines += [str(function.get("arguments") or ""), "```"]
         if message.role == "assistant":
             if message.partial:
                 lines += ["", "*(partial answer: stopped before it was complete)*"]

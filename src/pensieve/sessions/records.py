@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from pensieve.engine_api import ChatMessage, ToolCall
 from pensieve.errors import NotFoundError
 
-MessageRole = Literal["system", "user", "assistant"]
+MessageRole = Literal["system", "user", "assistant", "tool"]
 RouteName = Literal["local", "cloud"]
 
 
@@ -21,6 +23,14 @@ class SessionNotFoundError(NotFoundError):
     def for_id(cls, session_id: str) -> SessionNotFoundError:
         """The 404 for `session_id`, worded like OpenAI's 'No thread found with id ...'."""
         return cls(f"No session found with id '{session_id}'.", param="session_id")
+
+
+def calls_json(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    """Tool calls in OpenAI's `tool_calls` shape, as they are stored and returned."""
+    return [
+        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in calls
+    ]
 
 
 def new_id(prefix: str) -> str:
@@ -65,7 +75,9 @@ class StoredMessage:
 
     `partial` marks an answer the client stopped while it streamed; `trimmed` is how many stored
     messages were left out of the prompt that produced this answer; `citations` holds what the chat
-    path wants to keep about the files it used (file ids, cited chunks), as JSON objects.
+    path wants to keep about the files it used (file ids, cited chunks), as JSON objects. An assistant
+    turn that called tools has `tool_calls` (OpenAI's shape; its content may be empty), and a `tool` turn
+    (a function's result, sent by the client) has the `tool_call_id` it answers.
     """
 
     id: str
@@ -85,10 +97,20 @@ class StoredMessage:
     partial: bool = False
     trimmed: int | None = None
     citations: list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The API shape (`object: "session.message"`)."""
         return {"object": "session.message", **asdict(self)}
+
+    def as_chat(self) -> ChatMessage:
+        """The turn as the engine takes it in a prompt, its tool calls or answered call id kept."""
+        calls = tuple(
+            ToolCall(str(call["id"]), str(call["function"]["name"]), str(call["function"].get("arguments") or ""))
+            for call in self.tool_calls or ()
+        )
+        return ChatMessage(self.role, self.content, tool_calls=calls, tool_call_id=self.tool_call_id)
 
 
 @dataclass(frozen=True)

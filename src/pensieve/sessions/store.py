@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pensieve.engine_api import ChatMessage
 from pensieve.errors import InvalidRequestError
 from pensieve.persistence.database import Database
 from pensieve.sessions.records import (
@@ -28,6 +29,7 @@ from pensieve.sessions.records import (
     SessionNotFoundError,
     SessionPage,
     StoredMessage,
+    calls_json,
     new_id,
 )
 
@@ -75,6 +77,12 @@ MIGRATIONS = [
     """,
     # 2: files attached to the whole session (every turn's question is answered from them too).
     "ALTER TABLE sessions ADD COLUMN file_ids TEXT NOT NULL DEFAULT '[]'",
+    # 3: the tool turns of an agent loop: an answer's function calls (JSON), and the call a `tool` turn answers.
+    # Both NULL on older rows, which read back as turns without calls.
+    """
+    ALTER TABLE session_messages ADD COLUMN tool_calls TEXT;
+    ALTER TABLE session_messages ADD COLUMN tool_call_id TEXT
+    """,
 ]
 
 
@@ -248,17 +256,20 @@ class SessionStore:
             return cursor.rowcount
 
     def record_turn(
-        self, session_id: str, questions: Sequence[str], answer: str, facts: dict[str, Any], trimmed: int
+        self, session_id: str, sent: Sequence[ChatMessage], answer: str, facts: dict[str, Any], trimmed: int
     ) -> StoredMessage:
-        """Store a whole turn in ONE transaction: the client's new messages, then the answer with its `facts`
-        (the keyword arguments of `append_assistant`), and the trimmed count. A crash never leaves a question
-        stored without its answer (chat templates need the turns to alternate)."""
+        """Store a whole turn in ONE transaction: the client's new messages (questions, and in an agent loop
+        the calls it relays and the tools' results), then the answer with its `facts` (the keyword arguments
+        of `append_assistant`, plus `tool_calls` as `calls_json` gives them), and the trimmed count. A crash
+        never leaves a question stored without its answer (chat templates need the turns to alternate)."""
         with self._db.transaction() as cursor:
-            for question in questions:
-                self._insert(cursor, session_id, "user", question, {"citations": None})
-            message = self._insert(cursor, session_id, "assistant", answer, {"citations": None, **facts})
+            for message in sent:
+                role: MessageRole = message.role if message.role in ("assistant", "tool") else "user"
+                extra = {"tool_calls": calls_json(message.tool_calls) or None, "tool_call_id": message.tool_call_id}
+                self._insert(cursor, session_id, role, message.content, {"citations": None, **extra})
+            stored = self._insert(cursor, session_id, "assistant", answer, {"citations": None, **facts})
             cursor.execute("UPDATE sessions SET trimmed = ? WHERE id = ?", (max(0, trimmed), session_id))
-            return message
+            return stored
 
     def _append(self, session_id: str, role: MessageRole, content: str, facts: dict[str, Any]) -> StoredMessage:
         """Insert one message at the end and bump the session's count, update time and activity, atomically."""
@@ -280,6 +291,7 @@ class SessionStore:
             "content": content,
             "created_at": now,
             "citations": json.dumps(facts["citations"]) if facts.get("citations") is not None else None,
+            "tool_calls": json.dumps(facts["tool_calls"]) if facts.get("tool_calls") else None,
         }
         columns = ", ".join(values)
         cursor.execute(
@@ -352,4 +364,6 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         partial=bool(row["partial"]),
         trimmed=row["trimmed"],
         citations=json.loads(row["citations"]) if row["citations"] is not None else None,
+        tool_calls=json.loads(row["tool_calls"]) if row["tool_calls"] is not None else None,
+        tool_call_id=row["tool_call_id"],
     )
