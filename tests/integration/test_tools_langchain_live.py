@@ -1,7 +1,7 @@
 """LangChain's `ChatOpenAI.bind_tools` agent loop against the real server and local model (issue #17 part 1).
 
 `langchain-openai` is a dev dependency (pyproject `dev` extra); the module is skipped where it is not
-installed. instructor is not tested: its current release needs an older `openai` than the one pinned here.
+installed. instructor and litellm have their own modules (test_instructor_live.py, test_litellm_live.py).
 """
 
 from __future__ import annotations
