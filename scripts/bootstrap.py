@@ -93,6 +93,14 @@ def pinned_version(distribution: str) -> str | None:
     return match.group(1) if match else None
 
 
+def no_deps_pins() -> list[str]:
+    """`[tool.pensieve] dev-no-deps` of pyproject.toml: dev-only libraries installed without resolving their
+    declared dependencies (their pins conflict with ours although they run on them)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    match = re.search(r"^dev-no-deps\s*=\s*\[(.*?)\]", text, re.S | re.M)
+    return re.findall(r"[\"']([^\"']+)[\"']", match.group(1)) if match else []
+
+
 def installed_version(distribution: str) -> str | None:
     """The version of a distribution installed in `.venv`, or None."""
     probe = (
@@ -204,6 +212,11 @@ def ensure_dependencies(requested: set[str], plan: llama_build.BuildPlan) -> Non
     if run([python, "-m", "pip", "install", "-e", target]) != 0:
         print_pip_hints()
         raise SetupError("pip install failed (see above).")
+    pins = no_deps_pins() if "dev" in extras else []
+    if pins:
+        say(f"Installing dev client libraries without their conflicting pins: pip install --no-deps {' '.join(pins)}")
+        if run([python, "-m", "pip", "install", "--no-deps", *pins]) != 0:
+            raise SetupError("pip install --no-deps failed (see above).")
     write_stamp(
         {
             "format": STAMP_FORMAT,

@@ -6,10 +6,10 @@ arguments that validate. The test is a two-step task: extract a record from a te
 back and extract a second model from it. `Mode.JSON_SCHEMA` (a `response_format` of type `json_schema`,
 also grammar-constrained) is checked once.
 
-instructor is not in the `dev` extra: every release (1.17.0 the newest) pins `jiter<0.15`, while the
-`openai==3.51.0` Pensieve pins needs `jiter>=0.16`, so pip cannot resolve both. Installed with
-`pip install --no-deps instructor==1.17.0 docstring-parser==0.18.0 typer==0.29.2 shellingham==1.5.4` it
-imports and runs against openai 3.51.0 and jiter 0.19; the module is skipped where it is not installed.
+instructor cannot be in the `dev` extra: every release (1.17.0 the newest) pins `jiter<0.15`, while the
+`openai==3.51.0` Pensieve pins needs `jiter>=0.16`, so pip cannot resolve both. Installed with `--no-deps`
+it imports and runs against openai 3.51.0 and jiter 0.19, so the set-up installs it that way with the dev
+extra (`[tool.pensieve] dev-no-deps` in pyproject.toml); the module is skipped where it is not installed.
 """
 
 from __future__ import annotations
