@@ -52,10 +52,13 @@ DOCUMENT = (
     "Joinery Ltd, sort code 40-12-77, account 61844302, quoting the invoice number. Queries to accounts@"
     "harwicklane.co.uk or 023 8077 4410."
 )
+# The 270M base model does not follow an instruction by itself: the answer is started for it (its first
+# sentence, with the change), as a chat template or a larger model would make it start.
+REWRITE_START = "The river town of Elderbrook sits where two valleys meet, and for most of its history it has lived"
 WORKLOADS = {
     "rewrite": (
         "Rewrite the passage below with one change: the town is called Elderbrook instead of Aldermere. Keep every "
-        f"other word the same.\n\nPassage:\n{PASSAGE}\n\nRewritten passage:\nThe river town of Elderbrook",
+        f"other word the same.\n\nPassage:\n{PASSAGE}\n\nRewritten passage:\n{REWRITE_START}",
         200,
     ),
     "extract": (

@@ -11,8 +11,9 @@ is a 262k x 640 matrix product, more than half a one-token step. Worse, llama.cp
 product tiles the output rows by four: 2 rows cost more than twice 1, and 9 rows more than 12. The
 measured cost of a step by its number of logits rows is `ROW_COST` (bench/README.md, "Speculative
 decoding"); `Speculation.draft_length` picks the draft length whose expected accepted tokens per unit of
-cost beat plain decoding, or none. The expected count comes from each sequence's recent acceptance
-rate, so a sequence that writes freely (an essay) soon stops drafting, and tries again now and then.
+cost beat plain decoding, or none. The expected count comes from how long the match already agrees
+with the sequence's last tokens (a copy in progress goes on) and the sequence's recent acceptance, so a
+sequence that writes freely (an essay) drafts only where it visibly quotes.
 
 Everything here runs in the worker process and is pure Python (no llama.cpp), so it is unit-tested alone.
 """
@@ -38,25 +39,25 @@ MAX_STREAMS = 1
 MIN_GAIN = 1.05
 # Decay of the acceptance counts per verification: about the last five drafts decide.
 DECAY = 0.8
-# A sequence that stopped drafting tries a short draft again after this many steps, doubling up to the cap
-# while drafts keep failing: a free-writing answer may turn to quoting its input later.
-PROBE_STEPS = 8
-MAX_PROBE_STEPS = 128
+# How far back a match's agreement with the sequence is measured (tokens).
+MATCH_CAP = 32
 
 
 class PromptLookup:
     """Index of a sequence's n-grams (prompt + answer) to the end of their latest earlier occurrence.
 
     `history` is the sequence's real tokens; it only grows. Indexing is lazy and incremental: each
-    draft indexes the tokens added since the last one, so a step costs O(new tokens + draft).
+    lookup indexes the tokens added since the last one, so a step costs O(new tokens + draft).
     """
 
     def __init__(self) -> None:
         self._ends: dict[tuple[int, ...], int] = {}
         self._indexed = 0  # n-grams ending before this position are in `_ends`
 
-    def draft(self, history: Sequence[int], limit: int) -> list[int]:
-        """Up to `limit` tokens that followed the latest earlier occurrence of `history`'s last n-gram."""
+    def draft(self, history: Sequence[int], limit: int) -> tuple[list[int], int]:
+        """Up to `limit` tokens that followed the latest earlier occurrence of `history`'s last n-gram, and
+        how many tokens before them agree with the sequence's last ones (up to MATCH_CAP): a long agreement
+        means the sequence is copying that passage, and the copy is likely to go on."""
         end = len(history)
         # Index the n-grams ending at positions [indexed, end - 1]: not the one ending at `end`, which is
         # the suffix being looked up (its own occurrence predicts nothing).
@@ -65,83 +66,70 @@ class PromptLookup:
                 if stop >= n:
                     self._ends[tuple(history[stop - n : stop])] = stop
         self._indexed = max(self._indexed, end)
-        if limit <= 0:
-            return []
         for n in NGRAM_LENGTHS:
             if end < n:
                 continue
             found = self._ends.get(tuple(history[end - n : end]))
-            if found is not None:
-                # A match that runs into the suffix itself continues as a repeat (LZ77's overlapping copy):
-                # the draft's own earlier tokens stand for the history past its end.
-                draft: list[int] = []
-                for offset in range(found, found + limit):
-                    draft.append(history[offset] if offset < end else draft[offset - end])
-                return draft
-        return []
+            if found is None:
+                continue
+            matched = n
+            while matched < min(MATCH_CAP, found) and history[found - 1 - matched] == history[end - 1 - matched]:
+                matched += 1
+            # A match that runs into the suffix itself continues as a repeat (LZ77's overlapping copy):
+            # the draft's own earlier tokens stand for the history past its end.
+            draft: list[int] = []
+            for offset in range(found, found + limit):
+                draft.append(history[offset] if offset < end else draft[offset - end])
+            return draft, matched
+        return [], 0
 
 
 class Speculation:
-    """One sequence's drafter and its recent acceptance, which decides how long a draft pays."""
+    """One sequence's drafter and its recent acceptance, which decide how long a draft pays."""
 
     def __init__(self, rid: int) -> None:
         self.rid = rid
         self.lookup = PromptLookup()
-        # Decayed counts of accepted and rejected draft tokens; the prior (0.9) lets the first draft be long.
-        self._accepted = 4.5
-        self._rejected = 0.5
-        self._idle_steps = 0
-        self._probe_after = PROBE_STEPS
+        # Decayed counts of accepted and rejected draft tokens; the prior (0.8) alone pays for no draft: a
+        # sequence drafts once a match agrees with it for a while, or its drafts have been accepted.
+        self._accepted = 4.0
+        self._rejected = 1.0
 
     @property
     def acceptance(self) -> float:
-        """The estimated chance that the next drafted token is accepted."""
+        """The sequence's recent rate of accepted draft tokens."""
         return self._accepted / (self._accepted + self._rejected)
 
     def propose(self, history: Sequence[int], rows: int, limit: int) -> list[int]:
         """The draft for this step (maybe none) when the step already has `rows` logits rows and at most
         `limit` drafted tokens could be used (the request's remaining tokens, KV reservation, window)."""
-        length = self.draft_length(rows, limit)
-        if not length:
-            return []
-        draft = self.lookup.draft(history, length)
-        if len(draft) < length:
-            # A shorter match: cut it to the longest draft that still fills whole tiles of rows.
-            fitting = [total - rows for total in ROW_COST if 0 < total - rows <= len(draft)]
-            draft = draft[: max(fitting)] if fitting else []
-        return draft
+        draft, matched = self.lookup.draft(history, min(limit, MAX_DRAFT))
+        return draft[: self.draft_length(rows, len(draft), matched)]
 
-    def draft_length(self, rows: int, limit: int) -> int:
+    def draft_length(self, rows: int, limit: int, matched: int) -> int:
         """How many tokens to draft when the step already has `rows` logits rows; 0: do not draft.
 
-        Chooses the length whose expected emitted tokens per unit of step cost is best, if it beats plain
-        decoding by MIN_GAIN; a sequence that has not drafted for a while probes with the shortest draft.
+        The chance that each drafted token is accepted is estimated from the sequence's recent drafts
+        together with the `matched` tokens that already agree with the source (each counted as one more
+        accepted token: the rule of succession over both). The length whose expected emitted tokens per
+        unit of step cost is best wins, if it beats plain decoding by MIN_GAIN.
         """
+        acceptance = (self._accepted + matched) / (self._accepted + self._rejected + matched + 1)
         best, best_gain = 0, MIN_GAIN
         base = _cost(rows)
         for total in ROW_COST:
             length = total - rows
-            if length <= 0 or length > min(limit, MAX_DRAFT):
+            if length <= 0 or length > limit:
                 continue
-            gain = (rows - 1 + expected_tokens(self.acceptance, length)) / rows * base / _cost(total)
+            gain = (rows - 1 + expected_tokens(acceptance, length)) / rows * base / _cost(total)
             if gain > best_gain:
                 best, best_gain = length, gain
-        if best:
-            return best
-        self._idle_steps += 1
-        if self._idle_steps < self._probe_after:
-            return 0
-        self._idle_steps = 0
-        self._probe_after = min(self._probe_after * 2, MAX_PROBE_STEPS)
-        short = min(total - rows for total in ROW_COST if total > rows)
-        return short if short <= min(limit, MAX_DRAFT) else 0
+        return best
 
     def record(self, drafted: int, accepted: int) -> None:
         """Learn from one verified draft: `accepted` of its `drafted` tokens were the model's own choice."""
         self._accepted = self._accepted * DECAY + accepted
         self._rejected = self._rejected * DECAY + (1 if accepted < drafted else 0)
-        if accepted == drafted:
-            self._probe_after = PROBE_STEPS
 
 
 def expected_tokens(acceptance: float, length: int) -> float:
