@@ -28,7 +28,8 @@ GREEDY: dict[str, Any] = {"temperature": 0, "repeat_penalty": 1.0, "cache_prompt
 # differently from a 1-row one (the same holds for any step shared with other streams): log-probabilities
 # differ by up to ~0.08 on this model, so where the model's two best tokens are that close, a greedy answer
 # can take the other one. The completions are checked token for token; the chat answer below has such a near
-# tie, so it is checked up to one, which must then be a tie within rounding.
+# tie, so it is checked up to one, which must then be a tie within rounding. (Whether the unprimed chat answer
+# copies the passage, and so drafts, depends on such a tie too: the completions prove the drafting.)
 LOGPROB_TOLERANCE = 0.15
 
 
@@ -98,9 +99,7 @@ def test_greedy_completion_is_unchanged_and_drafts_are_accepted(
 def test_greedy_chat_is_unchanged(http: httpx.Client, model_id: str, stream: bool) -> None:
     messages = [{"role": "user", "content": f"Repeat this text exactly, nothing else:\n\n{PASSAGE}"}]
     body = {"model": model_id, "messages": messages, "logprobs": True, "top_logprobs": 5, "stream": stream, **GREEDY}
-    before = speculation(http)
     on = post(http, "/v1/chat/completions", body)
-    assert speculation(http)[0] > before[0]
     off = post(http, "/v1/chat/completions", {**body, "speculative": False})
     same = next((i for i, (a, b) in enumerate(zip(on[0], off[0], strict=False)) if a != b), None)
     if same is None:

@@ -17,6 +17,8 @@ from pensieve.engine.scheduler import Scheduler
 from pensieve.engine.speculation import ROW_COST, PromptLookup, Speculation, expected_tokens
 from pensieve.engine.worker_protocol import DoneEvent, Job, PromptEvent, TokenEvent
 from pensieve.engine_api import SamplingParams
+from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, RequestDefaults
+from pensieve.settings_sections import SamplingSettings
 
 EOG = 0
 
@@ -216,3 +218,16 @@ def test_sampled_output_keeps_the_distribution_of_plain_decoding() -> None:
         expected = probability * runs
         chi_square += (counts[answer] - expected) ** 2 / expected
     assert chi_square < 124.8
+
+
+def test_the_request_field_and_the_server_default_reach_the_engine_request() -> None:
+    on, off = (
+        RequestDefaults(SamplingSettings(), "m", True),
+        RequestDefaults(SamplingSettings(), "m", True, speculative=False),
+    )
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    assert ChatCompletionRequest.model_validate(chat).to_request(on).speculative
+    assert not ChatCompletionRequest.model_validate(chat).to_request(off).speculative
+    assert ChatCompletionRequest.model_validate({**chat, "speculative": True}).to_request(off).speculative
+    completion = CompletionRequest.model_validate({"prompt": ["a", "b"], "speculative": False})
+    assert [request.speculative for request in completion.to_requests(on)] == [False, False]

@@ -19,7 +19,7 @@ read right after that step's decode (a PromptEvent), so no more than SCORING_ROW
 exist. A scoring job reuses no cached prefix (a cached position has no logits); with max_tokens 0 it ends
 once its prompt is in, without evaluating the last prompt token (nothing is sampled after it).
 
-Speculative decoding (`speculation`): while a single sequence generates, a step may also hold a draft of
+Speculative decoding (`speculation`): while few sequences generate, a step may also hold a draft of
 its next tokens found by prompt lookup, each with logits on. `_verify` samples every row in order with the
 sequence's own sampler and keeps the tokens while they match the draft, so the output is what plain
 decoding would give (greedy: the same tokens; sampled: the same distribution). The rejected drafts' KV is
@@ -271,8 +271,8 @@ class Scheduler:
     def _add_drafts(self, items: list[BatchItem], sampled: list[tuple[Slot, int]]) -> dict[int, tuple[list[int], int]]:
         """Append the drafts of the sequences that speculate this step to the batch (logits on each).
 
-        Only when the step holds nothing but few sampling sequences: a prompt slice or many streams make
-        the step heavy enough that extra logits rows cost more than they save. Returns, per sequence, its
+        Only when the step holds nothing but a few sampling sequences (MAX_STREAMS): a prompt slice or many
+        streams make the step heavy enough that extra logits rows cost more than they save. Returns, per sequence, its
         draft and the batch entry of the draft's first token.
         """
         drafts: dict[int, tuple[list[int], int]] = {}
