@@ -7,8 +7,9 @@ the scheduler evaluates them in the same step as the sequence's next token and k
 model itself would have sampled (see `Scheduler._verify`).
 
 A drafted token is not free here. The gemma-3 vocabulary has 262,144 entries, so each row of logits
-is a 262k x 640 matrix product, more than half a one-token step. Worse, llama.cpp's CPU kernel for that
-product tiles the output rows by four: 2 rows cost more than twice 1, and 9 rows more than 12. The
+is a 262k x 640 matrix product, more than half a one-token step. Worse, llama.cpp's CPU kernels handle
+these rows well only four at a time (as measured; the cause is inside ggml): 2 rows cost more than twice
+1, and 9 rows more than 12. The
 measured cost of a step by its number of logits rows is `ROW_COST` (bench/README.md, "Speculative
 decoding"); `Speculation.draft_length` picks the draft length whose expected accepted tokens per unit of
 cost beat plain decoding, or none. The expected count comes from how long the match already agrees
@@ -25,9 +26,9 @@ from collections.abc import Sequence
 # N-gram lengths tried, longest first: a 3-token match predicts a copy far better than a 2-token one;
 # single tokens matched too often by chance to pay for their rows.
 NGRAM_LENGTHS = (3, 2)
-# Wall time of one single-sequence step by its number of logits rows, relative to a 1-row step (medians of
-# /tmp-free measurements on the 2-core bench machine, gemma-3-270m; bench/README.md). Only totals that are
-# multiples of four are ever chosen: the kernel's tiles are four rows wide.
+# Cost of one single-sequence step by its number of logits rows, relative to a 1-row step (1-thread CPU time
+# and 2-thread wall time on the shared 2-core machine, gemma-3-270m, rounded to the safe side; the table is in
+# bench/README.md). Only totals that are multiples of four are ever chosen: other sizes cost like the next.
 ROW_COST = {1: 1.0, 4: 3.2, 8: 5.0, 12: 6.0, 16: 7.5}
 # Longest draft (rows of logits it adds); the rows all drafts of a step may add are bounded by
 # batch_context.SPECULATIVE_ROWS, which sizes llama.cpp's output buffer.
