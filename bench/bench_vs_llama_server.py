@@ -100,6 +100,10 @@ class Target:
             "stream_options": {"include_usage": True}, "logit_bias": EOG_BIAS, "cache_prompt": cache_prompt,
             **GREEDY,
         }  # fmt: skip
+        return self.stream(body)
+
+    def stream(self, body: dict[str, object]) -> Stream:
+        """One streamed completion of `body` on /v1/completions, timed."""
         started = time.perf_counter()
         first = last = 0.0
         tokens = 0

@@ -112,6 +112,8 @@ class GenerationRequest:
     # Reuse the cached KV of a shared prompt prefix. llama.cpp's arithmetic differs slightly with how many
     # tokens a step holds, so a reused prefix can change a greedy answer; False computes the prompt in full.
     cache_prompt: bool = True
+    # Speculative decoding by prompt lookup (local models): same output, faster when it copies from its input.
+    speculative: bool = True
     # Whose cached prompts this request may reuse: requests of different callers (API keys) never share a
     # cached prefix, so `cached_tokens` (or a faster answer) cannot reveal another caller's prompt.
     cache_partition: str = ""

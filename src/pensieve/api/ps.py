@@ -48,9 +48,19 @@ def describe_loaded(engine: LocalEngine, pool: ModelPool) -> dict[str, Any]:
         "queue_depth": stats.queue_depth,
         "requests_served": stats.requests_served,
         "recent_tokens_per_second": stats.recent_tokens_per_second,
+        "speculative": speculation_row(engine.worker.drafted, engine.worker.accepted),
         "keep_alive_seconds": keep_alive,
         "expires_in_seconds": expires_in,
         "expires_at": time.time() + expires_in if expires_in is not None else None,
+    }
+
+
+def speculation_row(drafted: int, accepted: int) -> dict[str, Any]:
+    """Speculative decoding since the worker started: draft tokens verified, accepted, and the rate."""
+    return {
+        "drafted_tokens": drafted,
+        "accepted_tokens": accepted,
+        "acceptance_rate": accepted / drafted if drafted else None,
     }
 
 
@@ -60,9 +70,10 @@ async def list_loaded_models(pool: PoolDep, settings: SettingsDep) -> dict[str, 
 
     Times are Unix timestamps; `keep_alive_seconds` -1 means the model is never unloaded for idleness, and
     `expires_at` is null while it is busy or kept forever. Memory estimates are explained in docs/engine.md.
-    `failures` holds, per model, its remembered load failure or its last worker crash: `stage` (loading or
-    serving), `message`, `exit_code`, `signal` ("SIGILL", null for an exit), `at`, and `recovered`/`recovered_at`
-    once a new worker has loaded the model.
+    `speculative` counts the draft tokens of speculative decoding (prompt lookup) the worker verified and how
+    many it accepted. `failures` holds, per model, its remembered load failure or its last worker crash: `stage`
+    (loading or serving), `message`, `exit_code`, `signal` ("SIGILL", null for an exit), `at`, and
+    `recovered`/`recovered_at` once a new worker has loaded the model.
     """
     models = [describe_loaded(engine, pool) for engine in pool.loaded()]
     return {

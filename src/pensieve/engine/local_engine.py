@@ -242,6 +242,7 @@ class LocalEngine:
             cache_prompt=request.cache_prompt and not request.score_prompt,
             cache_partition=request.cache_partition,
             score_prompt=params.top_logprobs if request.score_prompt else -1,
+            speculative=request.speculative,
         )
 
     def _check_queue(self) -> None:

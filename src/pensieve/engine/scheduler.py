@@ -19,6 +19,12 @@ read right after that step's decode (a PromptEvent), so no more than SCORING_ROW
 exist. A scoring job reuses no cached prefix (a cached position has no logits); with max_tokens 0 it ends
 once its prompt is in, without evaluating the last prompt token (nothing is sampled after it).
 
+Speculative decoding (`speculation`): while few sequences generate, a step may also hold a draft of
+its next tokens found by prompt lookup, each with logits on. `_verify` samples every row in order with the
+sequence's own sampler and keeps the tokens while they match the draft, so the output is what plain
+decoding would give (greedy: the same tokens; sampled: the same distribution). The rejected drafts' KV is
+dropped at once.
+
 The scheduler is synchronous and owns the BatchContext; the worker loop feeds it commands between steps.
 Everything here runs in the worker process; its jobs and events are defined in `worker_protocol`.
 """
@@ -29,8 +35,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from pensieve.engine.llamacpp.batch_context import SCORING_ROWS, BatchContext, BatchItem, SequenceSampler
+from pensieve.engine.llamacpp.batch_context import (
+    SCORING_ROWS,
+    SPECULATIVE_ROWS,
+    BatchContext,
+    BatchItem,
+    SequenceSampler,
+)
 from pensieve.engine.llamacpp.runtime import LlamaDecodeError
+from pensieve.engine.speculation import MAX_STREAMS, Speculation
 from pensieve.engine.worker_protocol import DoneEvent, Event, Finish, Job, Load, PromptEvent, TokenEvent
 
 # Prompt tokens a step may add while other sequences are generating: a short slice of prefill (its time
@@ -71,6 +84,9 @@ class Scheduler:
         self.eog = context.vocab.eog_tokens
         self.banned = context.vocab.banned_tokens
         self._rejected: list[DoneEvent] = []
+        self._speculations: dict[int, Speculation] = {}  # by sequence; replaced when its request changes
+        self.drafted = 0  # draft tokens verified since the worker started, and how many were accepted
+        self.accepted = 0
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -98,6 +114,10 @@ class Scheduler:
         """(sequences running, requests waiting, KV cells in use or reserved)."""
         running = sum(1 for slot in self.slots if slot.job is not None)
         return running, len(self.waiting), sum(slot.reserved for slot in self.slots)
+
+    def speculated(self) -> tuple[int, int]:
+        """(draft tokens verified, of which accepted) since the worker started: /api/ps's acceptance rate."""
+        return self.drafted, self.accepted
 
     # --- admission --------------------------------------------------------------------------------
 
@@ -173,6 +193,7 @@ class Scheduler:
         events: list[Event] = list(self._rejected)
         self._rejected.clear()
         items, sampled, scored = self._build_batch()
+        drafts = self._add_drafts(items, sampled)
         if not items:
             return events + self._finish_prompt_only()
         try:
@@ -187,7 +208,8 @@ class Scheduler:
         for slot, first, count in scored:
             events.append(self._score(slot, first, count))
         for slot, index in sampled:
-            events.extend(self._sample(slot, index))
+            draft = drafts.get(slot.seq)
+            events.extend(self._verify(slot, index, *draft) if draft else self._sample(slot, index))
         return events + self._finish_prompt_only()
 
     def _finish_prompt_only(self) -> list[Event]:
@@ -243,6 +265,74 @@ class Scheduler:
             items.extend(BatchItem(token, start + offset, slot.seq, scoring) for offset, token in enumerate(piece))
             room -= len(piece)
         return items, sampled, scored
+
+    # --- speculative decoding ----------------------------------------------------------------------
+
+    def _add_drafts(self, items: list[BatchItem], sampled: list[tuple[Slot, int]]) -> dict[int, tuple[list[int], int]]:
+        """Append the drafts of the sequences that speculate this step to the batch (logits on each).
+
+        Only when the step holds nothing but a few sampling sequences (MAX_STREAMS): a prompt slice or many
+        streams make the step heavy enough that extra logits rows cost more than they save. Returns, per sequence, its
+        draft and the batch entry of the draft's first token.
+        """
+        drafts: dict[int, tuple[list[int], int]] = {}
+        if not sampled or len(sampled) > MAX_STREAMS or len(items) != len(sampled):
+            return drafts
+        rows = len(items)
+        for slot, _ in sampled:
+            job = slot.job
+            assert job is not None and slot.next_token is not None
+            if not job.speculative:
+                continue
+            speculation = self._speculations.get(slot.seq)
+            if speculation is None or speculation.rid != job.rid:
+                speculation = self._speculations[slot.seq] = Speculation(job.rid)
+            # A draft longer than the tokens the request may still emit, its KV reservation or the window
+            # allows would be wasted (or run out of cells).
+            limit = min(
+                job.max_tokens - slot.produced - 1,
+                self.context.window - len(slot.cached) - 2,
+                self.context.n_batch - len(items),
+                SPECULATIVE_ROWS - (len(items) - rows),
+            )
+            # The history is the cache plus the token about to be evaluated: appended for the lookup and
+            # taken off again rather than copying a long list every step.
+            slot.cached.append(slot.next_token)
+            try:
+                draft = speculation.propose(slot.cached, len(items), limit)
+            finally:
+                slot.cached.pop()
+            if draft:
+                start = len(slot.cached) + 1
+                drafts[slot.seq] = (draft, len(items))
+                items.extend(BatchItem(token, start + offset, slot.seq, True) for offset, token in enumerate(draft))
+        return drafts
+
+    def _verify(self, slot: Slot, index: int, draft: list[int], first: int) -> list[Event]:
+        """Sample the sequence's rows in order (its next token's, then each draft token's) while the
+        sampled token equals the draft's next one; the KV of the drafts not kept is dropped.
+
+        Every emitted token is drawn by the sequence's own sampler from the logits that plain decoding
+        would have used, so greedy output is unchanged and sampled output keeps its distribution (for a
+        fixed draft this is speculative sampling's accept-with-probability-p(d) rule).
+        """
+        del slot.cached[len(slot.cached) - len(draft) :]  # the step appended the drafts as if all were kept
+        events: list[Event] = []
+        accepted = 0
+        for offset, row in enumerate((index, *range(first, first + len(draft)))):
+            events.extend(self._sample(slot, row))
+            if slot.job is None or offset == len(draft) or slot.next_token != draft[offset]:
+                break
+            slot.cached.append(draft[offset])  # its KV, computed this step, is the sequence's own now
+            accepted += 1
+        if accepted < len(draft):
+            self.context.forget(slot.seq, len(slot.cached))
+        self.drafted += len(draft)
+        self.accepted += accepted
+        speculation = self._speculations.get(slot.seq)
+        if speculation is not None:
+            speculation.record(len(draft), accepted)
+        return events
 
     def _sample(self, slot: Slot, index: int) -> list[Event]:
         job, sampler = slot.job, slot.sampler

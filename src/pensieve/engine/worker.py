@@ -36,7 +36,7 @@ def _handle(message: Message, scheduler: Scheduler, embeddings: EmbeddingQueue, 
     elif kind == ToWorker.CANCEL:
         done = scheduler.cancel(message[1])
         if done is not None:
-            conn.send((ToServer.STEP, [done], scheduler.load()))
+            conn.send((ToServer.STEP, [done], scheduler.load(), scheduler.speculated()))
         embeddings.cancel(message[1])
     elif kind == ToWorker.EMBED:
         refused = embeddings.submit(message[1], message[2])
@@ -64,7 +64,7 @@ def serve(conn: Connection, scheduler: Scheduler) -> None:
         events = scheduler.step()
         embeddings.decoded_for(time.monotonic() - started)
         if events:
-            conn.send((ToServer.STEP, events, scheduler.load()))
+            conn.send((ToServer.STEP, events, scheduler.load(), scheduler.speculated()))
         finished = embeddings.advance(streams_running=not scheduler.idle)
         if finished is not None:
             conn.send((ToServer.EMBEDDED, *finished))

@@ -91,6 +91,8 @@ class WorkerClient:
         self.running = 0
         self.waiting = 0
         self.kv_cells = 0
+        self.drafted = 0  # speculative draft tokens the worker verified, and how many it accepted
+        self.accepted = 0
         self._reader: threading.Thread | None = None
         self._messages = MessageReader(conn.fileno())
         if not self._watch_pipe():
@@ -231,6 +233,7 @@ class WorkerClient:
         kind = message[0]
         if kind == ToServer.STEP:
             events, (self.running, self.waiting, self.kv_cells) = message[1], message[2]
+            self.drafted, self.accepted = message[3]
             for event in events:
                 queue = self._streams.get(event.rid)
                 if queue is not None:

@@ -12,8 +12,9 @@ Every message is a tuple of plain picklable values whose first item is its kind 
                        ("shutdown",)                              stop serving; the worker exits
     worker -> server   ("ready", {"window", "kv_size", "n_parallel"})   the model is loaded (first message)
                        ("load_error", message)                    it could not be; the worker exits
-                       ("step", [TokenEvent | PromptEvent | DoneEvent, ...], (running, waiting, kv_cells))
-                                                                  one decode step's events, then the load
+                       ("step", [TokenEvent | PromptEvent | DoneEvent, ...], (running, waiting, kv_cells),
+                        (drafted, accepted))                      one decode step's events, then the load and
+                                                                  the speculative draft tokens verified so far
                        ("embedded", rid, [[float, ...], ...] | None, error | None)
                                                                   an embedding request's vectors or error
 
@@ -101,6 +102,7 @@ class Job:
     # -1: no prompt scoring; n >= 0: measure every prompt token's log-probability and its n likeliest
     # alternatives (PromptEvents). A scoring job computes its whole prompt: a cached prefix has no logits.
     score_prompt: int = -1
+    speculative: bool = True  # draft tokens by prompt lookup and verify them in the same step (scheduler.py)
 
 
 @dataclass(frozen=True)

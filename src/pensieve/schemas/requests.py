@@ -49,6 +49,7 @@ class RequestDefaults:
     max_request_tokens: int = 65536
     context_tokens: int = 4096
     file_context_tokens: int = 1024  # retrieved file passages a chat request may get
+    speculative: bool = True  # prompt-lookup speculative decoding for requests that do not say
 
     @classmethod
     def of(cls, settings: Settings) -> RequestDefaults:
@@ -60,6 +61,7 @@ class RequestDefaults:
             max_request_tokens=settings.server.max_request_tokens,
             context_tokens=settings.engine.n_ctx,
             file_context_tokens=settings.files.file_context_tokens,
+            speculative=settings.engine.speculative,
         )
 
 
@@ -97,6 +99,13 @@ class SamplingFields(StrictModel, LlamaCppFields):
         None,
         description="Extension (as llama.cpp's server): reuse the cached KV of a shared prompt prefix; false = "
         "compute the prompt in full, removing the commonest reason a greedy or seeded answer changes.",
+    )
+
+    speculative: bool | None = Field(
+        None,
+        description="Extension: draft tokens from the prompt and the answer so far (prompt lookup) and verify them "
+        "in one step; the output is unchanged, copying from the input gets faster. false = off for this request; "
+        "unset = the server's PENSIEVE_SPECULATIVE.",
     )
 
     @field_validator("keep_alive")
@@ -165,6 +174,10 @@ class SamplingFields(StrictModel, LlamaCppFields):
     def reuses_cached_prompt(self, defaults: RequestDefaults) -> bool:
         """Whether a cached prompt prefix may be reused: this request's cache_prompt, else the server's."""
         return defaults.cache_prompt if self.cache_prompt is None else self.cache_prompt
+
+    def speculates(self, defaults: RequestDefaults) -> bool:
+        """Whether speculative decoding may run: this request's `speculative`, else the server's setting."""
+        return defaults.speculative if self.speculative is None else self.speculative
 
     @property
     def keep_alive_seconds(self) -> float | None:
@@ -260,6 +273,7 @@ class ChatCompletionRequest(SamplingFields, ToolFields):
             params=params,
             messages=messages,
             cache_prompt=self.reuses_cached_prompt(defaults),
+            speculative=self.speculates(defaults),
             **self.tool_fields(),
         )
 
@@ -314,7 +328,12 @@ class CompletionRequest(SamplingFields):
         model, cache_prompt = self.model_id(defaults), self.reuses_cached_prompt(defaults)
         return [
             GenerationRequest(
-                model=model, params=params, prompt=prompt, cache_prompt=cache_prompt, score_prompt=self.scores_prompt
+                model=model,
+                params=params,
+                prompt=prompt,
+                cache_prompt=cache_prompt,
+                score_prompt=self.scores_prompt,
+                speculative=self.speculates(defaults),
             )
             for prompt in self.prompts()
         ]

@@ -71,6 +71,12 @@ class EngineSettings(Section):
         "prompt is computed in full (a reused prefix is the commonest reason a greedy answer changes; "
         "see docs/engine.md).",
     )
+    speculative: bool = Field(
+        True,
+        description="Speculative decoding without a draft model: tokens found in the prompt and the answer so far "
+        "are verified in one step (same output; faster rewriting, extraction, quoting). It stops drafting by "
+        "itself where drafts are not accepted; a request's speculative: false turns it off.",
+    )
     keep_alive: float = Field(
         300.0,
         ge=-1,

@@ -42,6 +42,9 @@ EMBEDDING_CHUNK = 128
 # adds to the output and compute buffers (16 MB each), however long the prompt; each row's log-probability
 # is read right after its decode and the row forgotten.
 SCORING_ROWS = 16
+# Draft tokens a step may verify (engine/speculation.py), each with its own row of logits: 16 MB more output
+# buffer, bounded however many sequences speculate.
+SPECULATIVE_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,10 @@ class BatchContext:
         params.n_ubatch = config.n_batch
         params.n_seq_max = self.n_parallel
         # Logits are needed for one token per sequence and step, plus the prompt positions a scoring request
-        # measures (SCORING_ROWS at most a step): sizing the output buffer for that instead of n_batch rows of
-        # a 262k vocabulary saves hundreds of MB. llama.cpp aborts on a batch with more outputs than this.
-        params.n_outputs_max = self.n_parallel + SCORING_ROWS
+        # measures (SCORING_ROWS at most a step) and the drafts verified (SPECULATIVE_ROWS): sizing the output
+        # buffer for that instead of n_batch rows of a 262k vocabulary saves hundreds of MB. llama.cpp aborts
+        # on a batch with more outputs than this.
+        params.n_outputs_max = self.n_parallel + SCORING_ROWS + SPECULATIVE_ROWS
         params.n_threads = config.n_threads
         params.n_threads_batch = config.n_threads_batch
         params.no_perf = True
