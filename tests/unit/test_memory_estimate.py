@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from pensieve.engine.llamacpp.runtime import LlamaConfig
-from pensieve.engine.memory import COMPUTE_BASE_BYTES, estimate_memory, kv_bytes_per_token, planned_kv_cells
+from pensieve.engine.memory import (
+    COMPUTE_BASE_BYTES,
+    choose_kv_layout,
+    estimate_memory,
+    kv_bytes_per_token,
+    planned_kv_cells,
+)
 from pensieve.engine.registry import ModelInfo, inspect_model_file
 
 REAL_MODEL = Path(__file__).resolve().parents[2] / "models" / "gemma-3-270m-q4_k_m.gguf"
@@ -77,3 +83,21 @@ def test_an_incomplete_header_gives_no_kv_figure_but_still_an_estimate() -> None
     assert estimate.total_bytes == 1_000_000_000 + 100_000_000 + COMPUTE_BASE_BYTES
     assert "unknown KV cache" in estimate.describe()
     assert kv_bytes_per_token(shape(n_layer=2, n_head=(4, 4, 4))) is None  # per-layer list of the wrong length
+
+
+def test_auto_splits_the_kv_cache_where_a_window_per_sequence_fits_an_eighth_of_the_ram(gemma: ModelInfo) -> None:
+    gib = 1024**3
+    # The default model's 16 x 4,096 split cells are 1.2 GB: split on 24 GiB, unified on 8 GiB.
+    split = choose_kv_layout(gemma, config(4096), "auto", 24 * gib)
+    assert split.kv_split and planned_kv_cells(gemma, split) == 16 * 4096
+    assert estimate_memory(gemma, planned_kv_cells(gemma, split)).kv_bytes == 16 * 4096 * 18_432
+    assert not choose_kv_layout(gemma, config(4096), "auto", 8 * gib).kv_split
+    assert not choose_kv_layout(gemma, config(4096), "auto", None).kv_split  # RAM unknown: the small layout
+    assert not choose_kv_layout(gemma, config(4096, kv_cells=8192), "auto", 24 * gib).kv_split  # a pool was set
+    # An 8B-class model (32 layers x 8 KV heads x 128): 128 KiB a cell, 8 GiB split: unified even on 24 GiB.
+    big = shape(n_layer=32, n_embd=4096, n_head=32, n_head_kv=8, context_length=131_072)
+    assert not choose_kv_layout(big, config(4096), "auto", 24 * gib).kv_split
+    # The explicit choices win.
+    assert choose_kv_layout(big, config(4096), "split", 8 * gib).kv_split
+    assert not choose_kv_layout(gemma, config(4096), "unified", 24 * gib).kv_split
+    assert planned_kv_cells(gemma, choose_kv_layout(gemma, config(4096), "unified", None)) == 16_384

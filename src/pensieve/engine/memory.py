@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from pensieve.engine.llamacpp.runtime import LlamaConfig
 from pensieve.engine.registry import ModelInfo
@@ -29,6 +31,8 @@ from pensieve.units import format_bytes
 KV_BYTES_PER_VALUE = 2  # the KV cache is f16
 COMPUTE_FRACTION = 0.10
 COMPUTE_BASE_BYTES = 64 * 1000 * 1000
+# The share of the machine's RAM the split KV layout may take under kv_layout "auto" (see choose_kv_layout).
+SPLIT_KV_RAM_SHARE = 1 / 8
 
 
 @dataclass(frozen=True)
@@ -81,12 +85,46 @@ def kv_bytes_per_token(info: ModelInfo) -> int | None:
     return total
 
 
-def planned_kv_cells(info: ModelInfo, config: LlamaConfig) -> int:
-    """The KV cells the worker will allocate: `kv_size(window)`, window = min(n_ctx, trained context)."""
+def planned_window(info: ModelInfo, config: LlamaConfig) -> int:
+    """The window one request may use, as BatchContext sets it: n_ctx capped by the trained context (0: that)."""
     trained = info.context_length or 0
-    # As BatchContext does: the setting capped by the trained context; 0 means the trained context.
-    window = min(config.n_ctx, trained or config.n_ctx) if config.n_ctx > 0 else trained
+    return min(config.n_ctx, trained or config.n_ctx) if config.n_ctx > 0 else trained
+
+
+def planned_kv_cells(info: ModelInfo, config: LlamaConfig) -> int:
+    """The KV cells the worker will allocate: `kv_size(window)`."""
+    window = planned_window(info, config)
     return config.kv_size(window) if window > 0 else 0
+
+
+def total_memory_bytes() -> int | None:
+    """The machine's physical memory (POSIX sysconf), or None where it cannot be read."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def choose_kv_layout(
+    info: ModelInfo, config: LlamaConfig, layout: str, ram_bytes: int | Literal["this machine"] | None = "this machine"
+) -> LlamaConfig:
+    """`config` with its KV layout decided: "split", "unified", or "auto" = split when the per-sequence caches
+    (parallel x window cells) take at most SPLIT_KV_RAM_SHARE of the RAM and no unified pool size was set.
+
+    Split is the fast layout (each sequence's attention covers its own cells only) and costs parallel x window
+    cells; a unified pool is the fallback where that memory would crowd out models (an 8B model's 16 x 4,096
+    split cache is 8 GB).
+    """
+    if ram_bytes == "this machine":
+        ram_bytes = total_memory_bytes()
+    if layout == "auto":
+        per_token = kv_bytes_per_token(info)
+        split_bytes = (per_token or 0) * replace(config, kv_split=True).kv_size(planned_window(info, config))
+        fits = per_token is not None and ram_bytes is not None and split_bytes <= ram_bytes * SPLIT_KV_RAM_SHARE
+        split = fits and config.kv_cells == 0
+    else:
+        split = layout == "split"
+    return replace(config, kv_split=split)
 
 
 def estimate_memory(info: ModelInfo, kv_cells: int) -> MemoryEstimate:

@@ -24,7 +24,12 @@ from pathlib import Path
 from pensieve.engine.failures import FailureLog, ModelFailure
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaLoadError
 from pensieve.engine.local_engine import LocalEngine
-from pensieve.engine.memory import MemoryEstimate, estimate_memory, planned_kv_cells
+from pensieve.engine.memory import (
+    MemoryEstimate,
+    choose_kv_layout,
+    estimate_memory,
+    planned_kv_cells,
+)
 from pensieve.engine.model_config import llama_config, model_engine_settings
 from pensieve.engine.registry import ModelInfo, ModelRegistry, normalise_model_id
 from pensieve.engine.residency import Resident, expires_at, is_busy, is_expired, plan_admission
@@ -202,7 +207,7 @@ class ModelPool:
         if info.error is not None:
             raise self._remember(info, f"Model '{model_id}' cannot be loaded: {info.error}.")
         settings = model_engine_settings(self.settings, info.settings)  # models/<id>.toml over the globals
-        config = llama_config(settings)
+        config = choose_kv_layout(info, llama_config(settings), settings.kv_layout)
         await self._make_room(model_id, estimate_memory(info, planned_kv_cells(info, config)))
         try:
             engine = await LocalEngine.load(

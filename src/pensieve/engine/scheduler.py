@@ -6,12 +6,13 @@ the batch has room for (chunked prefill: while others generate, a long prompt en
 does not stall their streams). New requests join at the next step; finished or cancelled sequences
 free their slot at once.
 
-KV budget: the cache is unified (any sequence may use any cell). A request is admitted only when its
-prompt plus max_tokens fits next to what running requests reserved and what idle slots keep cached,
-so decoding never runs out of cells mid-way. Idle slots keep the KV of their last request (prompt and
-answer): a new request takes the idle slot sharing its longest prefix (same system prompt, the next
-turn of a conversation) and only its new suffix is computed. Cached prefixes are dropped
-least-recently-used first when room is needed.
+KV budget: in the split layout each slot owns a window of cells, so a free slot always has room. In the
+unified layout (any sequence may use any cell) a request is admitted only when its prompt plus
+max_tokens fits next to what running requests reserved and what idle slots keep cached, so decoding
+never runs out of cells mid-way; the same accounting covers both (a split cache is parallel x window).
+Idle slots keep the KV of their last request (prompt and answer): a new request takes the idle slot
+sharing its longest prefix (same system prompt, the next turn of a conversation) and only its new
+suffix is computed. Cached prefixes are dropped least-recently-used first when room is needed.
 
 Prompt scoring (`Job.score_prompt`, for `echo` + `logprobs`): the job's prompt positions are decoded with
 logits on, at most SCORING_ROWS a step, and each position's log-probability of the next prompt token is
@@ -129,8 +130,7 @@ class Scheduler:
                 return
             reusable = job.prompt if job.cache_prompt and job.score_prompt < 0 else []
             slot, common = self._best_slot(idle, reusable, job.cache_partition)
-            # Reuse all of the shared prefix but the prompt's last token, which is evaluated on its own step
-            # so that its logits (and a greedy answer) do not depend on how the prompt was batched.
+            # Reuse all of the shared prefix but the prompt's last token: its logits give the first answer token.
             reuse = min(common, len(job.prompt) - 1)
             if not self._make_room(slot, len(job.prompt) + job.max_tokens):
                 return
@@ -264,6 +264,12 @@ class Scheduler:
                 scoring_rows -= len(piece)
             items.extend(BatchItem(token, start + offset, slot.seq, scoring) for offset, token in enumerate(piece))
             room -= len(piece)
+            if not slot.pending and not scoring and slot.next_token is not None and room > 0:
+                # The prompt's last slice is in: its last token joins the same step and is sampled from at
+                # once, instead of costing a step of its own (a whole decode step of time to first token).
+                sampled.append((slot, len(items)))
+                items.append(BatchItem(slot.next_token, start + len(piece), slot.seq, True))
+                room -= 1
         return items, sampled, scored
 
     # --- speculative decoding ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ RESTART: dict[str, Any] = {"restart_required": True}
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 LogFormat = Literal["text", "json"]
 ChatFormat = Literal["auto", "template", "gemma", "chatml", "phi3", "dialogue"]
+KvLayout = Literal["auto", "split", "unified"]
 
 
 def empty_is_none(value: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from pensieve.diagnostics.cpu_features import available_cores
-from pensieve.settings_sections.base import DEFAULT_MODEL_ID, RESTART, ChatFormat, Section
+from pensieve.settings_sections.base import DEFAULT_MODEL_ID, RESTART, ChatFormat, KvLayout, Section
 from pensieve.units import parse_byte_size, parse_duration_seconds
 
 
@@ -46,8 +46,17 @@ class EngineSettings(Section):
         le=256,
         description="Requests decoded together per model (continuous batching); 0 = auto (see docs/engine.md).",
     )
+    kv_layout: KvLayout = Field(
+        "auto",
+        description="split: a KV cache of n_ctx cells per sequence (parallel x n_ctx in all; fastest); unified: "
+        "one pool of kv_cache_tokens cells all sequences share (least memory; prompts get up to 1.7x slower once "
+        "the pool is busy); auto: split when that fits in an eighth of the RAM and kv_cache_tokens is 0.",
+        json_schema_extra=RESTART,
+    )
     kv_cache_tokens: int = Field(
-        0, ge=0, description="KV cache cells shared by a model's sequences; 0 = n_ctx x min(parallel, 4)."
+        0,
+        ge=0,
+        description="KV cache cells shared by a model's sequences in the unified layout; 0 = n_ctx x min(parallel, 4).",
     )
     max_queue: int = Field(
         64, ge=0, description="Requests that may wait per model beyond the running ones; more get HTTP 429."

@@ -113,7 +113,12 @@ class BatchContext:
         params.n_threads = config.n_threads
         params.n_threads_batch = config.n_threads_batch
         params.no_perf = True
-        params.kv_unified = True  # every sequence may use any cell: long and short requests share the cache
+        # Split: each sequence attends to its own cells only. Unified: any sequence may use any cell (less
+        # memory), but lockstep decoding interleaves the sequences' cells, and a new prompt then lands in the
+        # holes a finished one left all over the cache: llama.cpp's CPU flash attention can skip a tile of
+        # cells only when none is the prompt's, so prefill got up to 1.7x slower on a busy cache
+        # (bench/README.md, "KV layout").
+        params.kv_unified = not config.kv_split
         params.swa_full = True  # a full-size sliding-window cache lets later requests reuse any cached prefix
         ctx = llama.llama_init_from_model(model, params)
         if not ctx:

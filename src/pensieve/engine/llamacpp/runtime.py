@@ -50,8 +50,9 @@ class LlamaDecodeError(RuntimeError):
 class LlamaConfig:
     """How to load a model for serving.
 
-    `n_ctx` is the window one request may use (prompt + completion); `n_parallel` sequences run at once
-    and share a unified KV cache of `kv_cells` tokens (0 = chosen from the other two, see `kv_size`).
+    `n_ctx` is the window one request may use (prompt + completion); `n_parallel` sequences run at once.
+    With `kv_split` each sequence has a KV cache of its own, one window long; otherwise they share a
+    unified KV cache of `kv_cells` tokens (0 = chosen from the other two, see `kv_size`).
     """
 
     n_ctx: int
@@ -60,9 +61,13 @@ class LlamaConfig:
     n_threads_batch: int
     n_parallel: int = 1
     kv_cells: int = 0
+    kv_split: bool = False
 
     def kv_size(self, n_ctx: int) -> int:
-        """KV cells to allocate: the setting, else room for four full windows (or every sequence's, if fewer)."""
+        """KV cells to allocate: a window per sequence when split; else the setting, else room for four full
+        windows (or every sequence's, if fewer)."""
+        if self.kv_split:
+            return n_ctx * self.n_parallel
         if self.kv_cells > 0:
             return max(self.kv_cells, n_ctx)
         return n_ctx * min(self.n_parallel, 4)
