@@ -117,7 +117,7 @@ class BatchContext:
         # memory), but lockstep decoding interleaves the sequences' cells, and a new prompt then lands in the
         # holes a finished one left all over the cache: llama.cpp's CPU flash attention can skip a tile of
         # cells only when none is the prompt's, so prefill got up to 1.7x slower on a busy cache
-        # (bench/README.md, "KV layout").
+        # (docs/engine.md, "KV layout"; the figures: bench/README.md, bench_vs_llama_server.py).
         params.kv_unified = not config.kv_split
         params.swa_full = True  # a full-size sliding-window cache lets later requests reuse any cached prefix
         ctx = llama.llama_init_from_model(model, params)
