@@ -99,7 +99,10 @@ def _short_answers(page: Page) -> None:
     page.get_by_role("button", name="Parameters").click()
     max_tokens = page.get_by_test_id("stNumberInputField").and_(page.get_by_label("Max tokens", exact=True))
     max_tokens.fill("48")
-    max_tokens.press("Enter")
+    # Enter through the keyboard, on the focused field: a Streamlit rerun can replace the element between the
+    # fill and the key (seen once in CI: "element was detached from the DOM"), and a locator press then waited
+    # 30 s for a field that was no longer there.
+    page.keyboard.press("Enter")
     page.keyboard.press("Escape")
 
 
