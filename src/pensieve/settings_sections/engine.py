@@ -83,8 +83,8 @@ class EngineSettings(Section):
     speculative: bool = Field(
         True,
         description="Speculative decoding without a draft model: tokens found in the prompt and the answer so far "
-        "are verified in one step (same output; faster rewriting, extraction, quoting). It stops drafting by "
-        "itself where drafts are not accepted; a request's speculative: false turns it off.",
+        "are verified in one step (the same output up to near ties; faster rewriting, extraction, quoting). It "
+        "stops drafting by itself where drafts are not accepted; a request's speculative: false turns it off.",
     )
     keep_alive: float = Field(
         300.0,
