@@ -27,13 +27,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 
+from bench_vs_llama_server import Stream as Run  # one streamed run's timestamps, TTFT and decode tok/s
 from common import DEFAULT_MODEL, children, percentile, rss_bytes, start_server
 
 # Gemma's end-of-generation tokens: banned so every run is exactly max_tokens long.
@@ -116,26 +117,6 @@ class Baseline:
 
 
 # --- Pensieve ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Run:
-    """Timestamps of one streamed run (perf_counter of the process that measured it)."""
-
-    start: float
-    first: float
-    last: float
-    tokens: int
-
-    @property
-    def ttft(self) -> float:
-        """Seconds to the first text."""
-        return self.first - self.start
-
-    @property
-    def decode_tps(self) -> float:
-        """Tokens/s after the first one."""
-        return (self.tokens - 1) / (self.last - self.first) if self.last > self.first else 0.0
 
 
 class Server:
