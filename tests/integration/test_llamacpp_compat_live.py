@@ -71,7 +71,10 @@ def test_chat_completion(http: httpx.Client) -> None:
     choice = body["choices"][0]
     assert choice["message"]["role"] == "assistant" and choice["message"]["content"]
     assert 0 < body["usage"]["completion_tokens"] <= 8 and body["usage"]["prompt_tokens"] > 0
-    assert choice["finish_reason"] == ("length" if body["usage"]["completion_tokens"] == 8 else "stop")
+    # Fewer than 8 tokens means the answer stopped; at exactly 8 either can be true, because the chat format's
+    # stop sequence ("\nUser:") may complete on the 8th token (seen once in ~50 sampled answers).
+    allowed = ("length", "stop") if body["usage"]["completion_tokens"] == 8 else ("stop",)
+    assert choice["finish_reason"] in allowed
 
 
 def test_chat_completion_stream(http: httpx.Client) -> None:
