@@ -52,14 +52,21 @@ class FakeContext:
         self.bans.append(tuple(ban))
         return FakeSampler()
 
-    def sample(self, sampler: FakeSampler, index: int) -> int:
-        token = self.batches[-1][index].token + 1
+    def save_logits(self, index: int) -> BatchItem:
+        return self.batches[-1][index]  # the row's item stands for its logits
+
+    def sample(self, sampler: FakeSampler, index: int | None, *, saved: BatchItem | None = None) -> int:
+        row = self.batches[-1][index] if index is not None else saved
+        assert row is not None
+        token = row.token + 1
         return EOG if self.stop_at is not None and token >= self.stop_at else token
 
     def accept(self, sampler: FakeSampler, token: int) -> None:
         pass
 
-    def logprobs(self, index: int, token: int, top_n: int) -> tuple[float, list[tuple[int, float]]]:
+    def logprobs(
+        self, index: int | None, token: int, top_n: int, *, saved: BatchItem | None = None
+    ) -> tuple[float, list[tuple[int, float]]]:
         return -0.5, [(token, -0.5)][:top_n]
 
     def forget(self, seq: int, start: int = 0) -> None:
@@ -216,8 +223,10 @@ def test_logprobs_travel_with_tokens() -> None:
 class ScoringContext(FakeContext):
     """A fake context whose log-probability of token t is -t/100, to see which token each row scored."""
 
-    def logprobs(self, index: int, token: int, top_n: int) -> tuple[float, list[tuple[int, float]]]:
-        assert self.batches[-1][index].logits, "a row without logits was read"
+    def logprobs(
+        self, index: int | None, token: int, top_n: int, *, saved: BatchItem | None = None
+    ) -> tuple[float, list[tuple[int, float]]]:
+        assert index is not None and self.batches[-1][index].logits, "a row without logits was read"
         return -token / 100, [(token, -token / 100)][:top_n]
 
 
@@ -271,3 +280,57 @@ def test_ban_first_holds_for_the_first_token_only() -> None:
     scheduler.submit(Job(1, [10, 11], SamplingParams(temperature=0), 3, forbid_eog_first=True, ban_first=(5, 6)))
     run_until_idle(scheduler)
     assert context.bans == [(99, EOG, 5, 6), (99,)]
+
+
+def test_the_prompts_last_token_goes_with_its_last_slice() -> None:
+    context = FakeContext()
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [10, 11, 12], max_tokens=1))
+    events = scheduler.step()
+    assert [item.token for item in context.batches[0]] == [10, 11, 12]
+    assert [item.logits for item in context.batches[0]] == [False, False, True]
+    assert [e.token for e in events if isinstance(e, TokenEvent)] == [13]  # sampled from that very step
+
+
+def test_the_same_prompt_again_samples_from_the_saved_logits_without_evaluating_it() -> None:
+    context, scheduler = after_one_request([5, 6, 7, 8])
+    scheduler.submit(job(2, [5, 6, 7, 8], max_tokens=2))
+    events = run_until_idle(scheduler)
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert [e.token for e in tokens] == [9, 10]  # what the first request got
+    assert tokens[0].cached_tokens == 4
+    # Nothing of the prompt was evaluated again: the only decode is the answer's first token.
+    assert [[item.token for item in batch] for batch in context.batches] == [[9]]
+
+
+def test_saved_logits_go_when_their_prompt_leaves_the_cache() -> None:
+    context, scheduler = after_one_request([5, 6, 7, 8])
+    scheduler.submit(job(2, [5, 6, 30], max_tokens=1))  # takes the slot, keeps 5 6 only
+    run_until_idle(scheduler)
+    assert scheduler.slots[0].saved_for == 3  # now the logits after 5 6 30
+    context.batches.clear()
+    scheduler.submit(job(3, [5, 6, 7, 8], max_tokens=1))
+    run_until_idle(scheduler)
+    assert [item.token for item in context.batches[0]] == [7, 8]  # evaluated again, last token with logits
+
+
+def test_cancelling_a_job_waiting_on_saved_logits_samples_nothing() -> None:
+    _, scheduler = after_one_request([5, 6, 7, 8])
+    scheduler.submit(job(2, [5, 6, 7, 8], max_tokens=2))
+    scheduler._admit()
+    done = scheduler.cancel(2)
+    assert done is not None and done.finish == "cancelled"
+    assert scheduler.step() == [] and scheduler.idle
+
+
+def test_a_seeded_draw_evaluates_the_last_prompt_token_alone_every_time() -> None:
+    """One row of logits and a prompt slice's row round differently: a seeded job keeps the one-row path."""
+    context = FakeContext()
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    for rid in (1, 2):
+        seeded = Job(rid, [10, 11, 12], SamplingParams(temperature=0.9, seed=5), max_tokens=1)
+        scheduler.submit(seeded)
+        run_until_idle(scheduler)
+    evaluated = [[(item.token, item.logits) for item in batch] for batch in context.batches]
+    # Fresh: the slice, then the last token alone; the repeat: the last token alone again.
+    assert evaluated == [[(10, False), (11, False)], [(12, True)], [(12, True)]]

@@ -59,8 +59,18 @@ class FakeContext:
     def accept(self, sampler: FakeSampler, token: int) -> None:
         pass
 
-    def logprobs(self, index: int, token: int, top_n: int) -> tuple[float, list[tuple[int, float]]]:
+    def logprobs(
+        self, index: int | None, token: int, top_n: int, *, saved: BatchItem | None = None
+    ) -> tuple[float, list[tuple[int, float]]]:
         return -0.5, []
+
+    def save_logits(self, index: int) -> BatchItem:
+        return self.batches[-1][index]  # the row's item stands for its logits
+
+    def row(self, index: int | None, saved: BatchItem | None) -> BatchItem:
+        item = self.batches[-1][index] if index is not None else saved
+        assert item is not None
+        return item
 
     def forget(self, seq: int, start: int = 0) -> None:
         self.forgotten.append((seq, start))
@@ -139,8 +149,8 @@ class CopyContext(FakeContext):
         super().decode(items)
         self.rows.append(sum(item.logits for item in items))
 
-    def sample(self, sampler: FakeSampler, index: int) -> int:
-        return self.text[self.batches[-1][index].pos + 1]
+    def sample(self, sampler: FakeSampler, index: int | None, *, saved: BatchItem | None = None) -> int:
+        return self.text[self.row(index, saved).pos + 1]
 
 
 def test_greedy_copy_is_unchanged_and_takes_fewer_steps() -> None:
@@ -191,8 +201,8 @@ class MarkovContext(FakeContext):
 
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(7))
 
-    def sample(self, sampler: FakeSampler, index: int) -> int:
-        return int(self.rng.choice(4, p=TRANSITIONS[self.batches[-1][index].token]))
+    def sample(self, sampler: FakeSampler, index: int | None, *, saved: BatchItem | None = None) -> int:
+        return int(self.rng.choice(4, p=TRANSITIONS[self.row(index, saved).token]))
 
 
 def test_sampled_output_keeps_the_distribution_of_plain_decoding() -> None:
@@ -203,8 +213,11 @@ def test_sampled_output_keeps_the_distribution_of_plain_decoding() -> None:
     drafted = accepted = 0
     for run in range(runs):
         scheduler = Scheduler(context)  # type: ignore[arg-type]
-        scheduler.submit(Job(run, prompt, SamplingParams(temperature=1.0), max_tokens=length))
-        counts[tuple(e.token for e in run_until_idle(scheduler) if isinstance(e, TokenEvent))] += 1
+        # One token more than counted: the first is sampled with the prompt's last slice (never drafted), and
+        # a draft needs room for three more tokens (a 4-row step).
+        scheduler.submit(Job(run, prompt, SamplingParams(temperature=1.0), max_tokens=length + 1))
+        answer = tuple(e.token for e in run_until_idle(scheduler) if isinstance(e, TokenEvent))
+        counts[answer[:length]] += 1
         drafted, accepted = drafted + scheduler.drafted, accepted + scheduler.accepted
     assert drafted > runs and 0 < accepted < drafted  # drafts were made, some kept and some not
     # Pearson's chi-square against the chain's exact probabilities of all 81 answers (80 degrees of freedom:

@@ -1,10 +1,11 @@
 """The continuous-batching scheduler that runs inside a model's worker process.
 
-Every step builds ONE batch for `llama_decode`: the next token of every generating sequence, the last
-prompt token of sequences whose prompt is in, and as many prompt tokens of newly admitted requests as
-the batch has room for (chunked prefill: while others generate, a long prompt enters in slices so it
-does not stall their streams). New requests join at the next step; finished or cancelled sequences
-free their slot at once.
+Every step builds ONE batch for `llama_decode`: the next token of every generating sequence and as
+many prompt tokens of newly admitted requests as the batch has room for (chunked prefill: while others
+generate, a long prompt enters in slices so it does not stall their streams). A prompt's last token
+goes with its last slice, so its first token is sampled from that very step, except for seeded sampling
+(see `slot.seeded`). New requests join at the next step; finished or cancelled sequences free their slot
+at once.
 
 KV budget: in the split layout each slot owns a window of cells, so a free slot always has room. In the
 unified layout (any sequence may use any cell) a request is admitted only when its prompt plus
@@ -12,7 +13,9 @@ max_tokens fits next to what running requests reserved and what idle slots keep 
 never runs out of cells mid-way; the same accounting covers both (a split cache is parallel x window).
 Idle slots keep the KV of their last request (prompt and answer): a new request takes the idle slot
 sharing its longest prefix (same system prompt, the next turn of a conversation) and only its new
-suffix is computed. Cached prefixes are dropped least-recently-used first when room is needed.
+suffix is computed. Cached prefixes are dropped least-recently-used first when room is needed. A slot
+also keeps the logits its last prompt ended with: the same prompt again (a retry, a regenerate) starts
+sampling from them without evaluating anything, and gets what the first request got.
 
 Prompt scoring (`Job.score_prompt`, for `echo` + `logprobs`): the job's prompt positions are decoded with
 logits on, at most SCORING_ROWS a step, and each position's log-probability of the next prompt token is
@@ -34,45 +37,21 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 from pensieve.engine.llamacpp.batch_context import (
     SCORING_ROWS,
     SPECULATIVE_ROWS,
     BatchContext,
     BatchItem,
-    SequenceSampler,
 )
 from pensieve.engine.llamacpp.runtime import LlamaDecodeError
+from pensieve.engine.slot import Slot, common_prefix, seeded
 from pensieve.engine.speculation import MAX_STREAMS, Speculation
 from pensieve.engine.worker_protocol import DoneEvent, Event, Finish, Job, Load, PromptEvent, TokenEvent
 
 # Prompt tokens a step may add while other sequences are generating: a short slice of prefill (its time
 # on 2 cores is in bench/README.md), so running streams keep flowing while a long prompt enters.
 PREFILL_SLICE_WHILE_GENERATING = 128
-
-
-@dataclass
-class Slot:
-    """One KV sequence: idle (keeping its cache) or running a job."""
-
-    seq: int
-    cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence, in order
-    job: Job | None = None
-    pending: list[int] = field(default_factory=list)  # prompt tokens still to evaluate (all but the last)
-    sampler: SequenceSampler | None = None
-    next_token: int | None = None  # sampled (or last prompt) token waiting to be evaluated
-    produced: int = 0
-    reused: int = 0
-    last_used: float = 0.0
-    partition: str = ""  # the cache partition (API key) of the job whose tokens `cached` holds
-
-    @property
-    def reserved(self) -> int:
-        """KV cells this slot may need: its cache now, or its whole job's prompt + completion."""
-        if self.job is None:
-            return len(self.cached)
-        return len(self.job.prompt) + self.job.max_tokens
 
 
 class Scheduler:
@@ -130,11 +109,10 @@ class Scheduler:
                 return
             reusable = job.prompt if job.cache_prompt and job.score_prompt < 0 else []
             slot, common = self._best_slot(idle, reusable, job.cache_partition)
-            # Reuse all of the shared prefix but the prompt's last token, which is evaluated on its own step
-            # so that its logits (and a greedy or seeded answer) do not depend on how the prompt was batched:
-            # evaluated with the prompt's last slice instead, it saved a step of time to first token (~14 ms)
-            # but a seeded sample then changed between a fresh and a cached prompt (test_live_generation).
-            reuse = min(common, len(job.prompt) - 1)
+            # All of a cached prompt is reused when the slot saved the logits it ended with; otherwise all
+            # but its last token, which is evaluated again for its logits.
+            whole = common == len(job.prompt) == slot.saved_for and job.max_tokens > 0 and not seeded(job)
+            reuse = common if whole else min(common, len(job.prompt) - 1)
             if not self._make_room(slot, len(job.prompt) + job.max_tokens):
                 return
             self.waiting.popleft()
@@ -148,7 +126,7 @@ class Scheduler:
         for slot in idle:
             if slot.partition != partition:
                 continue  # another caller's prompt: reusing it would tell this caller what it was
-            common = _common_prefix(slot.cached, prompt)
+            common = common_prefix(slot.cached, prompt)
             if common > best_common:
                 best, best_common = slot, common
         if best is None:
@@ -169,19 +147,20 @@ class Scheduler:
             if slot.job is None and slot.cached and slot is not chosen:
                 self.context.forget(slot.seq)
                 in_use -= len(slot.cached)
-                slot.cached = []
+                slot.truncate(0)
                 if in_use + needed <= kv_size:
                     return True
         return False
 
     def _start(self, slot: Slot, job: Job, reuse: int) -> None:
         self.context.forget(slot.seq, reuse)
-        slot.cached = slot.cached[:reuse]
+        slot.truncate(reuse)
         slot.partition = job.cache_partition
         slot.job = job
         slot.pending = job.prompt[reuse:-1]
+        slot.ready = reuse == len(job.prompt)
         # Nothing to sample (max_tokens 0: a scoring job): the last prompt token need not be evaluated.
-        slot.next_token = job.prompt[-1] if job.max_tokens > 0 else None
+        slot.next_token = job.prompt[-1] if job.max_tokens > 0 and not slot.ready else None
         slot.produced = 0
         slot.reused = reuse
         ban = (*self.banned, *self.eog) if job.forbid_eog_first else self.banned
@@ -195,6 +174,10 @@ class Scheduler:
         self._admit()
         events: list[Event] = list(self._rejected)
         self._rejected.clear()
+        for slot in self.slots:
+            if slot.ready:  # a whole cached prompt: its first token now, evaluated in this very step
+                slot.ready = False
+                events.extend(self._sample(slot, None))
         items, sampled, scored = self._build_batch()
         drafts = self._add_drafts(items, sampled)
         if not items:
@@ -220,7 +203,7 @@ class Scheduler:
         return [
             self._finish(slot, "length")
             for slot in self.slots
-            if slot.job is not None and not slot.pending and slot.next_token is None
+            if slot.job is not None and not slot.pending and slot.next_token is None and not slot.ready
         ]
 
     def _score(self, slot: Slot, first: int, count: int) -> PromptEvent:
@@ -267,6 +250,11 @@ class Scheduler:
                 scoring_rows -= len(piece)
             items.extend(BatchItem(token, start + offset, slot.seq, scoring) for offset, token in enumerate(piece))
             room -= len(piece)
+            if not slot.pending and slot.next_token is not None and room > 0 and not scoring and not seeded(slot.job):
+                # The prompt's last token joins its last slice: a step less before the first token.
+                sampled.append((slot, len(items)))
+                items.append(BatchItem(slot.next_token, start + len(piece), slot.seq, True))
+                room -= 1
         return items, sampled, scored
 
     # --- speculative decoding ----------------------------------------------------------------------
@@ -319,7 +307,7 @@ class Scheduler:
         would have used, so greedy output is unchanged and sampled output keeps its distribution (for a
         fixed draft this is speculative sampling's accept-with-probability-p(d) rule).
         """
-        del slot.cached[len(slot.cached) - len(draft) :]  # the step appended the drafts as if all were kept
+        slot.truncate(len(slot.cached) - len(draft))  # the step appended the drafts as if all were kept
         events: list[Event] = []
         accepted = 0
         for offset, row in enumerate((index, *range(first, first + len(draft)))):
@@ -337,10 +325,14 @@ class Scheduler:
             speculation.record(len(draft), accepted)
         return events
 
-    def _sample(self, slot: Slot, index: int) -> list[Event]:
+    def _sample(self, slot: Slot, index: int | None) -> list[Event]:
+        """Sample the slot's next token from batch entry `index`, or (None) from its saved logits."""
         job, sampler = slot.job, slot.sampler
         assert job is not None and sampler is not None
-        token = self.context.sample(sampler, index)
+        saved = slot.saved_logits if index is None else None
+        if slot.produced == 0 and index is not None:
+            slot.saved_logits, slot.saved_for = self.context.save_logits(index), len(slot.cached)
+        token = self.context.sample(sampler, index, saved=saved)
         if slot.produced == 0 and job.forbid_eog_first:
             # The EOG ban holds for the first token only: continue with the everyday chain (the grammar,
             # which has already seen the token, moves over to it).
@@ -354,7 +346,7 @@ class Scheduler:
         cached = slot.reused if slot.produced == 0 else 0
         event = TokenEvent(job.rid, token, cached_tokens=cached)
         if job.top_logprobs >= 0 or slot.produced < job.confidence_tokens:
-            logprob, top = self.context.logprobs(index, token, max(job.top_logprobs, 0))
+            logprob, top = self.context.logprobs(index, token, max(job.top_logprobs, 0), saved=saved)
             event = TokenEvent(job.rid, token, logprob, tuple(top), cached)
         slot.produced += 1
         slot.next_token = token
@@ -369,17 +361,8 @@ class Scheduler:
             slot.sampler.free()
         if finish == "error":
             self.context.forget(slot.seq)
-            slot.cached = []
+            slot.truncate(0)
         done = DoneEvent(job.rid, finish, len(job.prompt), slot.produced, slot.reused, error)
-        slot.job, slot.sampler, slot.next_token, slot.pending = None, None, None, []
+        slot.job, slot.sampler, slot.next_token, slot.pending, slot.ready = None, None, None, [], False
         slot.last_used = time.monotonic()
         return done
-
-
-def _common_prefix(cached: list[int], prompt: list[int]) -> int:
-    count = 0
-    for have, want in zip(cached, prompt, strict=False):
-        if have != want:
-            break
-        count += 1
-    return count

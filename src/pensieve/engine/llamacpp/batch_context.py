@@ -243,8 +243,14 @@ class BatchContext:
         if sampler.grammar is not None:
             llama.llama_sampler_accept(sampler.grammar, token)
 
-    def sample(self, sampler: SequenceSampler, index: int) -> int:
-        """Pick the next token from the logits of batch entry `index` (and accept it).
+    def save_logits(self, index: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """A copy of batch entry `index`'s logits (1 MB for a 262k vocabulary), to sample from later."""
+        row: np.ndarray[Any, np.dtype[np.float32]] = self._logits(index).copy()
+        return row
+
+    def sample(self, sampler: SequenceSampler, index: int | None, *, saved: np.ndarray | None = None) -> int:
+        """Pick the next token from the logits of batch entry `index`, or from `saved` ones (index None),
+        and accept it.
 
         With a grammar, the token is drawn without it first and only checked (one candidate); only when
         the grammar rejects it is the grammar applied to the whole vocabulary and the draw repeated.
@@ -252,7 +258,7 @@ class BatchContext:
         """
         if sampler.greedy is not None:
             tokens, biases = sampler.greedy
-            logits = self._logits(index)
+            logits = self._row(index, saved)
             if not len(tokens):
                 return int(logits.argmax())
             # Bias in place and restore (the logprobs of this token are read from the same row later):
@@ -263,7 +269,11 @@ class BatchContext:
                 return int(logits.argmax())
             finally:
                 logits[tokens] = saved
-        token = int(llama.llama_sampler_sample(sampler.chain, self._ctx, index))
+        if index is not None:
+            token = int(llama.llama_sampler_sample(sampler.chain, self._ctx, index))
+        else:  # what llama_sampler_sample does, on the saved row
+            token = self._apply(sampler.chain, self._row(index, saved))
+            llama.llama_sampler_accept(sampler.chain, token)
         if sampler.grammar is None:
             return token
         single = (llama.llama_token_data * 1)(llama.llama_token_data(token, 1.0, 0.0))
@@ -272,17 +282,29 @@ class BatchContext:
         if single[0].logit != _NEG_INF:
             llama.llama_sampler_accept(sampler.grammar, token)
             return token
+        token = self._apply(sampler.chain, self._row(index, saved), first=sampler.grammar)
+        llama.llama_sampler_accept(sampler.grammar, token)
+        return token
+
+    def _apply(self, chain: Any, logits: np.ndarray, first: Any = None) -> int:
+        """The token `chain` (after the `first` sampler, if any) selects from all of `logits`."""
         candidates = np.empty(self.n_vocab, dtype=_TOKEN_DATA)
         candidates["id"] = np.arange(self.n_vocab, dtype=np.int32)
-        candidates["logit"] = self._logits(index)
+        candidates["logit"] = logits
         candidates["p"] = 0.0
         pointer = candidates.ctypes.data_as(ctypes.POINTER(llama.llama_token_data))
         array = llama.llama_token_data_array(pointer, self.n_vocab, -1, False)
-        llama.llama_sampler_apply(sampler.grammar, ctypes.byref(array))
-        llama.llama_sampler_apply(sampler.chain, ctypes.byref(array))
-        token = int(pointer[array.selected].id)
-        llama.llama_sampler_accept(sampler.grammar, token)
-        return token
+        if first is not None:
+            llama.llama_sampler_apply(first, ctypes.byref(array))
+        llama.llama_sampler_apply(chain, ctypes.byref(array))
+        return int(pointer[array.selected].id)
+
+    def _row(self, index: int | None, saved: np.ndarray | None) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """Batch entry `index`'s logits, or the `saved` ones when index is None."""
+        if index is None:
+            assert saved is not None, "no batch entry and no saved logits"
+            return saved
+        return self._logits(index)
 
     def _logits(self, index: int) -> np.ndarray[Any, np.dtype[np.float32]]:
         pointer = llama.llama_get_logits_ith(self._ctx, index)
@@ -291,13 +313,16 @@ class BatchContext:
         row = self._logits_row.from_address(ctypes.addressof(pointer.contents))
         return np.frombuffer(memoryview(row).cast("B"), dtype=np.float32)
 
-    def logprobs(self, index: int, token: int, top_n: int) -> tuple[float, list[tuple[int, float]]]:
-        """Log-probability of `token` at batch entry `index` and the `top_n` likeliest tokens.
+    def logprobs(
+        self, index: int | None, token: int, top_n: int, *, saved: np.ndarray | None = None
+    ) -> tuple[float, list[tuple[int, float]]]:
+        """Log-probability of `token` at batch entry `index` (or in `saved` logits, index None) and the
+        `top_n` likeliest tokens.
 
         Raw model probabilities (before temperature and truncation): what measures the model's own
         confidence, which OpenAI's `logprobs` and the burst controller's cascade both want.
         """
-        logits = self._logits(index)
+        logits = self._row(index, saved)
         peak = float(logits.max())
         log_total = peak + float(np.log(np.exp(logits - peak).sum()))
         top: list[tuple[int, float]] = []
