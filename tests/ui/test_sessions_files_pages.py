@@ -11,6 +11,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from ui_support import APP_PATH, APP_TIMEOUT, CLOUD_MODEL, page_texts, run_app
 
+from support.checks import make_client
+from support.fake_cloud import FakeCloud
+from support.fake_cloud.handler import FAKE_CALL_ID
 from support.server import ServerHandle
 
 pytestmark = pytest.mark.integration
@@ -127,3 +130,34 @@ def test_files_page_uploads_lists_previews_and_the_chat_cites_the_file(ui_enviro
     assert not app.exception
     assert httpx.get(f"{ui_environment.base_url}/api/files/{file_id}", timeout=10).status_code == 404
     assert not [button for button in app.button if button.key == f"files_delete_{file_id}"]
+
+
+def test_the_chat_shows_an_agents_tool_calls_and_results(ui_environment: ServerHandle, fake_cloud: FakeCloud) -> None:
+    """An API client's agent loop in a session (call, result, answer) reads back on the page, turn by turn."""
+    sdk = make_client(ui_environment.base_url)
+    session_id = httpx.post(f"{ui_environment.base_url}/api/sessions", json={}, timeout=10).json()["id"]
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    question = {"role": "user", "content": "Weather in Paris?"}
+    fake_cloud.call_tool("get_weather", '{"city": "Paris"}')
+    try:
+        sdk.chat.completions.create(
+            model=CLOUD_MODEL, messages=[question], tools=[weather], extra_body={"session_id": session_id}
+        )
+    finally:
+        fake_cloud.reset()
+    result = {"role": "tool", "tool_call_id": FAKE_CALL_ID, "content": '{"temperature_c": 21}'}
+    sdk.chat.completions.create(model=CLOUD_MODEL, messages=[result], extra_body={"session_id": session_id})
+    roles = [m["role"] for m in _stored(ui_environment, session_id).json()["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+
+    app = AppTest.from_file(str(APP_PATH), default_timeout=APP_TIMEOUT)
+    app.query_params["session"] = session_id
+    app.run()
+    assert not app.exception, app.exception
+    assert [message.name for message in app.chat_message] == roles
+    call, answered = app.chat_message[1], app.chat_message[2]
+    assert any("get_weather" in caption.value and FAKE_CALL_ID in caption.value for caption in call.caption)
+    assert call.code[0].value == '{\n  "city": "Paris"\n}' and call.code[0].language == "json"
+    assert any(FAKE_CALL_ID in caption.value for caption in answered.caption)
+    assert answered.code[0].value == '{\n  "temperature_c": 21\n}'
+    assert app.chat_message[3].markdown[0].value.startswith("Echo:")

@@ -11,7 +11,9 @@ from pensieve.ui.chat_support import (
     api_messages,
     citation_text,
     model_choices,
+    pretty_json,
     stored_record,
+    tool_call_parts,
     trimmed_note,
 )
 from pensieve.ui.client import ChatOutcome
@@ -127,3 +129,12 @@ def test_an_answer_from_the_trusted_tier_says_so() -> None:
     outcome = ChatOutcome(route="cloud", reason="context", model="cluster/llama", tier="trusted")
     assert answer_badges(answer_record(outcome, []))[0].label == "Trusted cloud"
     assert route_badge("cloud").label == "Cloud"
+
+
+def test_tool_call_parts_indent_json_arguments_and_keep_the_rest_as_sent() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    assert tool_call_parts(call) == ("get_weather", '{\n  "city": "Paris"\n}', "json")
+    broken = {"function": {"name": "f", "arguments": "{city: Paris"}}
+    assert tool_call_parts(broken) == ("f", "{city: Paris", "text")
+    assert tool_call_parts({}) == ("?", "null", "json")
+    assert pretty_json("") == ("", "text") and pretty_json("21 C, sunny") == ("21 C, sunny", "text")

@@ -5,6 +5,7 @@ Kept apart from the page so the page module is only drawing, and so these parts 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,3 +152,23 @@ def citation_text(citation: dict[str, Any]) -> str:
     parts = [str(citation.get("filename") or citation.get("file_id") or "a file"), where]
     parts.append(f"score {score:.2f}" if isinstance(score, int | float) else None)
     return " · ".join(part for part in parts if part)
+
+
+def tool_call_parts(call: dict[str, Any]) -> tuple[str, str, str]:
+    """(function name, arguments, their code language) of a stored tool call, in OpenAI's shape: JSON
+    arguments indented, anything else as it came (a model may write arguments that do not parse)."""
+    function = call.get("function") or {}
+    name = str(function.get("name") or "?")
+    arguments = function.get("arguments")
+    text, language = pretty_json(arguments if isinstance(arguments, str) else json.dumps(arguments))
+    return name, text, language
+
+
+def pretty_json(text: str | None) -> tuple[str, str]:
+    """`text` indented with its language "json" when it parses as JSON; otherwise as it is, "text"."""
+    if not text:
+        return "", "text"
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False), "json"
+    except ValueError:
+        return text, "text"

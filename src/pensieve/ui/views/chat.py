@@ -35,8 +35,10 @@ from pensieve.ui.chat_support import (
     answer_badges,
     citation_text,
     model_choices,
+    pretty_json,
     stopped_record,
     stored_record,
+    tool_call_parts,
     trimmed_note,
 )
 from pensieve.ui.client import ChatOutcome, PensieveClient, ServerError
@@ -50,7 +52,7 @@ SUGGESTIONS = (
     "Give me three tips for a good night's sleep.",
 )
 REDRAW_SECONDS = 0.08
-AVATARS = {"user": ":material/person:", "assistant": ":material/neurology:"}
+AVATARS = {"user": ":material/person:", "assistant": ":material/neurology:", "tool": ":material/build:"}
 
 
 def _choices(client: PensieveClient) -> list[ModelChoice]:
@@ -160,12 +162,25 @@ def _load_conversation(client: PensieveClient, session_id: str | None) -> list[d
 
 
 def _draw_history(messages: list[dict[str, Any]]) -> None:
+    """The stored turns; an agent's (an API client's) tool calls and the results it sent back included."""
     for message in messages:
-        if message["role"] not in AVATARS:  # the system prompt is a setting, not a turn
+        role = message["role"]
+        if role not in AVATARS:  # the system prompt is a setting, not a turn
             continue
-        with st.chat_message(message["role"], avatar=AVATARS[message["role"]]):
-            st.markdown(message["content"] or "*(no text)*")
-            if message["role"] == "assistant":
+        with st.chat_message(role, avatar=AVATARS[role]):
+            if role == "tool":
+                st.caption(f":material/output: Result of {message.get('tool_call_id') or 'a tool call'}")
+                result, language = pretty_json(message["content"])
+                st.code(result or "(empty)", language=language, wrap_lines=True)
+                continue
+            calls = message.get("tool_calls") or []
+            if message["content"] or not calls:
+                st.markdown(message["content"] or "*(no text)*")
+            for call in calls:
+                name, arguments, language = tool_call_parts(call)
+                st.caption(f":material/build: Called `{name}` ({call.get('id') or 'no id'})")
+                st.code(arguments or "{}", language=language, wrap_lines=True)
+            if role == "assistant":
                 _draw_stored_answer(message)
 
 
