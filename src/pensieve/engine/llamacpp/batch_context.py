@@ -263,27 +263,25 @@ class BatchContext:
                 return int(logits.argmax())
             # Bias in place and restore (the logprobs of this token are read from the same row later):
             # cheaper than copying the 1 MB row.
-            saved = logits[tokens]
+            original = logits[tokens]
             logits[tokens] += biases
             try:
                 return int(logits.argmax())
             finally:
-                logits[tokens] = saved
-        if index is not None:
-            token = int(llama.llama_sampler_sample(sampler.chain, self._ctx, index))
-        else:  # what llama_sampler_sample does, on the saved row
-            token = self._apply(sampler.chain, self._row(index, saved))
-            llama.llama_sampler_accept(sampler.chain, token)
-        if sampler.grammar is None:
-            return token
-        single = (llama.llama_token_data * 1)(llama.llama_token_data(token, 1.0, 0.0))
-        check = llama.llama_token_data_array(single, 1, -1, False)
-        llama.llama_sampler_apply(sampler.grammar, ctypes.byref(check))
-        if single[0].logit != _NEG_INF:
+                logits[tokens] = original
+        if index is not None and sampler.grammar is None:
+            return int(llama.llama_sampler_sample(sampler.chain, self._ctx, index))  # draws and accepts
+        row = self._row(index, saved)
+        token = self._apply(sampler.chain, row)  # what llama_sampler_sample does, without accepting yet
+        if sampler.grammar is not None:
+            single = (llama.llama_token_data * 1)(llama.llama_token_data(token, 1.0, 0.0))
+            check = llama.llama_token_data_array(single, 1, -1, False)
+            llama.llama_sampler_apply(sampler.grammar, ctypes.byref(check))
+            if single[0].logit == _NEG_INF:  # rejected: draw again from what the grammar allows
+                token = self._apply(sampler.chain, row, first=sampler.grammar)
             llama.llama_sampler_accept(sampler.grammar, token)
-            return token
-        token = self._apply(sampler.chain, self._row(index, saved), first=sampler.grammar)
-        llama.llama_sampler_accept(sampler.grammar, token)
+        # Only the token kept enters the chain's history (the penalties'), not a draw the grammar refused.
+        llama.llama_sampler_accept(sampler.chain, token)
         return token
 
     def _apply(self, chain: Any, logits: np.ndarray, first: Any = None) -> int:
