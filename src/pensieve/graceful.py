@@ -35,16 +35,17 @@ class GracefulServer(uvicorn.Server):
         self._drain_task: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Remember the loop the signal handler must schedule the drain on; once the app has started,
-        move everything it built out of the garbage collector's sight."""
+        """Remember the loop the signal handler must schedule the drain on; move the code and the app out of
+        the garbage collector's sight, then start the app."""
         self._loop = asyncio.get_running_loop()
-        await super().startup(sockets)
-        # The ~190k objects of a started server (FastAPI, pydantic models, the settings, the services) live
-        # as long as the process. Left in the oldest generation, every full collection walked them all:
-        # 50-90 ms with the event loop stopped, mid-stream, every few hundred tokens (and that CPU taken
-        # from llama.cpp's threads). Frozen, a full collection only walks what was made since.
+        # The modules, classes, routes and pydantic schemas (most of a server's ~190k objects) live as long
+        # as the process. Left in the oldest generation, every full collection walked them all: 50-90 ms with
+        # the event loop stopped, mid-stream, every few hundred tokens (and that CPU taken from llama.cpp's
+        # threads). Frozen, a full collection walks only the rest. The services are built after the freeze:
+        # what they drop later (an unloaded model, replaced settings) must stay collectable.
         gc.collect()
         gc.freeze()
+        await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First signal: drain, then exit. Second: exit now (uvicorn's force exit)."""
