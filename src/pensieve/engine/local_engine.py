@@ -291,10 +291,10 @@ class LocalEngine:
                     produced += 1
                     cached = cached or event.cached_tokens
                     logprob_sum += event.logprob or 0.0
-                    judged.push(self._vocab.token_bytes(event.token), event.logprob)
+                    judged.push(piece := self._vocab.token_bytes(event.token), event.logprob)
                     if per_token:
                         pending.append(generated_logprob(self._vocab, event))
-                    text, hit_stop = stopper.push(assembler.push(self._vocab.token_bytes(event.token)))
+                    text, hit_stop = stopper.push(assembler.push(piece))
                     text = trimmer.push(text) if trimmer else text
                     if text:
                         yield GenerationChunk(
