@@ -3,87 +3,15 @@ over a fake compute context: pure logic, no model. The real model runs in tests/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
 from pensieve.engine.llamacpp.batch_context import SCORING_ROWS, BatchItem
 from pensieve.engine.scheduler import Scheduler
 from pensieve.engine.worker_protocol import DoneEvent, Job, PromptEvent, TokenEvent
 from pensieve.engine_api import SamplingParams
-
-EOG = 0
-
-
-class FakeSampler:
-    """Stands in for a native sampler chain."""
-
-    def __init__(self) -> None:
-        self.grammar = None
-        self.freed = False
-
-    def free(self) -> None:
-        self.freed = True
-
-
-@dataclass
-class FakeVocab:
-    eog_tokens: frozenset[int] = frozenset({EOG})
-    banned_tokens: tuple[int, ...] = ()
-
-
-@dataclass
-class FakeContext:
-    """Records every batch; 'samples' the token after the one evaluated (+1), or EOG at `stop_at`."""
-
-    n_parallel: int = 2
-    n_batch: int = 8
-    kv_size: int = 64
-    window: int = 64
-    stop_at: int | None = None
-    vocab: FakeVocab = field(default_factory=FakeVocab)
-    batches: list[list[BatchItem]] = field(default_factory=list)
-    forgotten: list[tuple[int, int]] = field(default_factory=list)
-    bans: list[tuple[int, ...]] = field(default_factory=list)
-
-    def decode(self, items: Sequence[BatchItem]) -> None:
-        self.batches.append(list(items))
-
-    def sampler(self, params: SamplingParams, *, ban: Sequence[int] = (), grammar: str | None = None) -> FakeSampler:
-        self.bans.append(tuple(ban))
-        return FakeSampler()
-
-    def save_logits(self, index: int) -> BatchItem:
-        return self.batches[-1][index]  # the row's item stands for its logits
-
-    def sample(self, sampler: FakeSampler, index: int | None, *, saved: BatchItem | None = None) -> int:
-        row = self.batches[-1][index] if index is not None else saved
-        assert row is not None
-        token = row.token + 1
-        return EOG if self.stop_at is not None and token >= self.stop_at else token
-
-    def accept(self, sampler: FakeSampler, token: int) -> None:
-        pass
-
-    def logprobs(
-        self, index: int | None, token: int, top_n: int, *, saved: BatchItem | None = None
-    ) -> tuple[float, list[tuple[int, float]]]:
-        return -0.5, [(token, -0.5)][:top_n]
-
-    def forget(self, seq: int, start: int = 0) -> None:
-        self.forgotten.append((seq, start))
+from support.scheduler_fakes import EOG, FakeContext, FakeVocab, run_until_idle
 
 
 def job(rid: int, prompt: list[int], max_tokens: int = 3) -> Job:
     return Job(rid=rid, prompt=prompt, params=SamplingParams(temperature=0), max_tokens=max_tokens)
-
-
-def run_until_idle(scheduler: Scheduler, limit: int = 100) -> list[TokenEvent | PromptEvent | DoneEvent]:
-    events: list[TokenEvent | PromptEvent | DoneEvent] = []
-    for _ in range(limit):
-        if scheduler.idle:
-            return events
-        events.extend(scheduler.step())
-    raise AssertionError("the scheduler did not finish")
 
 
 def test_two_requests_decode_in_the_same_batches() -> None:

@@ -15,74 +15,16 @@ import numpy as np
 from pensieve.engine.llamacpp.batch_context import BatchItem
 from pensieve.engine.scheduler import Scheduler
 from pensieve.engine.speculation import ROW_COST, PromptLookup, Speculation, expected_tokens
-from pensieve.engine.worker_protocol import DoneEvent, Job, PromptEvent, TokenEvent
+from pensieve.engine.worker_protocol import DoneEvent, Job, TokenEvent
 from pensieve.engine_api import SamplingParams
 from pensieve.schemas.requests import ChatCompletionRequest, CompletionRequest, RequestDefaults
 from pensieve.settings_sections import SamplingSettings
+from support.scheduler_fakes import FakeContext, FakeSampler, run_until_idle
 
-EOG = 0
-
-
-class FakeSampler:
-    """Stands in for a native sampler chain."""
-
-    grammar = None
-
-    def free(self) -> None:
-        pass
-
-
-@dataclass
-class FakeVocab:
-    eog_tokens: frozenset[int] = frozenset({EOG})
-    banned_tokens: tuple[int, ...] = ()
-
-
-@dataclass
-class FakeContext:
-    """Records batches and forgotten KV; subclasses decide what is 'sampled' at a batch entry."""
-
-    n_parallel: int = 1
-    n_batch: int = 64
-    kv_size: int = 256
-    window: int = 256
-    vocab: FakeVocab = field(default_factory=FakeVocab)
-    batches: list[list[BatchItem]] = field(default_factory=list)
-    forgotten: list[tuple[int, int]] = field(default_factory=list)
-
-    def decode(self, items: Sequence[BatchItem]) -> None:
-        self.batches.append(list(items))
-
-    def sampler(self, params: SamplingParams, *, ban: Sequence[int] = (), grammar: str | None = None) -> FakeSampler:
-        return FakeSampler()
-
-    def accept(self, sampler: FakeSampler, token: int) -> None:
-        pass
-
-    def logprobs(
-        self, index: int | None, token: int, top_n: int, *, saved: BatchItem | None = None
-    ) -> tuple[float, list[tuple[int, float]]]:
-        return -0.5, []
-
-    def save_logits(self, index: int) -> BatchItem:
-        return self.batches[-1][index]  # the row's item stands for its logits
-
-    def row(self, index: int | None, saved: BatchItem | None) -> BatchItem:
-        item = self.batches[-1][index] if index is not None else saved
-        assert item is not None
-        return item
-
-    def forget(self, seq: int, start: int = 0) -> None:
-        self.forgotten.append((seq, start))
-
-
-def run_until_idle(scheduler: Scheduler, limit: int = 200) -> list[TokenEvent | PromptEvent | DoneEvent]:
-    events: list[TokenEvent | PromptEvent | DoneEvent] = []
-    for _ in range(limit):
-        if scheduler.idle:
-            return events
-        events.extend(scheduler.step())
-    raise AssertionError("the scheduler did not finish")
+# One sequence, with room for long drafts (the scheduler tests' defaults are smaller).
+SINGLE = {"n_parallel": 1, "n_batch": 64, "kv_size": 256, "window": 256}
+# Plain decoding of the longest answers here takes more steps than the shared default allows.
+STEPS = 200
 
 
 def test_lookup_proposes_what_followed_the_latest_earlier_occurrence() -> None:
@@ -159,10 +101,10 @@ def test_greedy_copy_is_unchanged_and_takes_fewer_steps() -> None:
     prompt = text[: 2 + 40 + 1 + 8]
     runs = {}
     for speculative in (True, False):
-        context = CopyContext(text=text)
+        context = CopyContext(text=text, **SINGLE)
         scheduler = Scheduler(context)  # type: ignore[arg-type]
         scheduler.submit(copy_job(1, prompt, 30, speculative=speculative))
-        events = run_until_idle(scheduler)
+        events = run_until_idle(scheduler, STEPS)
         runs[speculative] = ([e.token for e in events if isinstance(e, TokenEvent)], len(context.batches))
         assert isinstance(events[-1], DoneEvent) and events[-1].completion_tokens == 30
         assert all(rows in ROW_COST for rows in context.rows[1:])  # whole tiles of logits rows
@@ -180,10 +122,10 @@ def test_a_rejected_draft_is_forgotten_and_eog_inside_a_draft_ends_the_answer() 
     passage = [100 + n for n in range(20)]
     text = [1, *passage, 3, *passage[:10], 0, 0]  # the copy diverges after 10 tokens with EOG (0)
     prompt = text[: 1 + 20 + 1 + 3]
-    context = CopyContext(text=text)
+    context = CopyContext(text=text, **SINGLE)
     scheduler = Scheduler(context)  # type: ignore[arg-type]
     scheduler.submit(copy_job(1, prompt, 50))
-    events = run_until_idle(scheduler)
+    events = run_until_idle(scheduler, STEPS)
     assert [e.token for e in events if isinstance(e, TokenEvent)] == passage[3:10]
     assert isinstance(events[-1], DoneEvent) and events[-1].finish == "stop"
     kept = len(scheduler.slots[0].cached)
@@ -208,7 +150,7 @@ class MarkovContext(FakeContext):
 def test_sampled_output_keeps_the_distribution_of_plain_decoding() -> None:
     prompt = [1, 2, 3] * 8 + [1, 2]  # a long repeat: the lookup drafts 3 1 2 ..., right often, wrong often
     length, runs = 4, 6000
-    context = MarkovContext()
+    context = MarkovContext(**SINGLE)
     counts: Counter[tuple[int, ...]] = Counter()
     drafted = accepted = 0
     for run in range(runs):
@@ -216,7 +158,7 @@ def test_sampled_output_keeps_the_distribution_of_plain_decoding() -> None:
         # One token more than counted: the first is sampled with the prompt's last slice (never drafted), and
         # a draft needs room for three more tokens (a 4-row step).
         scheduler.submit(Job(run, prompt, SamplingParams(temperature=1.0), max_tokens=length + 1))
-        answer = tuple(e.token for e in run_until_idle(scheduler) if isinstance(e, TokenEvent))
+        answer = tuple(e.token for e in run_until_idle(scheduler, STEPS) if isinstance(e, TokenEvent))
         counts[answer[:length]] += 1
         drafted, accepted = drafted + scheduler.drafted, accepted + scheduler.accepted
     assert drafted > runs and 0 < accepted < drafted  # drafts were made, some kept and some not
