@@ -21,12 +21,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from bench_vs_llama_server import EOG_BIAS, GREEDY, Stream, Target
-from common import DEFAULT_MODEL, start_server, table
-from llama_server import LlamaServer
+from bench_vs_llama_server import EOG_BIAS, GREEDY, Stream, Target, pair_arguments, start_pair
+from common import table
 
 PASSAGE = (
     "The river town of Aldermere sits where two valleys meet, and for most of its history it has lived by the "
@@ -90,21 +87,9 @@ def speculation(target: Target) -> tuple[int, int]:
 def main() -> int:
     """Start both servers, run the interleaved rounds per workload, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parallel", type=int, default=16)
-    parser.add_argument("--n-ctx", type=int, default=4096, help="context per sequence")
+    pair_arguments(parser)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="pensieve-bench-spec-"))
-    env = {
-        "PENSIEVE_N_CTX": str(args.n_ctx), "PENSIEVE_N_THREADS": str(args.threads),
-        "PENSIEVE_PARALLEL": str(args.parallel), "PENSIEVE_LOG_LEVEL": "warning",
-    }  # fmt: skip
-    pensieve = start_server("spec", args.model, work, env, ready_path="/ready", ready_timeout=120)
-    llama = LlamaServer(
-        args.model, n_ctx=args.n_ctx, threads=args.threads, parallel=args.parallel, log_path=work / "llama-server.log"
-    )
+    pensieve, llama = start_pair(args, "spec")
     ours = Target("pensieve", pensieve.base_url, args.model.stem, lambda: [])
     theirs = Target("llama-server", llama.base_url, args.model.stem, lambda: [])
     speeds: dict[tuple[str, str], list[float]] = {}

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from common import DEFAULT_MODEL, children, fmt, process_cpu_seconds, start_server, table
+from common import DEFAULT_MODEL, ServerHandle, children, fmt, process_cpu_seconds, start_server, table
 from llama_server import LlamaServer
 
 # Gemma's end-of-generation tokens, banned so every run is exactly max_tokens long.
@@ -205,14 +205,44 @@ def report(figures: dict[str, Figures], args: argparse.Namespace) -> str:
     return table(header, rows)
 
 
-def main() -> int:
-    """Start both servers, run the interleaved rounds, print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every side-by-side bench: the model, rounds, and what both servers run with."""
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=16)
     parser.add_argument("--n-ctx", type=int, default=4096, help="context per sequence")
+
+
+def start_pair(
+    args: argparse.Namespace, name: str, extra_env: dict[str, str] | None = None
+) -> tuple[ServerHandle, LlamaServer]:
+    """Pensieve (with `extra_env` PENSIEVE_* settings) and llama-server on the same model, threads, parallel
+    sequences and context per sequence (`pair_arguments`), both ready; their logs in a new temporary folder."""
+    work = Path(tempfile.mkdtemp(prefix=f"pensieve-bench-{name}-"))
+    env = {
+        "PENSIEVE_N_CTX": str(args.n_ctx), "PENSIEVE_N_THREADS": str(args.threads),
+        "PENSIEVE_PARALLEL": str(args.parallel), "PENSIEVE_LOG_LEVEL": "warning", **(extra_env or {}),
+    }  # fmt: skip
+    pensieve = start_server(name, args.model, work, env, ready_path="/ready", ready_timeout=120)
+    try:
+        llama = LlamaServer(
+            args.model,
+            n_ctx=args.n_ctx,
+            threads=args.threads,
+            parallel=args.parallel,
+            log_path=work / "llama-server.log",
+        )
+    except BaseException:
+        pensieve.stop()
+        raise
+    return pensieve, llama
+
+
+def main() -> int:
+    """Start both servers, run the interleaved rounds, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    pair_arguments(parser)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--single-tokens", type=int, default=128)
     parser.add_argument("--concurrent-tokens", type=int, default=96)
@@ -220,16 +250,7 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], help="extra PENSIEVE_X=value for the Pensieve server")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="pensieve-bench-vs-llama-"))
-    env = {
-        "PENSIEVE_N_CTX": str(args.n_ctx), "PENSIEVE_N_THREADS": str(args.threads),
-        "PENSIEVE_PARALLEL": str(args.parallel), "PENSIEVE_LOG_LEVEL": "warning",
-        **dict(item.split("=", 1) for item in args.env),
-    }  # fmt: skip
-    pensieve = start_server("vs-llama", args.model, work, env, ready_path="/ready", ready_timeout=120)
-    llama = LlamaServer(
-        args.model, n_ctx=args.n_ctx, threads=args.threads, parallel=args.parallel, log_path=work / "llama-server.log"
-    )
+    pensieve, llama = start_pair(args, "vs-llama", dict(item.split("=", 1) for item in args.env))
     pid = pensieve.process.pid
     targets = [
         Target("pensieve", pensieve.base_url, args.model.stem, lambda: [pid, *children(pid)]),
