@@ -242,15 +242,6 @@ def test_saved_logits_go_when_their_prompt_leaves_the_cache() -> None:
     assert [item.token for item in context.batches[0]] == [7, 8]  # evaluated again, last token with logits
 
 
-def test_cancelling_a_job_waiting_on_saved_logits_samples_nothing() -> None:
-    _, scheduler = after_one_request([5, 6, 7, 8])
-    scheduler.submit(job(2, [5, 6, 7, 8], max_tokens=2))
-    scheduler._admit()
-    done = scheduler.cancel(2)
-    assert done is not None and done.finish == "cancelled"
-    assert scheduler.step() == [] and scheduler.idle
-
-
 def test_a_seeded_draw_evaluates_the_last_prompt_token_alone_every_time() -> None:
     """One row of logits and a prompt slice's row round differently: a seeded job keeps the one-row path."""
     context = FakeContext()

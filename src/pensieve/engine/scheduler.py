@@ -63,7 +63,8 @@ class Scheduler:
         self.waiting: deque[Job] = deque()
         self.eog = context.vocab.eog_tokens
         self.banned = context.vocab.banned_tokens
-        self._rejected: list[DoneEvent] = []
+        # Events made while admitting: a job that could not start ends; a whole cached prompt's first token.
+        self._admitted: list[Event] = []
         self._speculations: dict[int, Speculation] = {}  # by sequence; replaced when its request changes
         self.drafted = 0  # draft tokens verified since the worker started, and how many were accepted
         self.accepted = 0
@@ -119,7 +120,10 @@ class Scheduler:
             try:
                 self._start(slot, job, reuse)
             except ValueError as exc:  # e.g. a grammar llama.cpp cannot parse
-                self._rejected.append(self._finish(slot, "error", f"cannot start: {exc}"))
+                self._admitted.append(self._finish(slot, "error", f"cannot start: {exc}"))
+                continue
+            if reuse == len(job.prompt):  # its first token now, from the saved logits; evaluated this step
+                self._admitted.extend(self._sample(slot, None))
 
     def _best_slot(self, idle: list[Slot], prompt: list[int], partition: str) -> tuple[Slot, int]:
         best, best_common = None, 0
@@ -158,9 +162,9 @@ class Scheduler:
         slot.partition = job.cache_partition
         slot.job = job
         slot.pending = job.prompt[reuse:-1]
-        slot.ready = reuse == len(job.prompt)
-        # Nothing to sample (max_tokens 0: a scoring job): the last prompt token need not be evaluated.
-        slot.next_token = job.prompt[-1] if job.max_tokens > 0 and not slot.ready else None
+        # Nothing to evaluate: nothing to sample (max_tokens 0: a scoring job), or the whole prompt is cached
+        # with the logits it ended with (`_admit` samples from them).
+        slot.next_token = job.prompt[-1] if job.max_tokens > 0 and reuse < len(job.prompt) else None
         slot.produced = 0
         slot.reused = reuse
         ban = (*self.banned, *self.eog) if job.forbid_eog_first else self.banned
@@ -172,12 +176,8 @@ class Scheduler:
     def step(self) -> list[Event]:
         """Admit, build one batch, decode it, sample; the events of this step."""
         self._admit()
-        events: list[Event] = list(self._rejected)
-        self._rejected.clear()
-        for slot in self.slots:
-            if slot.ready:  # a whole cached prompt: its first token now, evaluated in this very step
-                slot.ready = False
-                events.extend(self._sample(slot, None))
+        events: list[Event] = list(self._admitted)
+        self._admitted.clear()
         items, sampled, scored = self._build_batch()
         drafts = self._add_drafts(items, sampled)
         if not items:
@@ -203,7 +203,7 @@ class Scheduler:
         return [
             self._finish(slot, "length")
             for slot in self.slots
-            if slot.job is not None and not slot.pending and slot.next_token is None and not slot.ready
+            if slot.job is not None and not slot.pending and slot.next_token is None
         ]
 
     def _score(self, slot: Slot, first: int, count: int) -> PromptEvent:
@@ -363,6 +363,6 @@ class Scheduler:
             self.context.forget(slot.seq)
             slot.truncate(0)
         done = DoneEvent(job.rid, finish, len(job.prompt), slot.produced, slot.reused, error)
-        slot.job, slot.sampler, slot.next_token, slot.pending, slot.ready = None, None, None, [], False
+        slot.job, slot.sampler, slot.next_token, slot.pending = None, None, None, []
         slot.last_used = time.monotonic()
         return done

@@ -26,7 +26,6 @@ class Slot:
     # The logits after the first `saved_for` cached tokens (the last prompt's end), kept while those stay.
     saved_logits: Any = None
     saved_for: int = 0
-    ready: bool = False  # the job samples its first token from `saved_logits`, evaluating nothing
     produced: int = 0
     reused: int = 0
     last_used: float = 0.0
