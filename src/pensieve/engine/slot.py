@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pensieve.engine.llamacpp.batch_context import SequenceSampler
+from pensieve.engine.llamacpp.sampling import SequenceSampler
 from pensieve.engine.worker_protocol import Job
 
 

@@ -19,14 +19,12 @@ import llama_cpp as llama
 import numpy as np
 
 from pensieve.engine.llamacpp.runtime import LlamaConfig, LlamaDecodeError, LlamaLoadError, ensure_backend
+from pensieve.engine.llamacpp.sampling import NEG_INF, SequenceSampler, build_sampler
 from pensieve.engine.llamacpp.vocab import LlamaVocab
 from pensieve.engine_api import SamplingParams
 
 logger = logging.getLogger(__name__)
 
-_NEG_INF = float("-inf")
-# How many recent tokens repeat/presence/frequency penalties look at (llama.cpp's default).
-PENALTY_LAST_N = 64
 # llama_token_data as numpy sees it, to build a full candidate array without a Python loop.
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 # Longest input to embed: the embedding context's size (its KV cache holds one input at a time).
@@ -55,29 +53,6 @@ class BatchItem:
     pos: int
     seq: int
     logits: bool
-
-
-class SequenceSampler:
-    """The sampler chain of one sequence, plus its grammar when the output must follow one.
-
-    `greedy` holds (token ids, biases) when the chain is plain greedy decoding with logit biases only:
-    the argmax is then taken with numpy on the logits in place, without building llama.cpp's
-    262k-entry candidate array (a few percent of a 16-sequence step: bench/README.md).
-    """
-
-    def __init__(self, chain: Any, grammar: Any | None, greedy: tuple[Any, Any] | None = None) -> None:
-        self.chain = chain
-        self.grammar = grammar
-        self.greedy = greedy
-
-    def free(self) -> None:
-        """Release the native samplers (idempotent)."""
-        if self.chain is not None:
-            llama.llama_sampler_free(self.chain)
-            self.chain = None
-        if self.grammar is not None:
-            llama.llama_sampler_free(self.grammar)
-            self.grammar = None
 
 
 def normalised(vector: np.ndarray) -> list[float]:
@@ -187,55 +162,8 @@ class BatchContext:
     def sampler(
         self, params: SamplingParams, *, ban: Sequence[int] = (), grammar: str | None = None
     ) -> SequenceSampler:
-        """A fresh sampler for one sequence: logit bias (incl. banned tokens), top-k, penalties, then
-        greedy or top-p / min-p / temperature / seeded draw; a GBNF grammar is checked separately."""
-        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
-        biases = [*params.logit_bias, *((token, _NEG_INF) for token in ban)]
-        if biases:
-            array = (llama.llama_logit_bias * len(biases))(*[llama.llama_logit_bias(t, b) for t, b in biases])
-            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_logit_bias(self.n_vocab, len(biases), array))
-        penalised = params.repeat_penalty != 1.0 or bool(params.presence_penalty) or bool(params.frequency_penalty)
-        # top_k before the penalties: penalising all 262k candidates every token costs a noticeable share of
-        # the speed. Plain greedy decoding needs no top_k at all (the argmax is the argmax): skipping its
-        # partial sort of the whole vocabulary saves time on every token (figures: bench/README.md).
-        if params.top_k > 0 and (params.temperature > 0.0 or penalised):
-            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_k(params.top_k))
-        if penalised:
-            llama.llama_sampler_chain_add(
-                chain,
-                llama.llama_sampler_init_penalties(
-                    self.n_vocab,
-                    PENALTY_LAST_N,
-                    params.repeat_penalty,
-                    params.frequency_penalty,
-                    params.presence_penalty,
-                ),
-            )
-        if params.temperature <= 0.0:
-            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
-        else:
-            if params.top_p < 1.0:
-                llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(params.top_p, 1))
-            if params.min_p > 0.0:
-                llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_min_p(params.min_p, 1))
-            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(params.temperature))
-            seed = params.seed if params.seed is not None else llama.LLAMA_DEFAULT_SEED
-            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        greedy = None
-        if params.temperature <= 0.0 and not penalised and grammar is None:
-            combined: dict[int, float] = {}
-            for token, bias in biases:
-                combined[token] = combined.get(token, 0.0) + bias
-            greedy = (np.fromiter(combined, dtype=np.int64), np.fromiter(combined.values(), dtype=np.float32))
-        grammar_sampler = None
-        if grammar is not None:
-            grammar_sampler = llama.llama_sampler_init_grammar(
-                llama.llama_model_get_vocab(self._model), grammar.encode(), b"root"
-            )
-            if not grammar_sampler:
-                llama.llama_sampler_free(chain)
-                raise ValueError("the grammar could not be parsed")
-        return SequenceSampler(chain, grammar_sampler, greedy)
+        """A fresh sampler for one sequence (`sampling.build_sampler`); ValueError for a bad grammar."""
+        return build_sampler(self._model, self.n_vocab, params, ban=ban, grammar=grammar)
 
     def accept(self, sampler: SequenceSampler, token: int) -> None:
         """Tell a sampler about a token chosen elsewhere (penalty history, grammar state)."""
@@ -257,18 +185,7 @@ class BatchContext:
         That keeps constrained output near full speed, as llama.cpp's own common sampler does.
         """
         if sampler.greedy is not None:
-            tokens, biases = sampler.greedy
-            logits = self._row(index, saved)
-            if not len(tokens):
-                return int(logits.argmax())
-            # Bias in place and restore (the logprobs of this token are read from the same row later):
-            # cheaper than copying the 1 MB row.
-            original = logits[tokens]
-            logits[tokens] += biases
-            try:
-                return int(logits.argmax())
-            finally:
-                logits[tokens] = original
+            return sampler.greedy.pick(self._row(index, saved))
         if index is not None and sampler.grammar is None:
             return int(llama.llama_sampler_sample(sampler.chain, self._ctx, index))  # draws and accepts
         row = self._row(index, saved)
@@ -277,7 +194,7 @@ class BatchContext:
             single = (llama.llama_token_data * 1)(llama.llama_token_data(token, 1.0, 0.0))
             check = llama.llama_token_data_array(single, 1, -1, False)
             llama.llama_sampler_apply(sampler.grammar, ctypes.byref(check))
-            if single[0].logit == _NEG_INF:  # rejected: draw again from what the grammar allows
+            if single[0].logit == NEG_INF:  # rejected: draw again from what the grammar allows
                 token = self._apply(sampler.chain, row, first=sampler.grammar)
             llama.llama_sampler_accept(sampler.grammar, token)
         # Only the token kept enters the chain's history (the penalties'), not a draw the grammar refused.
