@@ -60,6 +60,23 @@ def test_long_prompt_is_prefilled_in_slices_while_others_generate() -> None:
     assert any(item.seq == 0 for item in context.batches[-1])  # request 1 kept going in the same step
 
 
+def test_a_burst_behind_one_generating_stream_fills_the_batch() -> None:
+    """Fifteen prompts arriving while the first of a burst already streams are not held to one short slice
+    a step: their first tokens matter as much as its next one."""
+    context = FakeContext(n_parallel=16, n_batch=512, kv_size=4096, window=256)
+    scheduler = Scheduler(context)  # type: ignore[arg-type]
+    scheduler.submit(job(1, [1, 2], max_tokens=50))
+    scheduler.step()
+    scheduler.step()  # request 1 is generating now
+    for rid in range(2, 17):
+        scheduler.submit(job(rid, list(range(rid * 1000, rid * 1000 + 60)), max_tokens=4))
+    scheduler.step()
+    prompt_tokens = [item for item in context.batches[-1] if item.seq != 0]
+    assert len(prompt_tokens) > 3 * 128
+    assert len(context.batches[-1]) <= 512
+    assert any(item.seq == 0 for item in context.batches[-1])  # the stream still got its token
+
+
 def after_one_request(prompt: list[int]) -> tuple[FakeContext, Scheduler]:
     """A scheduler that has answered `prompt` (2 tokens; its cache kept), with the batch record cleared."""
     context = FakeContext()

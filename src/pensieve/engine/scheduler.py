@@ -49,8 +49,9 @@ from pensieve.engine.slot import Slot, common_prefix, seeded
 from pensieve.engine.speculation import MAX_STREAMS, Speculation
 from pensieve.engine.worker_protocol import DoneEvent, Event, Finish, Job, Load, PromptEvent, TokenEvent
 
-# Prompt tokens a step may add while other sequences are generating: a short slice of prefill (its time
-# on 2 cores is in bench/README.md), so running streams keep flowing while a long prompt enters.
+# Prompt tokens a step may add per prompt waiting for its first token and per sequence generating: a
+# short slice of prefill (its time on 2 cores is in bench/README.md), so running streams keep flowing while
+# a long prompt enters (see `_prefill_room`).
 PREFILL_SLICE_WHILE_GENERATING = 128
 
 
@@ -223,16 +224,14 @@ class Scheduler:
         sampled: list[tuple[Slot, int]] = []
         scored: list[tuple[Slot, int, int]] = []  # (slot, first batch entry, positions) of scored slices
         scoring_rows = SCORING_ROWS
-        generating = False
+        generating = 0
         # First the sequences that sample this step: one token each (a generated or a last prompt token).
         for slot in self.slots:
             if slot.job is not None and not slot.pending and slot.next_token is not None:
                 sampled.append((slot, len(items)))
                 items.append(BatchItem(slot.next_token, len(slot.cached), slot.seq, True))
-                generating = generating or slot.produced > 0
-        room = self.context.n_batch - len(items)
-        if generating:
-            room = min(room, PREFILL_SLICE_WHILE_GENERATING)
+                generating += slot.produced > 0
+        room = self._prefill_room(self.context.n_batch - len(items), generating)
         # Then prompt slices, oldest request first (slots admitted earlier have lower reuse of room).
         for slot in self.slots:
             if room <= 0:
@@ -256,6 +255,19 @@ class Scheduler:
                 items.append(BatchItem(slot.next_token, start + len(piece), slot.seq, True))
                 room -= 1
         return items, sampled, scored
+
+    def _prefill_room(self, room: int, generating: int) -> int:
+        """Prompt tokens this step may take, of the batch's `room`, while `generating` sequences stream.
+
+        A step's length is every running stream's stall, while prompts wait for their first token: a
+        slice of PREFILL_SLICE_WHILE_GENERATING per waiting prompt per generating stream. One long prompt
+        beside streams enters in short slices; a burst of requests, of which the first admitted is
+        already generating, fills the batch as on an idle server, and gets its first tokens sooner.
+        """
+        if not generating:
+            return room
+        prefilling = sum(1 for slot in self.slots if slot.job is not None and slot.pending)
+        return min(room, PREFILL_SLICE_WHILE_GENERATING * max(1, prefilling // generating))
 
     # --- speculative decoding ----------------------------------------------------------------------
 
