@@ -14,6 +14,10 @@ generated token. llama-server is built once from the pinned llama-cpp-python's v
 (`bench/llama_server.py`).
 
     .venv/bin/python bench/bench_vs_llama_server.py [--rounds 3] [--json out.json]
+
+With `--baseline-src DIR` a second Pensieve, run from another checkout (`git worktree add /tmp/main main`),
+takes part in the same rounds and gets a table of its own: an A/B of a change against main, each measured
+against the same llama-server in one run.
 """
 
 from __future__ import annotations
@@ -167,9 +171,10 @@ def measure_round(target: Target, round_index: int, args: argparse.Namespace) ->
     return statistics.median(s.decode_tps for s in singles), aggregate, statistics.median(ttfts), cpu_ms
 
 
-def report(figures: dict[str, Figures], args: argparse.Namespace) -> str:
-    """The table: per-round ratios Pensieve / llama-server, their median, raw medians and the targets."""
-    ours, theirs = figures["pensieve"], figures["llama-server"]
+def report(figures: dict[str, Figures], args: argparse.Namespace, server: str = "pensieve") -> str:
+    """The table: per-round ratios of `server` / llama-server, their median, raw medians and the targets."""
+    ours, theirs = figures[server], figures["llama-server"]
+    label = "Pensieve" if server == "pensieve" else server
     rows = []
     measures = (
         ("single stream tok/s", "single_tps", ">= 1.0", True),
@@ -194,10 +199,10 @@ def report(figures: dict[str, Figures], args: argparse.Namespace) -> str:
             ]
         )
     header = [
-        "ratio Pensieve / llama-server",
+        f"ratio {label} / llama-server",
         *(f"round {i + 1}" for i in range(args.rounds)),
         "median",
-        "Pensieve",
+        label,
         "llama-server",
         "target",
         "verdict",
@@ -214,17 +219,27 @@ def pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-ctx", type=int, default=4096, help="context per sequence")
 
 
+def pair_env(args: argparse.Namespace) -> dict[str, str]:
+    """The PENSIEVE_* settings that match a Pensieve server to llama-server's (`pair_arguments`)."""
+    return {
+        "PENSIEVE_N_CTX": str(args.n_ctx), "PENSIEVE_N_THREADS": str(args.threads),
+        "PENSIEVE_PARALLEL": str(args.parallel), "PENSIEVE_LOG_LEVEL": "warning",
+    }  # fmt: skip
+
+
+def own_processes(server: ServerHandle) -> Callable[[], list[int]]:
+    """The process ids of a Pensieve server: the server and its model workers."""
+    pid = server.process.pid
+    return lambda: [pid, *children(pid)]
+
+
 def start_pair(
     args: argparse.Namespace, name: str, extra_env: dict[str, str] | None = None
 ) -> tuple[ServerHandle, LlamaServer]:
     """Pensieve (with `extra_env` PENSIEVE_* settings) and llama-server on the same model, threads, parallel
     sequences and context per sequence (`pair_arguments`), both ready; their logs in a new temporary folder."""
     work = Path(tempfile.mkdtemp(prefix=f"pensieve-bench-{name}-"))
-    env = {
-        "PENSIEVE_N_CTX": str(args.n_ctx), "PENSIEVE_N_THREADS": str(args.threads),
-        "PENSIEVE_PARALLEL": str(args.parallel), "PENSIEVE_LOG_LEVEL": "warning", **(extra_env or {}),
-    }  # fmt: skip
-    pensieve = start_server(name, args.model, work, env, ready_path="/ready", ready_timeout=120)
+    pensieve = start_server(name, args.model, work, {**pair_env(args), **(extra_env or {})})
     try:
         llama = LlamaServer(
             args.model,
@@ -248,21 +263,42 @@ def main() -> int:
     parser.add_argument("--concurrent-tokens", type=int, default=96)
     parser.add_argument("--ttft-runs", type=int, default=3)
     parser.add_argument("--env", action="append", default=[], help="extra PENSIEVE_X=value for the Pensieve server")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run a Pensieve from this checkout (e.g. a `git worktree` of main), in the same rounds: an A/B",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    pensieve, llama = start_pair(args, "vs-llama", dict(item.split("=", 1) for item in args.env))
-    pid = pensieve.process.pid
+    env = dict(item.split("=", 1) for item in args.env)
+    pensieve, llama = start_pair(args, "vs-llama", env)
+    servers = [pensieve]
     targets = [
-        Target("pensieve", pensieve.base_url, args.model.stem, lambda: [pid, *children(pid)]),
+        Target("pensieve", pensieve.base_url, args.model.stem, own_processes(pensieve)),
         Target("llama-server", llama.base_url, args.model.stem, lambda: [llama.process.pid]),
     ]
+    try:
+        if args.baseline_src is not None:
+            source = args.baseline_src.resolve() / "src"
+            if not (source / "pensieve").is_dir():
+                raise SystemExit(f"{args.baseline_src} is not a Pensieve checkout (no src/pensieve)")
+            work = Path(tempfile.mkdtemp(prefix="pensieve-bench-baseline-"))
+            baseline = start_server("baseline", args.model, work, {**pair_env(args), **env, "PYTHONPATH": str(source)})
+            servers.append(baseline)
+            targets.append(Target("baseline", baseline.base_url, args.model.stem, own_processes(baseline)))
+    except BaseException:
+        llama.close()
+        pensieve.stop()
+        raise
     figures = {target.name: Figures() for target in targets}
     try:
         for target in targets:  # warm-up: page in the weights, start the threads
             target.complete("Warm-up.", 8)
         for round_index in range(args.rounds):
-            order = targets if round_index % 2 == 0 else targets[::-1]
-            for target in order:
+            # Each server in each position of the order, round after round.
+            shift = round_index % len(targets)
+            order = targets[shift:] + targets[:shift]
+            for target in order if round_index % 2 == 0 else order[::-1]:
                 single, aggregate, ttft, cpu_ms = measure_round(target, round_index, args)
                 got = figures[target.name]
                 got.single_tps.append(single)
@@ -279,9 +315,13 @@ def main() -> int:
         for target in targets:
             target.client.close()
         llama.close()
-        pensieve.stop()
+        for server in servers:
+            server.stop()
     print(f"## Pensieve vs llama-server ({args.model.name}, {args.threads} threads, {args.parallel} sequences)\n")
     print(report(figures, args))
+    if args.baseline_src is not None:
+        print(f"\n### The baseline ({args.baseline_src}), measured in the same rounds\n")
+        print(report(figures, args, "baseline"))
     if args.json:
         args.json.write_text(json.dumps({name: asdict(value) for name, value in figures.items()}, indent=2))
     return 0
