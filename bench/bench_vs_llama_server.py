@@ -9,9 +9,10 @@ OpenAI `/v1/completions` endpoint of each, interleaved (the order alternates eve
 * time to first token of a fresh ~200-token prompt, prompt cache off (`cache_prompt: false` on both).
 
 End-of-generation tokens are banned so every run is exactly max_tokens long; sampling is plain greedy on
-both (temperature 0, repeat_penalty 1.0). Also reported: CPU seconds each server's processes spend per
-generated token. llama-server is built once from the pinned llama-cpp-python's vendored llama.cpp
-(`bench/llama_server.py`).
+both (temperature 0, repeat_penalty 1.0), or with `--sampled` Pensieve's default sampling (temperature 0.7,
+top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1.1) sent to both. Also reported: CPU seconds each
+server's processes spend per generated token. llama-server is built once from the pinned
+llama-cpp-python's vendored llama.cpp (`bench/llama_server.py`).
 
     .venv/bin/python bench/bench_vs_llama_server.py [--rounds 3] [--json out.json]
 
@@ -41,6 +42,8 @@ from llama_server import LlamaServer
 # Gemma's end-of-generation tokens, banned so every run is exactly max_tokens long.
 EOG_BIAS = {"1": -100, "106": -100, "212": -100}
 GREEDY = {"temperature": 0.0, "repeat_penalty": 1.0, "top_k": 40, "top_p": 1.0, "min_p": 0.0}
+# `--sampled`: Pensieve's default sampling (SamplingSettings), sent to both: what a chat client gets.
+SAMPLED = {"temperature": 0.7, "repeat_penalty": 1.1, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
 SUBJECTS = (
     "lighthouses", "volcanoes", "honeybees", "glaciers", "railways", "coral reefs", "windmills", "comets",
     "libraries", "deserts", "submarines", "orchards", "bridges", "owls", "tea gardens", "telescopes",
@@ -85,6 +88,7 @@ class Target:
     base_url: str
     model: str
     pids: Callable[[], list[int]]
+    sampling: dict[str, float] = field(default_factory=lambda: dict(GREEDY))
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,11 +102,12 @@ class Target:
         return sum(process_cpu_seconds(pid) for pid in self.pids())
 
     def complete(self, prompt: str, max_tokens: int, *, cache_prompt: bool = True) -> Stream:
-        """One streamed greedy completion; its timestamps and the tokens the server counted."""
+        """One streamed completion (greedy unless `sampling` says otherwise); its timestamps and the tokens
+        the server counted."""
         body = {
             "model": self.model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
             "stream_options": {"include_usage": True}, "logit_bias": EOG_BIAS, "cache_prompt": cache_prompt,
-            **GREEDY,
+            **self.sampling,
         }  # fmt: skip
         return self.stream(body)
 
@@ -268,6 +273,7 @@ def main() -> int:
         type=Path,
         help="also run a Pensieve from this checkout (e.g. a `git worktree` of main), in the same rounds: an A/B",
     )
+    parser.add_argument("--sampled", action="store_true", help="Pensieve's default sampling instead of greedy")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
@@ -290,6 +296,8 @@ def main() -> int:
         llama.close()
         pensieve.stop()
         raise
+    for target in targets:
+        target.sampling = dict(SAMPLED if args.sampled else GREEDY)
     figures = {target.name: Figures() for target in targets}
     try:
         for target in targets:  # warm-up: page in the weights, start the threads
