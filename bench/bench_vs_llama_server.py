@@ -303,10 +303,9 @@ def main() -> int:
         for target in targets:  # warm-up: page in the weights, start the threads
             target.complete("Warm-up.", 8)
         for round_index in range(args.rounds):
-            # Each server in each position of the order, round after round.
+            # The order rotates: with two servers it alternates, and each server takes each place in turn.
             shift = round_index % len(targets)
-            order = targets[shift:] + targets[:shift]
-            for target in order if round_index % 2 == 0 else order[::-1]:
+            for target in targets[shift:] + targets[:shift]:
                 single, aggregate, ttft, cpu_ms = measure_round(target, round_index, args)
                 got = figures[target.name]
                 got.single_tps.append(single)
